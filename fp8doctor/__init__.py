@@ -1,0 +1,24 @@
+"""fp8doctor: inspect and repair the scale tensors of quantized safetensors checkpoints.
+
+The public API mirrors the CLI verbs: `scan` (read-only check), and the data types it returns.
+"""
+
+from fp8doctor.checkpoint.loader import CheckpointError
+from fp8doctor.findings import Finding, Region, Report, Severity
+from fp8doctor.layouts.model import LayoutOverride, ScaleLayout
+from fp8doctor.scanner import ScanOptions, scan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "Finding",
+    "LayoutOverride",
+    "Region",
+    "Report",
+    "ScaleLayout",
+    "ScanOptions",
+    "Severity",
+    "__version__",
+    "scan",
+]

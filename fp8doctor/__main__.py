@@ -1,0 +1,3 @@
+from fp8doctor.cli.app import main
+
+main()

@@ -1,0 +1,148 @@
+"""config.json: the quantization config and the model dims the layout model needs.
+
+Both HF-style configs (`quantization_config`) and DeepSeek's native inference configs (top-level
+`scale_fmt`, `moe_inter_dim`, ...) are understood. Anything unexpected is a `config-invalid`
+finding, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from fp8doctor.findings import Finding, Region, Severity
+
+# Model dims the layout model uses, with the aliases different configs spell them with.
+_DIM_ALIASES: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("hidden_size", "dim"),
+    "intermediate_size": ("intermediate_size", "inter_dim"),
+    "moe_intermediate_size": ("moe_intermediate_size", "moe_inter_dim"),
+    "num_experts": ("num_local_experts", "n_routed_experts", "num_experts"),
+    "num_attention_heads": ("num_attention_heads", "n_heads"),
+    "q_lora_rank": ("q_lora_rank",),
+    "kv_lora_rank": ("kv_lora_rank",),
+    "qk_nope_head_dim": ("qk_nope_head_dim",),
+    "qk_rope_head_dim": ("qk_rope_head_dim",),
+    "v_head_dim": ("v_head_dim",),
+    "head_dim": ("head_dim",),
+    "index_n_heads": ("index_n_heads",),
+    "index_head_dim": ("index_head_dim",),
+    "index_topk": ("index_topk",),
+    "sliding_window": ("sliding_window", "window_size"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layers"),
+}
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """The parts of a quantization config that decide scale layouts."""
+
+    quant_method: str | None = None
+    fmt: str | None = None
+    block_size: tuple[int, int] | None = None
+    scale_fmt: str | None = None
+    group_size: int | None = None
+    modules_to_not_convert: tuple[str, ...] = ()
+
+    @property
+    def ue8m0(self) -> bool:
+        return (self.scale_fmt or "").lower() == "ue8m0"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    dims: dict[str, int] = field(default_factory=dict)
+    model_type: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_pos_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def _block(v: Any) -> tuple[int, int] | None:
+    if isinstance(v, list) and len(v) == 2 and all(_as_pos_int(x) for x in v):
+        return (v[0], v[1])
+    return None
+
+
+def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list[Finding]]:
+    """Extract the quantization config and dims from a parsed config.json object."""
+    findings: list[Finding] = []
+
+    def warn(msg: str) -> None:
+        findings.append(Finding("config-invalid", Severity.WARNING, file, None, msg, Region.FILE))
+
+    if not isinstance(obj, dict):
+        warn(f"{file} is a JSON {type(obj).__name__}, not an object; layouts inferred from shapes")
+        return ModelConfig(), findings
+    dims: dict[str, int] = {}
+    sources = [obj]
+    for sub in ("text_config", "language_config"):
+        if isinstance(obj.get(sub), dict):
+            sources.append(obj[sub])
+    for canon, aliases in _DIM_ALIASES.items():
+        for src in sources:
+            val = next((src[a] for a in aliases if a in src), None)
+            if val is not None:
+                if _as_pos_int(val):
+                    dims[canon] = val
+                break
+
+    qc = obj.get("quantization_config")
+    if qc is None:
+        qc = {}
+    if not isinstance(qc, dict):
+        warn("quantization_config is not an object; ignored")
+        qc = {}
+    block = None
+    if "weight_block_size" in qc:
+        block = _block(qc["weight_block_size"])
+        if block is None:
+            warn(f"quantization_config.weight_block_size {qc['weight_block_size']!r:.60} is not [rows, cols]")
+    group = _as_pos_int(qc.get("group_size"))
+    groups = qc.get("config_groups")
+    if isinstance(groups, dict):
+        for g in groups.values():
+            w = g.get("weights") if isinstance(g, dict) else None
+            if not isinstance(w, dict):
+                continue
+            block = block or _block(w.get("block_structure"))
+            if w.get("strategy") in ("group", "tensor_group") or "group_size" in w:
+                group = group or _as_pos_int(w.get("group_size"))
+    elif groups is not None:
+        warn("quantization_config.config_groups is not an object; ignored")
+    not_convert = qc.get("modules_to_not_convert") or qc.get("ignore") or []
+    if not isinstance(not_convert, list) or not all(isinstance(m, str) for m in not_convert):
+        warn("quantization_config.modules_to_not_convert is not a list of strings; ignored")
+        not_convert = []
+    scale_fmt = qc.get("scale_fmt", obj.get("scale_fmt"))
+    quant = QuantConfig(
+        quant_method=qc.get("quant_method") if isinstance(qc.get("quant_method"), str) else None,
+        fmt=(qc.get("fmt") or qc.get("format")) if isinstance(qc.get("fmt") or qc.get("format"), str) else None,
+        block_size=block,
+        scale_fmt=scale_fmt if isinstance(scale_fmt, str) else None,
+        group_size=group,
+        modules_to_not_convert=tuple(not_convert),
+    )
+    model_type = obj.get("model_type") if isinstance(obj.get("model_type"), str) else None
+    return ModelConfig(quant=quant, dims=dims, model_type=model_type, raw=obj), findings
+
+
+def load_config(directory: str) -> tuple[ModelConfig | None, list[Finding]]:
+    """Read config.json beside the shards, if there is one."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        return None, []
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 << 20)
+        obj = json.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        msg = f"config.json could not be read ({reason}); layouts inferred from tensor shapes"
+        return None, [Finding("config-invalid", Severity.WARNING, "config.json", None, msg, Region.FILE)]
+    return parse_config(obj)

@@ -1,0 +1,61 @@
+"""Byte sources: where a shard's bytes come from. Local files are read with os.pread, never mmap
+(mmap read-ahead pulls whole weights into memory on cold or sparse files)."""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+
+class ByteSource(Protocol):
+    """Random access to one file's bytes. Remote sources implement the same three methods."""
+
+    def size(self) -> int: ...
+
+    def pread(self, offset: int, length: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class ReadError(OSError):
+    """A read returned fewer bytes than asked: the file is shorter than it was or unreadable."""
+
+
+class LocalFile:
+    """A local file read with os.pread. Keeps one descriptor open; counts the bytes it read."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(self._fd)
+        self._size = st.st_size
+        self.mtime_ns = st.st_mtime_ns
+        self.bytes_read = 0
+
+    def size(self) -> int:
+        return self._size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        chunks = []
+        got = 0
+        while got < length:
+            chunk = os.pread(self._fd, min(length - got, 1 << 30), offset + got)
+            if not chunk:
+                raise ReadError(f"{self.path}: wanted {length} bytes at offset {offset}, file ends after {got}")
+            chunks.append(chunk)
+            got += len(chunk)
+        self.bytes_read += got
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> LocalFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

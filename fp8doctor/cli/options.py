@@ -1,0 +1,19 @@
+"""Option definitions shared by several commands (one place, so help texts never drift)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+PathArg = Annotated[str, typer.Argument(help="Checkpoint directory, a .safetensors file, or an index .json.",
+                                        show_default=False)]
+FillOpt = Annotated[str, typer.Option("--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), "
+                                      "or 0xNN. Float scales use 0.0 / 1.0.")]
+SelectOpt = Annotated[list[str] | None, typer.Option("--select", help="Only report these rule ids (repeatable).")]
+IgnoreOpt = Annotated[list[str] | None, typer.Option("--ignore", help="Never report these rule ids (repeatable).")]
+LayoutOpt = Annotated[list[str] | None, typer.Option(
+    "--layout", help="Override a layout: 'GLOB:block=128x128' and/or 'GLOB:logical=2000x7168' "
+    "(weight element dims). Repeatable; later ones win.")]
+NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the verdict line and the exit code.")]

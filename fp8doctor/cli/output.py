@@ -1,0 +1,34 @@
+"""Consoles and exit codes shared by every command. Data goes to stdout, everything else to stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+
+EXIT_OK = 0
+"""No finding at or above --fail-on (scan), repair done (fix), PASS (verify)."""
+EXIT_FINDINGS = 1
+"""Findings at or above --fail-on; unfixable problems left (fix); FAIL (verify)."""
+EXIT_ERROR = 2
+"""The command could not run: path missing, not a checkpoint, usage error, internal error."""
+
+
+def no_color(flag: bool = False) -> bool:
+    return flag or "NO_COLOR" in os.environ
+
+
+def stdout_console(color: bool = True) -> Console:
+    return Console(file=sys.stdout, no_color=not color, highlight=False, soft_wrap=False)
+
+
+def stderr_console(color: bool = True) -> Console:
+    return Console(file=sys.stderr, stderr=True, no_color=not color, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> int:
+    """Print one line to stderr and return the exit code (commands `raise typer.Exit(fail(...))`)."""
+    Console(file=sys.stderr, stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True,
+                                                                    soft_wrap=True)
+    return code

@@ -1,0 +1,48 @@
+"""`fp8doctor rules`: every rule id, its severity, whether fix repairs it, and what to do."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fp8doctor.cli.options import NoColorOpt
+from fp8doctor.cli.output import fail, no_color, stdout_console
+
+
+def rules_command(
+    rule: Annotated[str | None, typer.Argument(help="Show one rule in full.", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+    no_color_flag: NoColorOpt = False,
+) -> None:
+    """List the rules fp8doctor checks (or explain one)."""
+    import json
+
+    from rich.table import Table
+
+    from fp8doctor.rules.catalog import RULES
+
+    if rule is not None and rule not in RULES:
+        raise typer.Exit(fail(f"unknown rule id {rule!r}; `fp8doctor rules` lists them"))
+    chosen = [RULES[rule]] if rule else list(RULES.values())
+    if json_out:
+        typer.echo(json.dumps([{"id": r.id, "severity": r.severity.value, "fixable": r.fixable,
+                                "region": r.region.value, "title": r.title, "help": r.help} for r in chosen],
+                              indent=2))
+        return
+    console = stdout_console(color=not no_color(no_color_flag))
+    if rule:
+        r = chosen[0]
+        console.print(f"[bold]{r.id}[/bold]  ({r.severity.value}, {'fixable' if r.fixable else 'not fixable'})")
+        console.print(r.title)
+        console.print()
+        console.print(r.help)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("rule", style="bold")
+    table.add_column("severity")
+    table.add_column("fix")
+    table.add_column("meaning", overflow="fold")
+    for r in chosen:
+        table.add_row(r.id, r.severity.value, "yes" if r.fixable else "-", r.title)
+    console.print(table)

@@ -1,0 +1,153 @@
+"""Findings and reports: the plain data every command produces and every renderer consumes.
+
+The JSON form of these classes is a public contract (see README, "JSON report"): field names and
+rule ids never change meaning; new fields may be added.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    """How bad a finding is. Ordered: info < warning < error."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls(text.lower())
+        except ValueError:
+            raise ValueError(f"unknown severity {text!r} (expected info, warning or error)") from None
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+
+
+class Region(str, enum.Enum):
+    """Which part of the checkpoint a finding is about."""
+
+    LOGICAL = "logical"
+    PADDING = "padding"
+    HEADER = "header"
+    FILE = "file"
+    INDEX = "index"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in a checkpoint.
+
+    `byte_offset` is absolute in `file`; `index` is the multi-dimensional index of the first bad
+    element of `tensor` (stored shape), where there is one.
+    """
+
+    rule: str
+    severity: Severity
+    file: str | None
+    tensor: str | None
+    message: str
+    region: Region
+    byte_offset: int | None = None
+    count: int = 1
+    index: tuple[int, ...] | None = None
+    fixable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        data["region"] = self.region.value
+        data["index"] = list(self.index) if self.index is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            rule=data["rule"],
+            severity=Severity(data["severity"]),
+            file=data.get("file"),
+            tensor=data.get("tensor"),
+            message=data["message"],
+            region=Region(data["region"]),
+            byte_offset=data.get("byte_offset"),
+            count=data.get("count", 1),
+            index=tuple(data["index"]) if data.get("index") is not None else None,
+            fixable=data.get("fixable", False),
+        )
+
+    @property
+    def sort_key(self) -> tuple[int, str, str, int, str]:
+        return (-self.severity.rank, self.file or "", self.tensor or "", self.byte_offset or 0, self.rule)
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    """What the scan looked at, so a report can never claim "clean" about what it skipped."""
+
+    files: int = 0
+    tensors: int = 0
+    scale_tensors: int = 0
+    scale_tensors_checked: int = 0
+    scale_bytes_read: int = 0
+    header_bytes_read: int = 0
+    bytes_read: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of a scan: findings plus what was looked at."""
+
+    target: str
+    findings: tuple[Finding, ...]
+    stats: ScanStats = field(default_factory=ScanStats)
+    layouts: tuple[dict[str, Any], ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        by_sev = Counter(f.severity.value for f in self.findings)
+        return {s.value: by_sev.get(s.value, 0) for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)}
+
+    def by_rule(self) -> dict[str, int]:
+        return dict(sorted(Counter(f.rule for f in self.findings).items()))
+
+    def worst(self) -> Severity | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=lambda s: s.rank)
+
+    def failed(self, fail_on: Severity) -> bool:
+        return any(f.severity.rank >= fail_on.rank for f in self.findings)
+
+    @property
+    def fixable(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.fixable)
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.counts()
+        s = self.stats
+        return {
+            "errors": counts["error"],
+            "warnings": counts["warning"],
+            "infos": counts["info"],
+            "fixable": len(self.fixable),
+            "by_rule": self.by_rule(),
+            "files": s.files,
+            "tensors": s.tensors,
+            "scale_tensors": s.scale_tensors,
+            "scale_tensors_checked": s.scale_tensors_checked,
+            "skipped": s.skipped,
+            "scale_bytes": s.scale_bytes_read,
+            "bytes_read": s.bytes_read,
+            "seconds": round(s.seconds, 3),
+        }

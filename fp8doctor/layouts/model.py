@@ -1,0 +1,188 @@
+"""The scale layout model: for one scale tensor, which weight it scales, how, and which of its
+stored entries are real (the logical box at the origin) and which are padding (everything else).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fp8doctor.checkpoint.header import TensorInfo
+
+ENCODINGS = {"F8_E8M0": "e8m0", "U8": "e8m0", "F32": "f32", "BF16": "bf16", "F16": "f16", "F8_E4M3": "e4m3"}
+"""Scale dtype -> how its bytes are decoded."""
+
+ITEMSIZE = {"e8m0": 1, "e4m3": 1, "f32": 4, "bf16": 2, "f16": 2}
+
+FILL_BYTES = {
+    # fill name -> encoding -> the raw bytes of one entry
+    "zero": {"e8m0": b"\x00", "e4m3": b"\x00", "f32": b"\x00\x00\x00\x00", "bf16": b"\x00\x00", "f16": b"\x00\x00"},
+    "one": {"e8m0": b"\x7f", "e4m3": b"\x38", "f32": b"\x00\x00\x80\x3f", "bf16": b"\x80\x3f", "f16": b"\x00\x3c"},
+}
+
+
+def fill_bytes(fill: str | int, encoding: str) -> bytes:
+    """The raw bytes one padded entry must hold. An int fill is a raw byte, for 1-byte encodings;
+    for wider float scales it means the matching float (0x00 -> 0.0, 0x7F -> 1.0)."""
+    if isinstance(fill, int):
+        if ITEMSIZE[encoding] == 1:
+            return bytes([fill])
+        fill = "zero" if fill == 0 else "one" if fill == 0x7F else "zero"
+    return FILL_BYTES[fill][encoding]
+
+
+def parse_fill(text: str) -> str | int:
+    """`zero`, `one` or a raw byte `0xNN`."""
+    t = text.strip().lower()
+    if t in ("zero", "one"):
+        return t
+    try:
+        value = int(t, 16) if t.startswith("0x") else int(t)
+    except ValueError:
+        raise ValueError(f"fill must be zero, one or a byte like 0x00, not {text!r}") from None
+    if not 0 <= value <= 255:
+        raise ValueError(f"fill byte {text!r} is outside 0x00-0xFF")
+    if value == 0xFF:
+        raise ValueError("fill byte 0xFF is NaN in E8M0; pick another")
+    return value
+
+
+@dataclass(frozen=True)
+class LayoutOverride:
+    """A user's statement about tensors matching `pattern` (a glob on the scale or weight name):
+    the block (rows, cols of weight elements per scale entry) and/or the weight's real shape."""
+
+    pattern: str
+    block: tuple[int, int] | None = None
+    logical_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> LayoutOverride:
+        """'GLOB:block=128x128,logical=2000x7168' (either key may be left out)."""
+        pattern, sep, spec = text.rpartition(":")
+        if not sep or not pattern:
+            raise ValueError(f"layout override {text!r} must look like 'GLOB:block=128x128' or 'GLOB:logical=NxK'")
+        block = logical = None
+        for item in spec.split(","):
+            key, eq, value = item.partition("=")
+            try:
+                dims = tuple(int(x) for x in value.lower().split("x"))
+            except ValueError:
+                dims = ()
+            if not eq or not dims or any(d <= 0 for d in dims):
+                raise ValueError(f"layout override {text!r}: {item!r} is not KEY=AxB with positive integers")
+            if key.strip() == "block" and len(dims) == 2:
+                block = (dims[0], dims[1])
+            elif key.strip() == "logical":
+                logical = dims
+            else:
+                raise ValueError(f"layout override {text!r}: unknown key {key!r} (block=RxC or logical=dims)")
+        return cls(pattern, block, logical)
+
+    def matches(self, *names: str) -> bool:
+        return any(fnmatch.fnmatchcase(n, self.pattern) for n in names)
+
+
+@dataclass(frozen=True)
+class ScaleLayout:
+    """How one scale tensor maps onto its weight.
+
+    `weight_shape` is in weight elements (packed FP4 unpacked); `logical_weight_shape` is what the
+    model really uses (smaller when config.json declares padded dims). `logical_shape` is the box
+    of scale entries that cover real weight elements; entries outside it are padding.
+    """
+
+    scale: TensorInfo
+    weight: TensorInfo | None
+    kind: str  # "block" | "group" | "tensor" | "unknown"
+    encoding: str
+    block: tuple[int, int] | None
+    weight_shape: tuple[int, ...]
+    logical_weight_shape: tuple[int, ...]
+    logical_shape: tuple[int, ...]
+    source: str  # where the block came from: config | override | format | inferred | ambiguous
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.scale.name
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        return self.scale.shape
+
+    @property
+    def itemsize(self) -> int:
+        return ITEMSIZE[self.encoding]
+
+    @property
+    def padded_count(self) -> int:
+        return self.scale.numel - math.prod(self.logical_shape)
+
+    @property
+    def has_padding(self) -> bool:
+        return self.padded_count > 0
+
+    @property
+    def trusted(self) -> bool:
+        """True when the padding boundary is known well enough for `fix` to write there."""
+        return self.source != "ambiguous" and self.kind in ("block", "group")
+
+    def logical_slices(self) -> tuple[slice, ...]:
+        return tuple(slice(0, n) for n in self.logical_shape)
+
+    def padding_mask(self) -> np.ndarray:
+        """Boolean array of the stored shape, True on padded entries."""
+        mask = np.ones(self.stored_shape, dtype=bool)
+        mask[self.logical_slices()] = False
+        return mask
+
+    def padding_ranges(self) -> list[tuple[int, int]]:
+        """Padded entries as half-open flat index ranges of the stored tensor, merged and sorted."""
+        shape, box = self.stored_shape, self.logical_shape
+        if not self.has_padding:
+            return []
+        if len(shape) == 0:
+            return []
+        # The padding of a box at the origin, in row-major order: recurse over the leading axis.
+        ranges: list[tuple[int, int]] = []
+
+        def walk(axis: int, base: int) -> None:
+            inner = math.prod(shape[axis + 1:])
+            if axis == len(shape) - 1:
+                if box[axis] < shape[axis]:
+                    ranges.append((base + box[axis], base + shape[axis]))
+                return
+            for i in range(box[axis]):
+                walk(axis + 1, base + i * inner)
+            if box[axis] < shape[axis]:
+                ranges.append((base + box[axis] * inner, base + shape[axis] * inner))
+
+        walk(0, 0)
+        merged: list[tuple[int, int]] = []
+        for a, b in ranges:
+            if merged and merged[-1][1] == a:
+                merged[-1] = (merged[-1][0], b)
+            elif b > a:
+                merged.append((a, b))
+        return merged
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready summary, for reports and `dump`."""
+        return {
+            "scale": self.scale.name,
+            "weight": self.weight.name if self.weight else None,
+            "file": self.scale.file,
+            "kind": self.kind,
+            "encoding": self.encoding,
+            "block": list(self.block) if self.block else None,
+            "shape": list(self.stored_shape),
+            "logical_shape": list(self.logical_shape),
+            "weight_shape": list(self.weight_shape),
+            "logical_weight_shape": list(self.logical_weight_shape),
+            "padded_entries": self.padded_count,
+            "source": self.source,
+        }

@@ -1,0 +1,282 @@
+"""Pair every scale tensor with its weight and build its ScaleLayout.
+
+Naming conventions understood (see README, "Layouts"):
+  X.weight (FP8) + X.weight_scale_inv (F32)          DeepSeek V3/V3.1/V3.2 HF
+  X.weight (FP8) + X.scale / X.weight_scale (E8M0)    DeepSeek V4 native, other exporters
+  X.weight (I8/U8 packed FP4 or F4) + X.scale         DeepSeek V4 FP4 experts (MX groups of 32)
+  X.weight_packed (U8) + X.weight_scale (U8/E8M0)      compressed-tensors MXFP4
+  X_blocks (U8 [..., G, 16]) + X_scales (U8 [..., G])  gpt-oss MXFP4
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from fp8doctor.checkpoint.config import ModelConfig
+from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES, PACKED_WEIGHT_DTYPES
+from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.layouts.dims import logical_weight_shape
+from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
+
+_SCALE_SUFFIXES = (  # scale suffix -> weight suffixes to try, in order
+    (".weight_scale_inv", (".weight",)),
+    (".weight_scale", (".weight_packed", ".weight")),
+    (".scale", (".weight",)),
+    ("_scales", ("_blocks",)),
+)
+_IGNORED_SCALE_SUFFIXES = (".input_scale", ".k_scale", ".v_scale", ".q_scale", ".weight_global_scale",
+                           ".input_global_scale", ".output_scale")
+
+BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
+                                                  (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
+"""Block sizes tried when neither configuration nor config.json gives one, most common first."""
+
+MX_GROUP = 32
+
+
+@dataclass
+class PairingResult:
+    layouts: list[ScaleLayout] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    value_only: list[TensorInfo] = field(default_factory=list)
+    """Scale tensors whose layout is unknown: only their values are checked."""
+
+
+def _is_quantized_weight(t: TensorInfo) -> bool:
+    return t.dtype in FP8_WEIGHT_DTYPES or t.dtype == "F4"
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | None], set[str]]:
+    """scale name -> its weight (None when it has none); plus the names of weights that have one."""
+    pairs: dict[str, TensorInfo | None] = {}
+    scaled: set[str] = set()
+    for name, t in tensors.items():
+        if name.endswith(_IGNORED_SCALE_SUFFIXES):
+            continue
+        for suffix, weight_suffixes in _SCALE_SUFFIXES:
+            if not name.endswith(suffix):
+                continue
+            stem = name[: -len(suffix)]
+            weight = next((tensors[stem + ws] for ws in weight_suffixes if stem + ws in tensors), None)
+            if suffix == ".scale":
+                # `.scale` is also what some models call norm weights: only a scale when it is E8M0
+                # or sits beside a quantized weight.
+                quantized = weight is not None and weight.dtype in FP8_WEIGHT_DTYPES | PACKED_WEIGHT_DTYPES
+                if t.dtype != "F8_E8M0" and not quantized:
+                    break
+            pairs[name] = weight
+            if weight is not None:
+                scaled.add(weight.name)
+            break
+        else:
+            if t.dtype == "F8_E8M0":
+                pairs[name] = None
+    return pairs, scaled
+
+
+def _aligned_up(shape: tuple[int, ...], block: tuple[int, int], stored: tuple[int, ...]) -> bool:
+    """True when each of the stored scale's last two dims is what the weight needs at `block`,
+    or that rounded up to a power-of-two multiple (how TMA-aligned scale buffers are sized)."""
+    for n, b, have in zip(shape[-2:], block, stored[-2:]):
+        need = _cdiv(n, b)
+        if have != need and not any(have == _cdiv(need, a) * a for a in (4, 8, 16, 32, 64, 128)):
+            return False
+    return True
+
+
+class LayoutBuilder:
+    """Builds layouts for one checkpoint: config and overrides first, then shape inference."""
+
+    def __init__(self, tensors: dict[str, TensorInfo], config: ModelConfig | None,
+                 overrides: tuple[LayoutOverride, ...] = ()) -> None:
+        self.tensors = tensors
+        self.config = config
+        self.overrides = overrides
+        self.dims = config.dims if config else {}
+        self.quant = config.quant if config else None
+        self.fp4_checkpoint = bool(config) and (
+            (self.quant is not None and (self.quant.quant_method or "").lower() == "mxfp4")
+            or str(config.raw.get("expert_dtype", "")).lower() in ("fp4", "mxfp4"))
+
+    def build(self) -> PairingResult:
+        res = PairingResult()
+        pairs, scaled = find_pairs(self.tensors)
+        for name, t in self.tensors.items():
+            if name in scaled or name in pairs:
+                continue
+            if self._needs_scale(t):
+                res.findings.append(Finding(
+                    "scale-missing", Severity.ERROR, t.file, name,
+                    f"{t.dtype} weight {name} {list(t.shape)} has no scale tensor beside it "
+                    f"(looked for {self._expected_scale_names(name)})", Region.LOGICAL))
+        block_pairs = []
+        for sname, weight in pairs.items():
+            scale = self.tensors[sname]
+            if weight is None:
+                res.findings.append(Finding(
+                    "scale-orphan", Severity.WARNING, scale.file, sname,
+                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to",
+                    Region.LOGICAL))
+                res.value_only.append(scale)
+                continue
+            if scale.dtype not in ENCODINGS:
+                res.findings.append(Finding(
+                    "layout-unknown", Severity.WARNING, scale.file, sname,
+                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked",
+                    Region.LOGICAL))
+                continue
+            block_pairs.append((scale, weight))
+        global_block, vote_note = self._vote_block(block_pairs)
+        if vote_note:
+            res.findings.append(Finding("layout-ambiguous", Severity.WARNING, None, None, vote_note, Region.LOGICAL))
+        for scale, weight in block_pairs:
+            layout, finding = self._layout(scale, weight, global_block)
+            if finding is not None:
+                res.findings.append(finding)
+            if layout is not None:
+                res.layouts.append(layout)
+            else:
+                res.value_only.append(scale)
+        return res
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _needs_scale(self, t: TensorInfo) -> bool:
+        if _is_quantized_weight(t) and t.numel > 0:
+            return True
+        if t.name.endswith(("_blocks", ".weight_packed")) and t.dtype in ("U8", "I8"):
+            return True
+        return self.fp4_checkpoint and t.dtype in ("I8",) and t.name.endswith(".weight") and len(t.shape) >= 2
+
+    @staticmethod
+    def _expected_scale_names(name: str) -> str:
+        if name.endswith("_blocks"):
+            return name[: -len("_blocks")] + "_scales"
+        stem = name.rsplit(".", 1)[0]
+        return ", ".join(stem + s for s in (".weight_scale_inv", ".weight_scale", ".scale"))
+
+    def _override(self, scale: TensorInfo, weight: TensorInfo) -> LayoutOverride | None:
+        for o in reversed(self.overrides):  # later overrides win
+            if o.matches(scale.name, weight.name):
+                return o
+        return None
+
+    def _element_shape(self, scale: TensorInfo, weight: TensorInfo) -> tuple[tuple[int, ...], str]:
+        """Weight shape in elements, and whether it is block-FP8 ('block') or MX groups ('group')."""
+        shape = weight.shape
+        if weight.name.endswith("_blocks") and len(shape) >= 2:
+            # gpt-oss: [..., G, 16] bytes, 32 FP4 values per scale entry
+            return (*shape[:-2], shape[-2] * shape[-1] * 2), "group"
+        if weight.dtype in ("I8", "U8") and shape:
+            return (*shape[:-1], shape[-1] * 2), "group"
+        if weight.dtype == "F4":
+            return shape, "group"
+        return shape, "block"
+
+    def _vote_block(self, pairs: list[tuple[TensorInfo, TensorInfo]]) -> tuple[tuple[int, int] | None, str]:
+        """The block size of the checkpoint's FP8 weights when config.json does not say."""
+        if self.quant is not None and self.quant.block_size:
+            return self.quant.block_size, ""
+        votes: Counter[tuple[int, int]] = Counter()
+        n = 0
+        for scale, weight in pairs:
+            shape, kind = self._element_shape(scale, weight)
+            if kind != "block" or len(scale.shape) < 2 or len(shape) != len(scale.shape):
+                continue
+            n += 1
+            for b in BLOCK_CANDIDATES:
+                if (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == scale.shape[-2:]:
+                    votes[b] += 1
+        if not n:
+            return None, ""
+        if not votes:
+            return None, (f"no block size given in config.json and none of {len(BLOCK_CANDIDATES)} common "
+                          f"block sizes fits the {n} FP8 scale tensors exactly; padding not located")
+        best, count = max(votes.items(), key=lambda kv: (kv[1], -BLOCK_CANDIDATES.index(kv[0])))
+        tied = [b for b, c in votes.items() if c == count and b != best]
+        if count < n or tied:
+            return best, (f"no block size in config.json; inferred {best[0]}x{best[1]} from shapes (fits {count} of "
+                          f"{n} FP8 scale tensors exactly" + (f", as do {tied}" if tied else "") +
+                          "); set the block size in configuration to be sure")
+        return best, ""
+
+    def _layout(self, scale: TensorInfo, weight: TensorInfo,
+                global_block: tuple[int, int] | None) -> tuple[ScaleLayout | None, Finding | None]:
+        encoding = ENCODINGS[scale.dtype]
+        shape, kind = self._element_shape(scale, weight)
+        override = self._override(scale, weight)
+        logical_w = logical_weight_shape(weight.name, shape, self.dims)
+        if override is not None and override.logical_shape is not None:
+            if len(override.logical_shape) != len(shape) or any(a > b for a, b in zip(override.logical_shape, shape)):
+                return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+                                     f"configured logical shape {list(override.logical_shape)} does not fit weight "
+                                     f"{weight.name} {list(shape)}; layout not modelled", Region.LOGICAL)
+            logical_w = tuple(override.logical_shape)
+
+        def mismatch(why: str) -> tuple[None, Finding]:
+            return None, Finding("scale-shape-mismatch", Severity.ERROR, scale.file, scale.name,
+                                 f"scale {scale.name} {list(scale.shape)} cannot cover weight {weight.name} "
+                                 f"{list(weight.shape)} ({why})", Region.LOGICAL)
+
+        if scale.numel == 1 and len(scale.shape) <= 2:
+            full = (math.prod(shape[:-1]) if shape else 1, shape[-1] if shape else 1)
+            return ScaleLayout(scale, weight, "tensor", encoding, full, shape, shape, scale.shape, "format"), None
+        if len(shape) < 1:
+            return mismatch("weight is a scalar")
+        sshape = scale.shape
+        if len(sshape) == len(shape) - 1 and len(shape) >= 2 and sshape == shape[:-1]:
+            sshape_eff = (*sshape, 1)  # per-channel scale stored as [N]
+        else:
+            sshape_eff = sshape
+        if len(sshape_eff) != len(shape):
+            return mismatch(f"rank {len(sshape)} vs weight rank {len(weight.shape)}")
+        lead = len(shape) - 2
+        for ax in range(lead):
+            if sshape_eff[ax] < shape[ax]:
+                return mismatch(f"axis {ax} has {sshape_eff[ax]} entries for {shape[ax]}")
+
+        source = "format"
+        if override is not None and override.block is not None:
+            block, source = override.block, "override"
+        elif kind == "group":
+            group = (self.quant.group_size if self.quant and self.quant.group_size else
+                     16 if encoding == "e4m3" else MX_GROUP)
+            block, source = (1, group), ("config" if self.quant and self.quant.group_size else "format")
+        elif self.quant is not None and self.quant.block_size:
+            block, source = self.quant.block_size, "config"
+        elif sshape_eff[-1] == 1 and sshape_eff[-2] == shape[-2]:
+            block, source = (1, shape[-1]), "format"  # per-channel
+        elif global_block is not None:
+            block = global_block
+            exact = (_cdiv(shape[-2], block[0]), _cdiv(shape[-1], block[1])) == tuple(sshape_eff[-2:])
+            source = "inferred" if exact or _aligned_up(shape, block, sshape_eff) else "ambiguous"
+            if not exact and source == "ambiguous":
+                for b in BLOCK_CANDIDATES:
+                    if (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:]):
+                        block, source = b, "inferred"
+                        break
+        else:
+            return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+                                 f"no block size fits scale {scale.name} {list(scale.shape)} for weight "
+                                 f"{weight.name} {list(weight.shape)}; padding not located", Region.LOGICAL)
+        if len(sshape_eff) == 1:
+            needed_stored = (_cdiv(shape[-1], block[1]),)
+        else:
+            needed_stored = (*shape[:lead], _cdiv(shape[-2], block[0]), _cdiv(shape[-1], block[1]))
+        for ax, (need, have) in enumerate(zip(needed_stored, sshape_eff)):
+            if have < need:
+                return mismatch(f"axis {ax} needs {need} entries at block {block[0]}x{block[1]}, has {have}")
+        logical_eff = (*logical_w[:lead], _cdiv(logical_w[-2], block[0]), _cdiv(logical_w[-1], block[1]))
+        logical = logical_eff if len(sshape) == len(sshape_eff) else logical_eff[:-1]
+        note = ""
+        if source == "ambiguous":
+            note = (f"block {block[0]}x{block[1]} inferred from other tensors; this scale is larger than it needs, "
+                    "so which entries are padding is a guess")
+        return ScaleLayout(scale, weight, kind, encoding, block, shape, logical_w, tuple(logical), source, note), None

@@ -1,0 +1,26 @@
+"""Helpers shared by renderers: safe text for names that come from untrusted headers."""
+
+from __future__ import annotations
+
+import re
+
+from rich.markup import escape
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: str | None) -> str:
+    """Control, bidi and line-breaking characters as visible escapes (\\x1b, \\u202e)."""
+    if text is None:
+        return ""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
+def safe(text: str | None) -> str:
+    """Text from a checkpoint made safe for a rich console: no control chars, no markup."""
+    return escape(plain(text))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

@@ -1,0 +1,85 @@
+"""The console report: a summary table by rule, the worst findings, and one verdict line."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fp8doctor.findings import Report, Severity
+from fp8doctor.reporters.common import plain, plural
+
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def render(report: Report, console: Console, max_findings: int = 20, quiet: bool = False,
+           fail_on: Severity = Severity.ERROR) -> None:
+    if not quiet:
+        _render_tables(report, console, max_findings)
+    console.print(verdict(report, fail_on))
+
+
+def _render_tables(report: Report, console: Console, max_findings: int) -> None:
+    s = report.stats
+    console.print(Text.assemble(("fp8doctor scan ", "bold"), (plain(report.target), "bold cyan"),
+                                f"  {plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
+                                f"{plural(s.scale_tensors, 'scale tensor')} ({s.scale_bytes_read:,} scale bytes)"))
+    if not report.findings:
+        return
+    by_rule: dict[str, list] = defaultdict(list)
+    for f in report.findings:
+        by_rule[f.rule].append(f)
+    table = Table(title="Findings by rule", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("severity")
+    table.add_column("rule", style="bold")
+    table.add_column("findings", justify="right")
+    table.add_column("entries", justify="right")
+    table.add_column("fixable", justify="right")
+    for rule, fs in sorted(by_rule.items(), key=lambda kv: (-kv[1][0].severity.rank, kv[0])):
+        sev = fs[0].severity
+        table.add_row(Text(sev.value, SEVERITY_STYLE[sev]), rule, f"{len(fs):,}", f"{sum(f.count for f in fs):,}",
+                      f"{sum(1 for f in fs if f.fixable):,}" if any(f.fixable for f in fs) else "-")
+    console.print(table)
+
+    shown = report.findings[:max_findings]
+    console.print(Text(f"\nFindings (worst {len(shown)} of {len(report.findings)})", "bold"))
+    for f in shown:
+        line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
+                             (plain(f.tensor) if f.tensor else "", "cyan"))
+        where = []
+        if f.file:
+            where.append(plain(f.file))
+        if f.byte_offset is not None:
+            where.append(f"@ 0x{f.byte_offset:x}")
+        if f.index is not None:
+            where.append(f"[{', '.join(map(str, f.index))}]")
+        if where:
+            line.append("  " + " ".join(where), "dim")
+        console.print(line)
+        console.print(Text(plain(f.message)), style="default", overflow="fold")
+    if len(report.findings) > len(shown):
+        console.print(Text(f"... {len(report.findings) - len(shown)} more (--max-findings, or --format json)", "dim"))
+
+
+def verdict(report: Report, fail_on: Severity = Severity.ERROR) -> Text:
+    """One line a person reads first; never says clean when something was not checked."""
+    c = report.counts()
+    s = report.stats
+    skipped = f"; {plural(s.skipped, 'scale tensor')} could not be read" if s.skipped else ""
+    if not report.findings:
+        if s.skipped:
+            return Text(f"! no findings, but {plural(s.skipped, 'scale tensor')} could not be read", "yellow")
+        return Text(f"✓ no findings in {plural(s.scale_tensors_checked, 'scale tensor')} of "
+                    f"{plural(s.files, 'file')}", "bold green")
+    parts = [plural(c["error"], "error"), plural(c["warning"], "warning")]
+    if c["info"]:
+        parts.append(plural(c["info"], "info"))
+    fixable = len(report.fixable)
+    fix_hint = f" ({fixable} fixable: run `fp8doctor fix {plain(report.target)}`)" if fixable else ""
+    failed = report.failed(fail_on)
+    style = "bold red" if failed else "yellow"
+    mark = "✗" if failed else "!"
+    return Text(f"{mark} {', '.join(parts)} in {plural(s.scale_tensors_checked, 'scale tensor')} of "
+                f"{plural(s.files, 'file')}{skipped}{fix_hint}", style)

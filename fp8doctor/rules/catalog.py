@@ -1,0 +1,128 @@
+"""The rule catalogue: every rule id fp8doctor can emit, with its default severity and help.
+
+Rule ids are a public contract: never rename one, never change what it means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fp8doctor.findings import Region, Severity
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    fixable: bool
+    region: Region
+    title: str
+    help: str
+
+
+_RULES = [
+    Rule("header-invalid", Severity.ERROR, False, Region.HEADER,
+         "safetensors header is invalid",
+         "The file's 8-byte length prefix or JSON header breaks the safetensors format (length over "
+         "100,000,000 or past the end of file, not UTF-8, not a JSON object, bad tensor entry, "
+         "duplicate key, unknown dtype, size that does not match shape x dtype, overlapping or gapped "
+         "offsets). Loaders will refuse the file or read the wrong bytes. Re-export the shard."),
+    Rule("file-truncated", Severity.ERROR, False, Region.FILE,
+         "data region shorter or longer than the header says",
+         "The bytes after the header do not match the last tensor's end offset: usually an "
+         "interrupted download or copy. Fetch the shard again and compare its size and checksum."),
+    Rule("file-unreadable", Severity.ERROR, False, Region.FILE,
+         "a file could not be read",
+         "The file exists but could not be opened or read (permissions, I/O error, a directory "
+         "where a file should be, a symlink loop). Nothing in it was checked."),
+    Rule("path-unsafe", Severity.ERROR, False, Region.INDEX,
+         "a shard path escapes the checkpoint directory",
+         "The index names a shard with an absolute path or '../', or a shard is a symlink that "
+         "points outside the checkpoint directory. fp8doctor does not follow it; loaders may."),
+    Rule("index-invalid", Severity.ERROR, False, Region.INDEX,
+         "model.safetensors.index.json is not a valid index",
+         "The index is not JSON, or has no 'weight_map' object of tensor name -> shard file."),
+    Rule("index-shard-missing", Severity.ERROR, False, Region.INDEX,
+         "a shard named in the index does not exist",
+         "The index maps tensors to a shard file that is not in the directory: the checkpoint is "
+         "incomplete. Download the missing shard."),
+    Rule("index-mismatch", Severity.ERROR, False, Region.INDEX,
+         "the index and the shards disagree",
+         "A tensor is listed in the index but absent from its shard, present in a shard but not "
+         "listed, or stored in two shards. Loaders that trust the index will fail or load the "
+         "wrong copy."),
+    Rule("config-invalid", Severity.WARNING, False, Region.FILE,
+         "config.json could not be used",
+         "config.json is not JSON or its quantization_config has unexpected types; layouts were "
+         "inferred from tensor shapes alone."),
+    Rule("layout-ambiguous", Severity.WARNING, False, Region.LOGICAL,
+         "the scale layout had to be guessed",
+         "No block size was given (quantization_config, configuration) and the tensor shapes fit "
+         "more than one, or none exactly. fp8doctor used the best fit, named in the message; set "
+         "the block size in configuration to be sure which scale entries are padding."),
+    Rule("layout-unknown", Severity.WARNING, False, Region.LOGICAL,
+         "a scale tensor has a layout fp8doctor does not model",
+         "The tensor looks like a scale (name or dtype) but its shape or dtype fits no known layout "
+         "for its weight, so its padding could not be located. Only value checks ran on it."),
+    Rule("scale-missing", Severity.ERROR, False, Region.LOGICAL,
+         "a quantized weight has no scale",
+         "An FP8/FP4 weight has no scale tensor beside it: a loader will either fail or use the "
+         "raw codes unscaled, which gives wrong outputs."),
+    Rule("scale-orphan", Severity.WARNING, False, Region.LOGICAL,
+         "a scale tensor has no weight",
+         "A scale tensor (E8M0 dtype or scale name) has no quantized weight it could belong to: "
+         "a renamed or dropped weight, or a leftover from export."),
+    Rule("scale-shape-mismatch", Severity.ERROR, False, Region.LOGICAL,
+         "the scale cannot cover its weight",
+         "The scale tensor has fewer entries along some axis than its weight needs at the block or "
+         "group size in use, or its rank or expert count differs. Kernels would read past it."),
+    Rule("scale-padding-nonzero", Severity.ERROR, True, Region.PADDING,
+         "padded scale entries are not the fill byte",
+         "Entries of the scale tensor that exist only for alignment (beyond the weight's real "
+         "rows/columns/experts) hold bytes other than the fill (0x00 = 2^-127, the E8M0 value that "
+         "stands for zero; 0.0 for float scales). Kernels tile over padded shapes and multiply "
+         "these in where a 0 is meant: garbage (0xFF = NaN, or huge exponents) leaks NaN or "
+         "huge values into outputs. Usually torch.empty at export. `fp8doctor fix` rewrites them."),
+    Rule("scale-nan", Severity.ERROR, False, Region.LOGICAL,
+         "a real scale entry is NaN or infinite",
+         "A scale entry that multiplies real weights is NaN (E8M0 0xFF) or NaN/Inf (float). Every "
+         "output that touches the block becomes NaN. The weights must be re-quantized."),
+    Rule("scale-zero", Severity.ERROR, False, Region.LOGICAL,
+         "a real scale entry is zero while its weight block is not",
+         "A scale entry that multiplies real, non-zero weights is the zero stand-in (E8M0 0x00 = "
+         "2^-127, or 0.0): the block's weights are erased, giving fluent but wrong outputs. Entries "
+         "whose weight block is all zero are not reported."),
+    Rule("scale-negative", Severity.ERROR, False, Region.LOGICAL,
+         "a real float scale entry is negative",
+         "Block scales are positive by construction; a negative float scale flips the sign of its "
+         "block and usually means leftover memory or a broken export."),
+    Rule("scale-outlier", Severity.WARNING, False, Region.LOGICAL,
+         "a scale exponent is implausibly far from its neighbours",
+         "A scale's exponent is far (by default more than 2^32 times) from the median of its tensor, "
+         "or a tensor's median is that far from the other tensors of its kind in other layers. "
+         "Real scales span a few dozen binades at most; this is usually a bit flip or garbage."),
+    Rule("scale-uninitialized", Severity.ERROR, False, Region.LOGICAL,
+         "real scale entries look like leftover memory",
+         "The byte statistics of the scale tensor's logical region (spread over most of the byte "
+         "range, many far-out exponents) look like uninitialized memory rather than scales "
+         "computed from weights. The export saved torch.empty storage; re-export."),
+    Rule("scale-not-power-of-two", Severity.WARNING, False, Region.LOGICAL,
+         "a float scale in a ue8m0 checkpoint is not a power of two",
+         "config.json says scale_fmt ue8m0 but an F32 scale is not an exact power of two. Kernels "
+         "that convert to E8M0 round it. DeepSeek V3.1 ships such scales for o_proj legitimately; "
+         "check that the difference is intended."),
+]
+
+RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+
+def rule(rule_id: str) -> Rule:
+    return RULES[rule_id]
+
+
+def validate_rule_ids(ids: list[str] | tuple[str, ...]) -> list[str]:
+    """Return the ids unchanged, or raise ValueError naming the first unknown one."""
+    for rid in ids:
+        if rid not in RULES:
+            raise ValueError(f"unknown rule id {rid!r}; `fp8doctor rules` lists them")
+    return list(ids)

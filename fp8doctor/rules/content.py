@@ -1,0 +1,266 @@
+"""Rules over a scale tensor's bytes: padding, NaN, zero, negative, outlier, uninitialized,
+not-power-of-two. Each function takes decoded bytes and yields findings; nothing here does I/O
+except through the `read_weight` callable used to confirm zero scales against their weights.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
+from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
+
+ReadWeight = Callable[[TensorInfo, int, int], bytes]
+
+ZERO_BLOCK_CHECKS = 64
+"""Zero scales per tensor whose weight blocks are read to tell real zero blocks from erased ones."""
+
+UNINIT_FAR = 24
+"""Binades from the median beyond which an entry counts as far out for the uninitialized test."""
+
+
+@dataclass(frozen=True)
+class ContentOptions:
+    fill: str | int = "zero"
+    outlier_span: int = 32
+    ue8m0: bool = False
+    verify_zero_blocks: bool = True
+
+
+@dataclass(frozen=True)
+class TensorSummary:
+    """Per-tensor statistics kept for the cross-tensor outlier rule."""
+
+    name: str
+    file: str
+    offset: int
+    median_exponent: int
+    kind: str
+
+
+_DIGITS = re.compile(r"\.\d+(?=\.)")
+
+
+def kind_of(name: str) -> str:
+    """Tensors of one kind across layers/experts: 'model.layers.*.mlp.experts.*.up_proj.weight_scale_inv'."""
+    return _DIGITS.sub(".*", name)
+
+
+def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
+    flat = np.flatnonzero(mask.reshape(-1))
+    if flat.size == 0:
+        return None
+    i = int(flat[0])
+    return i, tuple(int(x) for x in np.unravel_index(i, mask.shape)) if mask.ndim else ()
+
+
+def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.ndarray, message: str,
+             itemsize: int, count: int | None = None, fixable: bool = False) -> Finding:
+    first = _first(mask)
+    flat, index = first if first else (None, None)
+    return Finding(rule, sev, t.file, t.name, message, region,
+                   byte_offset=t.offset + flat * itemsize if flat is not None else None,
+                   count=int(mask.sum()) if count is None else count, index=index, fixable=fixable)
+
+
+def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int) -> Iterator[Finding]:
+    if not layout.has_padding:
+        return
+    want = fill_bytes(fill, layout.encoding)
+    want_raw = raw_view(layout.encoding, want, (1,))[0]
+    bad = layout.padding_mask() & (dec.raw != want_raw)
+    n = int(bad.sum())
+    if not n:
+        return
+    t = layout.scale
+    vals, counts = np.unique(dec.raw[bad], return_counts=True)
+    top = sorted(zip(counts.tolist(), vals.tolist()), reverse=True)[:3]
+    seen = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
+    danger = ""
+    if layout.encoding == "e8m0":
+        nans = int((dec.raw[bad] == 0xFF).sum())
+        huge = int((dec.raw[bad] > 127 + 16).sum()) - nans
+        if nans or huge > 0:
+            danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
+    trust = ""
+    if not layout.trusted:
+        trust = f" ({layout.note}; not fixable until the layout is configured)"
+    msg = (f"{n} of {layout.padded_count} padded entries of {t.name} (stored {list(t.shape)}, real "
+           f"{list(layout.logical_shape)}) are not the fill {describe_value(layout.encoding, int(want_raw))}: "
+           f"{seen}{danger}{trust}")
+    yield _finding("scale-padding-nonzero", Severity.ERROR, t, Region.PADDING, bad, msg, layout.itemsize,
+                   fixable=layout.trusted)
+
+
+def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, str]:
+    """Leftover memory spreads over the byte range; real scales sit within a few dozen binades."""
+    n = dec.raw[logical].size
+    if n < 16:
+        return False, ""
+    valid = dec.valid[logical]
+    exps = dec.exponent[logical]
+    if valid.sum() == 0:
+        median = 0
+    else:
+        median = int(np.median(exps[valid]))
+    far = (~valid) | (np.abs(exps - median) > UNINIT_FAR)
+    frac = float(far.mean())
+    distinct = np.unique(dec.raw[logical]).size
+    if frac > 0.25 and distinct >= min(48, n // 2):
+        return True, (f"{frac:.0%} of entries are NaN, zero, negative or more than 2^{UNINIT_FAR} from the "
+                      f"median 2^{median}, over {distinct} distinct values")
+    return False, ""
+
+
+def _zero_block_is_zero(layout: ScaleLayout, idx: tuple[int, ...], read_weight: ReadWeight) -> bool:
+    """Whether the weight block that scale entry `idx` multiplies holds only (signed) zeros."""
+    w = layout.weight
+    assert w is not None and layout.block is not None
+    shape = layout.weight_shape
+    if layout.kind == "tensor":
+        return False
+    if len(idx) == len(shape) - 1:  # per-channel [N]
+        idx = (*idx, 0)
+    bn, bk = layout.block
+    n_rows, k = shape[-2] if len(shape) >= 2 else 1, shape[-1]
+    lead = idx[:-2]
+    r, c = (idx[-2], idx[-1]) if len(idx) >= 2 else (0, idx[-1])
+    packed = layout.kind == "group"
+    row_bytes = w.nbytes // max(1, int(np.prod(shape[:-1])))
+    lead_flat = int(np.ravel_multi_index(lead, shape[:-2])) if lead else 0
+    c0, c1 = c * bk, min((c + 1) * bk, k)
+    b0, b1 = (c0 // 2, (c1 + 1) // 2) if packed else (c0, c1)
+    zero_mask = 0x77 if packed else 0x7F
+    for row in range(r * bn, min((r + 1) * bn, n_rows)):
+        start = (lead_flat * n_rows + row) * row_bytes + b0
+        data = np.frombuffer(read_weight(w, start, b1 - b0), dtype=np.uint8)
+        if (data & zero_mask).any():
+            return False
+    return True
+
+
+def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts: ContentOptions,
+                  read_weight: ReadWeight | None) -> tuple[list[Finding], int | None]:
+    """Value rules on the logical region; returns findings and the tensor's median exponent."""
+    out: list[Finding] = []
+    encoding = ENCODINGS[t.dtype] if layout is None else layout.encoding
+    itemsize = ITEMSIZE[encoding]
+    box = layout.logical_slices() if layout is not None else tuple(slice(None) for _ in t.shape)
+    in_box = np.zeros(dec.raw.shape, dtype=bool)
+    in_box[box] = True
+    uninit, why = _is_uninitialized(dec, box)
+    if uninit:
+        out.append(_finding("scale-uninitialized", Severity.ERROR, t, Region.LOGICAL, in_box & ~dec.valid,
+                            f"{t.name} looks like leftover memory, not scales: {why}", itemsize,
+                            count=int(in_box.sum())))
+        return out, None
+
+    nan = in_box & dec.nan
+    if nan.any():
+        first = _first(nan)
+        out.append(_finding("scale-nan", Severity.ERROR, t, Region.LOGICAL, nan,
+                            f"{int(nan.sum())} real entries of {t.name} are NaN/Inf (first at {list(first[1])}): "
+                            "every output touching those blocks is NaN", itemsize))
+    neg = in_box & dec.negative
+    if neg.any():
+        out.append(_finding("scale-negative", Severity.ERROR, t, Region.LOGICAL, neg,
+                            f"{int(neg.sum())} real entries of {t.name} are negative", itemsize))
+    zero = in_box & dec.zero
+    if zero.any():
+        out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize))
+
+    valid = in_box & dec.valid
+    median = int(np.median(dec.exponent[valid])) if valid.any() else None
+    if median is not None:
+        far = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
+        if far.any():
+            first = _first(far)
+            val = int(dec.raw[first[1]]) if first[1] else int(dec.raw.reshape(-1)[first[0]])
+            out.append(_finding("scale-outlier", Severity.WARNING, t, Region.LOGICAL, far,
+                                f"{int(far.sum())} entries of {t.name} are more than 2^{opts.outlier_span} from the "
+                                f"tensor's median 2^{median} (first {describe_value(encoding, val)} at "
+                                f"{list(first[1])})", itemsize))
+    if opts.ue8m0 and encoding in ("f32", "bf16", "f16"):
+        npow2 = valid & ~dec.pow2
+        if npow2.any():
+            out.append(_finding("scale-not-power-of-two", Severity.WARNING, t, Region.LOGICAL, npow2,
+                                f"{int(npow2.sum())} of {int(valid.sum())} real entries of {t.name} are not exact "
+                                "powers of two although config.json says scale_fmt ue8m0", itemsize))
+    return out, median
+
+
+def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opts: ContentOptions,
+                read_weight: ReadWeight | None, itemsize: int) -> list[Finding]:
+    """Zero scales are fine over all-zero weight blocks; confirm by reading the first few blocks."""
+    flat = np.flatnonzero(zero.reshape(-1))
+    can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
+                  and layout.weight is not None and layout.kind in ("block", "group"))
+    if not can_verify:
+        return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, zero,
+                         f"{flat.size} real entries of {t.name} are zero: their weight blocks are erased "
+                         "(weights not read to confirm)", itemsize)]
+    erased = np.zeros_like(zero)
+    checked = 0
+    for i in flat[:ZERO_BLOCK_CHECKS]:
+        idx = tuple(int(x) for x in np.unravel_index(int(i), zero.shape))
+        checked += 1
+        try:
+            is_zero = _zero_block_is_zero(layout, idx, read_weight)
+        except OSError:
+            is_zero = False
+        if not is_zero:
+            erased[idx] = True
+    unchecked = flat.size - checked
+    count = int(erased.sum()) + unchecked
+    if not count:
+        return []
+    mask = erased.copy()
+    if unchecked:
+        rest = np.zeros(zero.size, dtype=bool)
+        rest[flat[checked:]] = True
+        mask |= rest.reshape(zero.shape)
+    extra = (f"; {unchecked} more zero entries were not checked against their weights" if unchecked else "")
+    msg = (f"{int(erased.sum())} real entries of {t.name} are zero over non-zero weight blocks: those weights are "
+           f"erased (fluent but wrong outputs){extra}")
+    return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, mask, msg, itemsize, count=count)]
+
+
+def check_kinds(summaries: list[TensorSummary], span: int) -> Iterator[Finding]:
+    """A tensor whose median exponent is far from the other tensors of its kind."""
+    groups: dict[str, list[TensorSummary]] = {}
+    for s in summaries:
+        groups.setdefault(s.kind, []).append(s)
+    for kind, members in groups.items():
+        if len(members) < 3:
+            continue
+        center = int(np.median([m.median_exponent for m in members]))
+        for m in members:
+            if abs(m.median_exponent - center) > span:
+                yield Finding("scale-outlier", Severity.WARNING, m.file, m.name,
+                              f"{m.name}'s median scale 2^{m.median_exponent} is more than 2^{span} from the median "
+                              f"2^{center} of the {len(members)} tensors like it ({kind})", Region.LOGICAL,
+                              byte_offset=m.offset, count=1)
+
+
+def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: ContentOptions,
+                 read_weight: ReadWeight | None) -> tuple[list[Finding], TensorSummary | None]:
+    """Every content rule on one scale tensor's bytes."""
+    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
+    if encoding is None:
+        return [], None
+    dec = decode(encoding, data, t.shape)
+    findings: list[Finding] = []
+    if layout is not None:
+        findings.extend(check_padding(layout, dec, opts.fill))
+    logical, median = check_logical(layout, t, dec, opts, read_weight)
+    findings.extend(logical)
+    summary = None
+    if median is not None:
+        summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name))
+    return findings, summary
