@@ -194,6 +194,9 @@ class LayoutBuilder:
             shape, kind = self._element_shape(scale, weight)
             if kind != "block" or len(scale.shape) < 2 or len(shape) != len(scale.shape):
                 continue
+            override = self._override(scale, weight)
+            if override is not None and override.block is not None:
+                continue  # the user said; nothing to infer
             n += 1
             for b in BLOCK_CANDIDATES:
                 need = (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1]))
