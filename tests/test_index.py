@@ -126,14 +126,14 @@ def test_single_shard_as_target(v4):
     assert report.stats.files == 1
 
 
-def test_config_garbage_is_a_warning(v4):
+def test_config_garbage_is_an_error(v4):
     with open(os.path.join(v4, "config.json"), "w") as f:
         f.write("{garbage")
     report = scan(v4)
     # without config.json the block size is inferred; every scale here is padded to a multiple of 4,
     # so 128x128 and 256x256 both fit: an honest warning, and no error
     assert sorted((f.rule, f.severity.value) for f in report.findings) == [
-        ("config-invalid", "warning"), ("layout-ambiguous", "warning")]
+        ("config-invalid", "error"), ("layout-ambiguous", "warning")]
 
 
 def test_quantization_config_wrong_types(v4):

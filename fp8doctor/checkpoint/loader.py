@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from fp8doctor.checkpoint.config import ModelConfig, load_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
-from fp8doctor.checkpoint.source import ByteSource, LocalFile
+from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.findings import Finding, Region, Severity
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -138,8 +138,7 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 def _read_index(index_path: str, index_file: str, findings: list[Finding]) -> dict[str, str] | None:
     try:
-        with open(index_path, "rb") as f:
-            data = f.read(256 << 20)
+        data = read_small_file(index_path, 256 << 20)
         obj = json.loads(data.decode("utf-8"))
     except OSError as e:
         findings.append(_finding("file-unreadable", index_file, f"index cannot be read: {e.strerror or e}",
@@ -152,6 +151,9 @@ def _read_index(index_path: str, index_file: str, findings: list[Finding]) -> di
     if not isinstance(wm, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in wm.items()):
         findings.append(_finding("index-invalid", index_file,
                                  "index has no 'weight_map' object mapping tensor names to shard files"))
+        return None
+    if not wm:
+        findings.append(_finding("index-invalid", index_file, "index's weight_map is empty: it names no tensor"))
         return None
     return wm
 
@@ -227,6 +229,17 @@ def _check_index(ckpt: Checkpoint) -> None:
             "index-mismatch", file,
             f"{len(names)} tensors listed in the index for {file} are not in it (first: {names[0]})",
             tensor=names[0], count=len(names)))
+    if os.path.isdir(ckpt.root):
+        try:
+            stray = sorted(n for n in os.listdir(ckpt.root) if n.endswith(".safetensors") and n not in ckpt.shards
+                           and n not in ckpt.unread_files)
+        except OSError:
+            stray = []
+        for name in stray:
+            ckpt.findings.append(Finding(
+                "index-mismatch", Severity.WARNING, name, None,
+                f"{name} is in the checkpoint directory but the index names none of its tensors: loaders ignore it "
+                "(a leftover from another export?); not checked", Region.INDEX))
     for file, shard in ckpt.shards.items():
         unlisted = [n for n in shard.tensors if listed.get(n) != file and n not in listed]
         if unlisted:
