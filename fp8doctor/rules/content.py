@@ -150,13 +150,15 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
             break
         spent += nbytes
         band = np.frombuffer(read_weight(w, (lead * n_rows + r0) * row_bytes, nbytes), dtype=np.uint8)
-        band = (band.reshape(r1 - r0, row_bytes) & zero_mask) != 0
+        nonzero_cols = ((band.reshape(r1 - r0, row_bytes) & zero_mask) != 0).any(axis=0)
+        prefix = np.concatenate(([0], np.cumsum(nonzero_cols)))  # nonzero byte columns before each byte
         sel = np.flatnonzero((lead_flat == lead) & (rows == r))
-        for i in sel:
-            c0, c1 = int(cols[i]) * bk, min((int(cols[i]) + 1) * bk, k)
-            b0, b1 = (c0 // 2, (c1 + 1) // 2) if packed else (c0, c1)
-            result[i] = b0 >= b1 or not band[:, b0:b1].any()
-            checked[i] = True
+        c0 = np.minimum(cols[sel] * bk, k)
+        c1 = np.minimum((cols[sel] + 1) * bk, k)
+        b0, b1 = ((c0 // 2, (c1 + 1) // 2) if packed else (c0, c1))
+        b0, b1 = np.minimum(b0, row_bytes), np.minimum(b1, row_bytes)
+        result[sel] = prefix[b1] - prefix[b0] == 0
+        checked[sel] = True
     return result, int((~checked).sum())
 
 
