@@ -20,7 +20,7 @@ def render(report: Report, console: Console, max_findings: int = 20, quiet: bool
            fail_on: Severity = Severity.ERROR, suppressed: int = 0) -> None:
     if not quiet:
         _render_tables(report, console, max_findings)
-    console.print(verdict(report, fail_on, suppressed))
+    console.print(verdict(report, fail_on, suppressed), soft_wrap=True)  # one line, never wrapped
 
 
 def render_report(report: Report, ctx: RenderContext) -> str:
