@@ -108,6 +108,7 @@ def test_ignore_tensors_by_glob_and_rule(tree):
         pattern = "layers.0.ffn.experts.0.*"
         """)
     r, doc = scan_json(ckpt)
+    assert r.exit_code == 1
     tensors = {f["tensor"] for f in doc["findings"]}
     assert tensors and all(t.startswith("layers.0.ffn.experts.1.") for t in tensors)
     write(repo / "fp8doctor.toml", """
@@ -115,7 +116,7 @@ def test_ignore_tensors_by_glob_and_rule(tree):
         pattern = "layers.0.attn.*"
         rules = ["scale-nan"]
         """)
-    r, doc = scan_json(ckpt)
+    _, doc = scan_json(ckpt)
     assert doc["summary"]["errors"] == 9  # another rule's ignore hides nothing
 
 
