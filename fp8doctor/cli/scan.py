@@ -99,7 +99,7 @@ def scan_command(
         "0.0 / 1.0. Default: zero (or the configuration's).", show_default=False)] = None,
     layout: LayoutOpt = None,
     config: Annotated[str | None, typer.Option(
-        "--config", help="Configuration file (fp8doctor.toml, or a pyproject.toml with [tool.fp8doctor]); "
+        "--config", help="Configuration file (fp8doctor.toml, or a pyproject.toml with \\[tool.fp8doctor]); "
         "default: the closest one above the checkpoint, else above the current directory.",
         show_default=False)] = None,
     baseline: Annotated[str | None, typer.Option(
