@@ -44,7 +44,7 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
         table.add_column("before", style="red")
         table.add_column("after", style="green")
         for c in r.changes:
-            more = "…" if c.nbytes > len(c.before) else ""
+            more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
             table.add_row(plain(c.tensor), plain(c.file), f"{c.entries:,}", f"{c.nbytes:,}", f"{c.runs:,}",
                           f"0x{c.first_offset:x}", _hex(c.before[:8]) + more, _hex(c.after[:8]) + more)
         console.print(table)
