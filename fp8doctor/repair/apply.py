@@ -91,16 +91,15 @@ def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str
     names the test crash points (torn first run, first shard done) this write may stop at."""
     partial_point, shard_point = points or ("", "")
     written = 0
-    first = True
+    torn = bool(points) and os.environ.get(CRASH_ENV) == partial_point
     for s in j.shards:
         fd = fds[s.file]
         for p in s.patches:
             data = j.new(p) if new else j.old(p)
-            if first and points and len(data) > 1 and os.environ.get(CRASH_ENV) == partial_point:
-                jr.write_all(fd, data[:len(data) // 2], p.offset)  # a torn write, for the crash tests
+            if torn and len(data) > 1:  # a torn write of the first multi-byte run, for the crash tests
+                jr.write_all(fd, data[:len(data) // 2], p.offset)
                 os.fsync(fd)
                 crash_point(partial_point)
-            first = False
             jr.write_all(fd, data, p.offset)
             written += len(data)
             write_delay()
