@@ -127,12 +127,12 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
 
     _prepare_journal_dir(jdir)
     with Lock(jdir) as lock:
-        recovered = [f"{what} (journal {j.id}, {n:,} bytes)" for j, what, n in ap.recover(jdir, root, roll_back=undo)]
+        finished = ap.recover(jdir, root, roll_back=undo)
+        recovered = [f"{what} (journal {j.id}, {n:,} bytes)" for j, what, n in finished]
         notes = [f"took over a stale lock ({lock.stale})"] if lock.stale else []
         if undo:
-            if recovered:  # rolling back an interrupted fix is the undo
-                js = [j for j in jr.load_all(jdir, root) if j.state in (jr.ROLLED_BACK, jr.UNDONE)]
-                j = js[-1]
+            if finished:  # rolling back an interrupted fix (or finishing an undo) is the undo
+                j = finished[-1][0]
                 return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), j.nbytes, len(j.shards),
                                  time.perf_counter() - t0, j.json_path, None, True, tuple(recovered), tuple(notes))
             done = ap.undo_last(jdir, root)
