@@ -1,9 +1,11 @@
 """fp8doctor: inspect and repair the scale tensors of quantized safetensors checkpoints.
 
-The public API mirrors the CLI verbs: `scan` (read-only check), and the data types it returns.
+The public API mirrors the CLI verbs: `scan` (read-only check), `dump` (the raw scale bytes), and
+the data types they return.
 """
 
 from fp8doctor.checkpoint.loader import CheckpointError
+from fp8doctor.dump import DumpError, DumpOptions, RowRange, TensorDump, dump
 from fp8doctor.findings import Finding, Region, Report, Severity
 from fp8doctor.layouts.model import LayoutOverride, ScaleLayout
 from fp8doctor.scanner import ScanOptions, scan
@@ -12,13 +14,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "DumpError",
+    "DumpOptions",
     "Finding",
     "LayoutOverride",
     "Region",
     "Report",
+    "RowRange",
     "ScaleLayout",
     "ScanOptions",
     "Severity",
+    "TensorDump",
     "__version__",
+    "dump",
     "scan",
 ]
