@@ -163,7 +163,7 @@ def test_row_ranges_are_the_rows_on_disk(case, rows, tmp_path):
     b = build(root)
     raw = raw_tensors(root)
     name = max(b.padding, key=lambda n: math.prod(raw[n][3][:-1]))  # the tensor with most rows
-    fname, off, dtype, shape, data = raw[name]
+    _fname, off, dtype, shape, data = raw[name]
     row_len = shape[-1]
     nrows = math.prod(shape[:-1])
     rr = RowRange.parse(rows)

@@ -84,7 +84,8 @@ def render_grid(d: TensorDump, console: Console, decode: bool = False) -> None:
             label = labels[r] if c0 == 0 else f"+{c0}"
             line = Text()
             line.append(f"  {label:>{label_w}}  ", "bold" if c0 == 0 else "dim")
-            line.append(f"0x{d.span_offset + i0 * d.itemsize:0{off_w}x} ", "dim")
+            line.append(f"0x{d.span_offset + i0 * d.itemsize:0{off_w}x}", "dim")
+            line.append(" ")
             for c in range(c0, min(c0 + per, d.row_len)):
                 i = r * d.row_len + c
                 line.append(" " if c > c0 else "")
