@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -62,9 +64,6 @@ def test_raw_is_the_bytes_unchanged(v4, oss):
     assert res.exit_code == 0 and res.stdout_bytes == data[790:820]
     # a subprocess, binary stdout, two tensors one after the other
     names = ["model.layers.0.mlp.experts.down_proj_scales", "model.layers.0.mlp.experts.gate_up_proj_scales"]
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "fp8doctor", "dump", oss, "-t", "*_scales", "-f", "raw"],
                           capture_output=True, timeout=120)
     raw = raw_tensors(oss)

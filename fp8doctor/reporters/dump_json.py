@@ -38,6 +38,7 @@ def tensor_dict(d: TensorDump) -> dict[str, Any]:
 
 
 def render(dumps: list[TensorDump], target: str, version: str) -> str:
-    doc = {"schema_version": SCHEMA_VERSION, "tool": {"name": "fp8doctor", "version": version}, "target": target,
-           "tensors": [tensor_dict(d) for d in dumps]}
-    return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
+    """One JSON object; each tensor on a line of its own (grep- and diff-friendly)."""
+    head = {"schema_version": SCHEMA_VERSION, "tool": {"name": "fp8doctor", "version": version}, "target": target}
+    tensors = ",\n".join("  " + json.dumps(tensor_dict(d), ensure_ascii=True) for d in dumps)
+    return json.dumps(head, ensure_ascii=True)[:-1] + ', "tensors": [' + (f"\n{tensors}\n" if dumps else "") + "]}\n"
