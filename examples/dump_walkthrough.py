@@ -13,15 +13,11 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from fp8doctor import synth  # noqa: E402
-from fp8doctor.checkpoint.loader import open_checkpoint  # noqa: E402
-from fp8doctor.scanner import analyze  # noqa: E402
 
 OUT = os.path.join(HERE, "dump_walkthrough.md")
 CKPT = "broken-v4"
@@ -42,23 +38,8 @@ def run(cwd: str, *args: str) -> tuple[str, int]:
 
 
 def break_padding(root: str) -> int:
-    """Leftover-memory bytes in every padded scale entry of layer 0 (what torch.empty leaves), as
-    examples/demo.py does: random bytes, every 7th a NaN (0xFF)."""
-    rng = np.random.default_rng(7)
-    touched = 0
-    with open_checkpoint(root) as ck:
-        layouts = analyze(ck).layouts
-    for name, lay in sorted(layouts.items()):
-        if not name.startswith("layers.0.") or not lay.has_padding:
-            continue
-        with open(os.path.join(root, lay.scale.file), "r+b") as f:
-            for a, b in lay.padding_ranges():
-                garbage = rng.integers(0, 256, size=b - a, dtype=np.uint8)
-                garbage[::7] = 0xFF
-                f.seek(lay.scale.offset + a * lay.itemsize)
-                f.write(garbage.tobytes())
-                touched += b - a
-    return touched
+    """Leftover-memory bytes in every padded scale entry of layer 0, as torch.empty leaves them."""
+    return synth.garble_padding(root, "layers.0.")
 
 
 def has_fix(cwd: str) -> bool:
