@@ -25,7 +25,6 @@ TENSOR = "layers.0.attn.wq_b.scale"
 EXPERT = "layers.0.ffn.experts.0.w1.scale"
 ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100",
        "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-FIX_PLACEHOLDER = "<!-- AFTER-FIX: run `python examples/dump_walkthrough.py` once `fp8doctor fix` exists -->"
 
 
 def run(cwd: str, *args: str) -> tuple[str, int]:
@@ -41,11 +40,6 @@ def break_padding(root: str) -> int:
     """Leftover-memory bytes in every padded scale entry of layer 0, as torch.empty leaves them."""
     return synth.garble_padding(root, "layers.0.")
 
-
-def has_fix(cwd: str) -> bool:
-    proc = subprocess.run([sys.executable, "-m", "fp8doctor", "fix", "--help"], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=120)
-    return proc.returncode == 0
 
 
 def block(text: str) -> str:
@@ -85,17 +79,11 @@ def main() -> int:
             block(run(work, "dump", CKPT, "-t", TENSOR, "--rows", "2:3", "--format", "json")[0]),
             "## 3. After `fp8doctor fix`\n",
         ]
-        if has_fix(work):
-            md.append(block(run(work, "fix", CKPT)[0]))
-            md.append("The same padded entries now hold 0x00 (2^-127, the byte that stands for 0):\n")
-            md.append(block(run(work, "dump", CKPT, "-t", TENSOR, "--region", "padding", "--decode")[0]))
-            md.append(block(run(work, "dump", CKPT, "-t", EXPERT, "--rows", "78:83")[0]))
-            md.append(block(run(work, "scan", CKPT)[0]))
-        else:
-            md.append(FIX_PLACEHOLDER + "\n")
-            md.append("*Placeholder: this fp8doctor has no `fix` command yet. Running this script with one "
-                      "fills in the repair, the same two dumps after it (padding back to 0x00), and a clean "
-                      "scan.*\n")
+        md.append(block(run(work, "fix", CKPT)[0]))
+        md.append("The same padded entries now hold 0x00 (2^-127, the byte that stands for 0):\n")
+        md.append(block(run(work, "dump", CKPT, "-t", TENSOR, "--region", "padding", "--decode")[0]))
+        md.append(block(run(work, "dump", CKPT, "-t", EXPERT, "--rows", "78:83")[0]))
+        md.append(block(run(work, "scan", CKPT)[0]))
         with open(OUT, "w") as f:
             f.write("\n".join(md))
         print(f"wrote {OUT}")
