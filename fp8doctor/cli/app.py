@@ -10,6 +10,7 @@ import typer
 from fp8doctor.cli.output import EXIT_ERROR
 from fp8doctor.cli.rules import rules_command
 from fp8doctor.cli.scan import scan_command
+from fp8doctor.cli.verify import verify_command
 
 app = typer.Typer(
     name="fp8doctor",
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.command("scan")(scan_command)
 app.command("rules")(rules_command)
+app.command("verify")(verify_command)
 
 
 def _version_callback(value: bool) -> None:

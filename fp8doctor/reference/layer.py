@@ -30,7 +30,7 @@ from fp8doctor.reference.cache import CacheLayout, PagedCache
 from fp8doctor.reference.dequant import FloatWeight, QuantWeight, decode_scales, linear_exact, linear_served, unpack_fp4
 
 TOLERANCE = {"gemm": 1e-3, "indexer": 1e-3, "experts": 1e-3, "moe": 1e-3, "probe": 1e-3,
-             "attention": 0.08, "layer": 0.08}
+             "attention": 0.10, "layer": 0.05}
 """Largest max-relative error (max |served - exact| / max |exact|) that PASSes, per stage kind.
 GEMM-only stages differ by float32 summation order alone; attention and the end-to-end layer carry the
 FP8 rounding of the KV cache (E4M3: 3 mantissa bits, up to 2^-4 relative per element)."""
@@ -434,6 +434,12 @@ def _aggregate(name: str, kind: str, parts: list[StageResult]) -> StageResult:
                        tuple(t for s in parts for t in s.tensors), detail)
 
 
+def _expect(what: str, actual: int, expected: int, why: str) -> None:
+    if actual != expected:
+        raise VerifyError(f"{what} is {actual}, but the config implies {expected} ({why}); the checkpoint's dims "
+                          "are not MLA-consistent, so the layer cannot be run")
+
+
 def _v32(m: Model, run: Run, x: torch.Tensor, pos: torch.Tensor, q_pos: torch.Tensor,
          selection: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepSeek V3.2 MLA (absorbed, as the sparse kernel runs it) with its indexer.
@@ -457,6 +463,13 @@ def _v32(m: Model, run: Run, x: torch.Tensor, pos: torch.Tensor, q_pos: torch.Te
     wqa, wqb = src.linear(f"{a}q_a_proj.weight"), src.linear(f"{a}q_b_proj.weight")
     wkva, wkvb = src.linear(f"{a}kv_a_proj_with_mqa.weight"), src.linear(f"{a}kv_b_proj.weight")
     wo = src.linear(f"{a}o_proj.weight")
+    _expect("q_b_proj rows", wqb.logical[0], H * (nope + rd), "heads x (qk_nope_head_dim + qk_rope_head_dim)")
+    _expect("q_b_proj columns", wqb.logical[1], wqa.logical[0], "q_a_proj rows")
+    _expect("kv_a_proj_with_mqa rows", wkva.logical[0], kvl + rd, "kv_lora_rank + qk_rope_head_dim")
+    _expect("kv_b_proj rows", wkvb.logical[0], H * (nope + vd), "heads x (qk_nope_head_dim + v_head_dim)")
+    _expect("kv_b_proj columns", wkvb.logical[1], kvl, "kv_lora_rank")
+    _expect("o_proj columns", wo.logical[1], H * vd, "heads x v_head_dim")
+    _expect("q_a_proj columns", wqa.logical[1], x.shape[1], "hidden_size")
     qn, kvn = src.float(f"{a}q_a_layernorm.weight"), src.float(f"{a}kv_a_layernorm.weight")
     hq = h[-T:]
     qa = run("q_a_proj", "gemm", (wqa.name,), lambda p, v: p.lin(wqa, v), hq)
@@ -534,7 +547,16 @@ def _v4(m: Model, run: Run, x: torch.Tensor, pos: torch.Tensor, q_pos: torch.Ten
     H = int(c.get("num_attention_heads", "n_heads", derived=wqb.logical[0] // hd, why="wq_b rows / head_dim"))
     rd = int(c.get("qk_rope_head_dim", "rope_head_dim", default=64, why="DeepSeek V4's value"))
     G = int(c.get("o_groups", derived=H * hd // woa.logical[1], why="heads x head_dim / wo_a columns"))
+    if G <= 0 or (H * hd) % G or woa.logical[0] % G or hd <= rd:
+        raise VerifyError(f"attention dims do not fit together (heads {H}, head_dim {hd}, rope {rd}, o_groups {G}, "
+                          f"wo_a {list(woa.logical)}); the layer cannot be run")
     r = woa.logical[0] // G
+    _expect("wq_b rows", wqb.logical[0], H * hd, "heads x head_dim")
+    _expect("wq_b columns", wqb.logical[1], wqa.logical[0], "wq_a rows")
+    _expect("wkv rows", wkv.logical[0], hd, "head_dim")
+    _expect("wo_a columns", woa.logical[1], H * hd // G, "heads x head_dim / o_groups")
+    _expect("wo_b columns", wob.logical[1], G * r, "o_groups x o_lora_rank")
+    _expect("wq_a columns", wqa.logical[1], x.shape[1], "hidden_size")
     win = int(c.get("sliding_window", "window_size", default=128, why="DeepSeek V4's value"))
     limit = c.get("swiglu_limit")
     m.limit = float(limit) if limit else None
