@@ -321,7 +321,8 @@ def deepseek_v32_mla(directory: str, layers: int = 1, seed: int = 0, hidden: int
         b.add(f"{p}.input_layernorm.weight", _norm(b, hidden))
         b.add(f"{p}.post_attention_layernorm.weight", _norm(b, hidden))
         for proj, n, k in (("q_a_proj", q_lora, hidden), ("q_b_proj", heads * (nope + rope), q_lora),
-                           ("kv_a_proj_with_mqa", kv_lora + rope, hidden), ("kv_b_proj", heads * (nope + v_dim), kv_lora),
+                           ("kv_a_proj_with_mqa", kv_lora + rope, hidden),
+                           ("kv_b_proj", heads * (nope + v_dim), kv_lora),
                            ("o_proj", hidden, heads * v_dim), ("indexer.wq_b", index_heads * index_dim, q_lora),
                            ("indexer.wk", index_dim, hidden)):
             _fp8_block_linear(b, f"{a}.{proj}", _sane_weight(b, n, k), fp8, align)

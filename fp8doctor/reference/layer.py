@@ -253,7 +253,8 @@ class Run:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.log: dict[str, tuple[str, Callable[..., torch.Tensor], tuple[Any, ...], torch.Tensor, tuple[str, ...]]] = {}
+        self.log: dict[str, tuple[str, Callable[..., torch.Tensor], tuple[Any, ...], torch.Tensor,
+                                  tuple[str, ...]]] = {}
 
     def __call__(self, name: str, kind: str, tensors: tuple[str, ...], fn: Callable[..., torch.Tensor],
                  *args: Any) -> torch.Tensor:
