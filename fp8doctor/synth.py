@@ -247,3 +247,185 @@ def garble_padding(root: str, prefix: str = "layers.0.", seed: int = 7) -> int:
                 f.write(garbage.tobytes())
                 touched += n
     return touched
+
+
+# -- MLA-consistent builders with real quantized values (for `verify`) -------------------------------
+
+
+def _positive_table(fmt: str) -> np.ndarray:
+    if fmt == "e4m3":
+        from fp8doctor.layouts.codecs import _E4M3FN
+        return _E4M3FN[:0x7F].astype(np.float64)  # codes 0x00..0x7E, increasing
+    return np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+
+
+def _nearest_codes(x: np.ndarray, fmt: str) -> np.ndarray:
+    """Round to the nearest representable value (ties to the lower code), as codes."""
+    vals = _positive_table(fmt)
+    a = np.abs(x)
+    hi = np.clip(np.searchsorted(vals, a), 1, len(vals) - 1)
+    lo = hi - 1
+    code = np.where(a - vals[lo] <= vals[hi] - a, lo, hi).astype(np.uint8)
+    sign_bit = 0x80 if fmt == "e4m3" else 0x8
+    return np.where((x < 0) & (code != 0), code | sign_bit, code).astype(np.uint8)
+
+
+def _pow2_scale(amax: np.ndarray, fmax: float) -> np.ndarray:
+    """DeepSeek's ue8m0 scale: 2^ceil(log2(amax / fmax)), with a floor for all-zero blocks."""
+    return np.exp2(np.ceil(np.log2(np.maximum(amax / fmax, 2.0 ** -126))))
+
+
+def quantize_fp8_blocks(w: np.ndarray, block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """[N, K] float -> (E4M3 codes [N, K], power-of-two scales [ceil(N/b), ceil(K/b)])."""
+    n, k = w.shape
+    rn, rk = _cdiv(n, block), _cdiv(k, block)
+    padded = np.zeros((rn * block, rk * block))
+    padded[:n, :k] = w
+    amax = np.abs(padded.reshape(rn, block, rk, block)).max(axis=(1, 3))
+    scale = _pow2_scale(amax, 448.0)
+    full = np.repeat(np.repeat(scale, block, 0), block, 1)[:n, :k]
+    return _nearest_codes(w / full, "e4m3"), scale.astype(np.float32)
+
+
+def quantize_fp4_groups(w: np.ndarray, group: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """[N, K] float -> (packed FP4 bytes [N, K/2], low nibble first; E8M0 bytes [N, K/group])."""
+    n, k = w.shape
+    g = w.reshape(n, k // group, group)
+    scale = _pow2_scale(np.abs(g).max(axis=2), 6.0)
+    codes = _nearest_codes(g / scale[..., None], "e2m1").reshape(n, k)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    return packed, (np.log2(scale) + 127).astype(np.uint8)
+
+
+def _sane_weight(b: Builder, n: int, k: int, real: tuple[int, int] | None = None) -> np.ndarray:
+    """A random weight with unit-scale outputs for unit-RMS inputs; zero outside its real box."""
+    w = np.zeros((n, k))
+    rn, rk = real or (n, k)
+    w[:rn, :rk] = b.rng.standard_normal((rn, rk)) / math.sqrt(rk)
+    return w
+
+
+def _fp8_block_linear(b: Builder, name: str, w: np.ndarray, scale_dtype: str, align: int,
+                      real: tuple[int, int] | None = None) -> None:
+    """An E4M3 weight quantized the DeepSeek way; scale grid padded to `align` with 0x00 / 0.0."""
+    codes, scale = quantize_fp8_blocks(w)
+    b.add(f"{name}.weight", Tensor("F8_E4M3", codes.shape, codes))
+    rn, rk = real or w.shape
+    logical = (_cdiv(rn, 128), _cdiv(rk, 128))
+    stored = (_round_up(scale.shape[0], align), _round_up(scale.shape[1], align))
+    if scale_dtype == "F8_E8M0":
+        data = np.zeros(stored, dtype=np.uint8)
+        data[:scale.shape[0], :scale.shape[1]] = (np.log2(scale) + 127).astype(np.uint8)
+        b.add(f"{name}.scale", Tensor("F8_E8M0", stored, data), logical)
+    else:
+        vals = np.zeros(stored, dtype=np.float32)
+        vals[:scale.shape[0], :scale.shape[1]] = scale
+        b.add(f"{name}.weight_scale_inv", Tensor("F32", stored, vals.view(np.uint8).reshape(-1)), logical)
+
+
+def _norm(b: Builder, n: int) -> Tensor:
+    vals = (1.0 + 0.1 * b.rng.standard_normal(n)).astype(np.float32).view(np.uint32) >> 16
+    return Tensor("BF16", (n,), vals.astype("<u2").view(np.uint8).reshape(-1))
+
+
+def _f32(values: np.ndarray) -> Tensor:
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    return Tensor("F32", v.shape, v.view(np.uint8).reshape(-1))
+
+
+def deepseek_v32_mla(directory: str, layers: int = 1, seed: int = 0, hidden: int = 320, q_lora: int = 192,
+                     kv_lora: int = 160, heads: int = 4, nope: int = 40, rope: int = 16, v_dim: int = 36,
+                     index_heads: int = 4, index_dim: int = 48, index_topk: int = 24, experts: int = 4,
+                     per_token: int = 2, moe_inter: int = 80, moe_inter_stored: int = 96, align: int = 4,
+                     shards: int = 1) -> Builder:
+    """DeepSeek V3.2 HF names with MLA-consistent dims, an indexer and routed + shared FP8 experts.
+    Weights are real E4M3 codes from quantizing random matrices (F32 power-of-two `weight_scale_inv`,
+    grids padded to `align`); the routed experts are stored with a padded intermediate size."""
+    b = Builder(seed)
+    fp8 = "F32"
+    for layer in range(layers):
+        p = f"model.layers.{layer}"
+        a = f"{p}.self_attn"
+        b.add(f"{p}.input_layernorm.weight", _norm(b, hidden))
+        b.add(f"{p}.post_attention_layernorm.weight", _norm(b, hidden))
+        for proj, n, k in (("q_a_proj", q_lora, hidden), ("q_b_proj", heads * (nope + rope), q_lora),
+                           ("kv_a_proj_with_mqa", kv_lora + rope, hidden),
+                           ("kv_b_proj", heads * (nope + v_dim), kv_lora),
+                           ("o_proj", hidden, heads * v_dim), ("indexer.wq_b", index_heads * index_dim, q_lora),
+                           ("indexer.wk", index_dim, hidden)):
+            _fp8_block_linear(b, f"{a}.{proj}", _sane_weight(b, n, k), fp8, align)
+        b.add(f"{a}.q_a_layernorm.weight", _norm(b, q_lora))
+        b.add(f"{a}.kv_a_layernorm.weight", _norm(b, kv_lora))
+        b.add(f"{a}.indexer.k_norm.weight", _norm(b, index_dim))
+        b.add(f"{a}.indexer.k_norm.bias", b.bf16((index_dim,)))
+        b.add(f"{a}.indexer.weights_proj.weight", b.bf16((index_heads, hidden)))
+        for e in range(experts):
+            for proj, n, k, real in (("gate_proj", moe_inter_stored, hidden, (moe_inter, hidden)),
+                                     ("up_proj", moe_inter_stored, hidden, (moe_inter, hidden)),
+                                     ("down_proj", hidden, moe_inter_stored, (hidden, moe_inter))):
+                _fp8_block_linear(b, f"{p}.mlp.experts.{e}.{proj}", _sane_weight(b, n, k, real), fp8, align, real)
+        for proj, n, k in (("gate_proj", moe_inter, hidden), ("up_proj", moe_inter, hidden),
+                           ("down_proj", hidden, moe_inter)):
+            _fp8_block_linear(b, f"{p}.mlp.shared_experts.{proj}", _sane_weight(b, n, k), fp8, align)
+        b.add(f"{p}.mlp.gate.weight", b.bf16((experts, hidden)))
+        b.add(f"{p}.mlp.gate.e_score_correction_bias", _f32(np.zeros(experts)))
+    config = {"model_type": "deepseek_v32", "architectures": ["DeepseekV32ForCausalLM"], "hidden_size": hidden,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "q_lora_rank": q_lora,
+              "kv_lora_rank": kv_lora, "qk_nope_head_dim": nope, "qk_rope_head_dim": rope, "v_head_dim": v_dim,
+              "index_n_heads": index_heads, "index_head_dim": index_dim, "index_topk": index_topk,
+              "n_routed_experts": experts, "num_experts_per_tok": per_token, "moe_intermediate_size": moe_inter,
+              "n_shared_experts": 1, "scoring_func": "sigmoid", "norm_topk_prob": True,
+              "routed_scaling_factor": 2.5, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+              "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                      "weight_block_size": [128, 128], "scale_fmt": "ue8m0"}}
+    b.write(directory, shards, config)
+    return b
+
+
+def deepseek_v4_mla(directory: str, layers: int = 1, seed: int = 0, hidden: int = 320, q_lora: int = 192,
+                    heads: int = 4, head_dim: int = 160, rope: int = 32, o_groups: int = 2, o_lora: int = 72,
+                    window: int = 24, experts: int = 4, per_token: int = 2, moe_inter: int = 80,
+                    moe_inter_stored: int = 96, align: int = 4, shards: int = 1) -> Builder:
+    """DeepSeek V4 native names with consistent dims: FP8 attention (E8M0 `.scale`, grids padded to
+    `align`), attention sink, grouped output projection, FP4 routed experts stored with a padded
+    intermediate size (E8M0 group scales, padded rows 0x00), FP8 shared expert."""
+    b = Builder(seed)
+    e8 = "F8_E8M0"
+    for layer in range(layers):
+        p = f"layers.{layer}"
+        a = f"{p}.attn"
+        b.add(f"{p}.attn_norm.weight", _norm(b, hidden))
+        b.add(f"{p}.ffn_norm.weight", _norm(b, hidden))
+        for proj, n, k in (("wq_a", q_lora, hidden), ("wq_b", heads * head_dim, q_lora), ("wkv", head_dim, hidden),
+                           ("wo_a", o_groups * o_lora, heads * head_dim // o_groups),
+                           ("wo_b", hidden, o_groups * o_lora)):
+            _fp8_block_linear(b, f"{a}.{proj}", _sane_weight(b, n, k), e8, align)
+        b.add(f"{a}.q_norm.weight", _norm(b, q_lora))
+        b.add(f"{a}.kv_norm.weight", _norm(b, head_dim))
+        b.add(f"{a}.attn_sink", _f32(b.rng.standard_normal(heads)))
+        for e in range(experts):
+            for proj, n, k, real in (("w1", moe_inter_stored, hidden, (moe_inter, hidden)),
+                                     ("w3", moe_inter_stored, hidden, (moe_inter, hidden)),
+                                     ("w2", hidden, moe_inter_stored, (hidden, moe_inter))):
+                packed, scale = quantize_fp4_groups(_sane_weight(b, n, k, real))
+                name = f"{p}.ffn.experts.{e}.{proj}"
+                b.add(f"{name}.weight", Tensor("I8", packed.shape, packed))
+                logical = (real[0], _cdiv(real[1], 32))
+                scale[logical[0]:, :] = 0
+                scale[:, logical[1]:] = 0
+                b.add(f"{name}.scale", Tensor(e8, scale.shape, scale), logical)
+        for proj, n, k in (("w1", moe_inter, hidden), ("w3", moe_inter, hidden), ("w2", hidden, moe_inter)):
+            _fp8_block_linear(b, f"{p}.ffn.shared_experts.{proj}", _sane_weight(b, n, k), e8, align)
+        b.add(f"{p}.ffn.gate.weight", b.bf16((experts, hidden)))
+        b.add(f"{p}.ffn.gate.bias", _f32(np.zeros(experts)))
+    config = {"model_type": "deepseek_v4", "architectures": ["DeepseekV4ForCausalLM"], "hidden_size": hidden,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": 1,
+              "head_dim": head_dim, "qk_rope_head_dim": rope, "q_lora_rank": q_lora, "o_lora_rank": o_lora,
+              "o_groups": o_groups, "sliding_window": window, "n_routed_experts": experts,
+              "num_experts_per_tok": per_token, "moe_intermediate_size": moe_inter, "n_shared_experts": 1,
+              "scoring_func": "sqrtsoftplus", "norm_topk_prob": True, "routed_scaling_factor": 1.5,
+              "swiglu_limit": 10.0, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "expert_dtype": "fp4",
+              "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "scale_fmt": "ue8m0",
+                                      "activation_scheme": "dynamic", "weight_block_size": [128, 128]}}
+    b.write(directory, shards, config)
+    return b

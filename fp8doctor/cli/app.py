@@ -12,6 +12,7 @@ from fp8doctor.cli.fix import fix_command
 from fp8doctor.cli.output import EXIT_ERROR
 from fp8doctor.cli.rules import rules_command
 from fp8doctor.cli.scan import scan_command
+from fp8doctor.cli.verify import verify_command
 
 app = typer.Typer(
     name="fp8doctor",
@@ -25,6 +26,7 @@ app.command("scan")(scan_command)
 app.command("rules")(rules_command)
 app.command("fix")(fix_command)
 app.command("dump")(dump_command)
+app.command("verify")(verify_command)
 
 
 def _version_callback(value: bool) -> None:

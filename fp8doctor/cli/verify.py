@@ -1,0 +1,71 @@
+"""`fp8doctor verify`: run one layer exact and as served; PASS proves padded scales are harmless."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import typer
+
+from fp8doctor.cli.options import NoColorOpt, PathArg, QuietOpt
+from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
+
+
+class VerifyFormat(str, enum.Enum):
+    console = "console"
+    json = "json"
+
+
+class CacheInit(str, enum.Enum):
+    zero = "zero"
+    empty = "empty"
+
+
+class Experts(str, enum.Enum):
+    auto = "auto"
+    routed = "routed"
+    all = "all"
+
+
+def verify_command(
+    path: PathArg,
+    layer: Annotated[int, typer.Option("--layer", help="Layer index to run.")] = 0,
+    tokens: Annotated[int, typer.Option("--tokens", help="Query tokens (the last T positions of the context).")] = 4,
+    context: Annotated[int, typer.Option("--context", help="Context length L (keys/values).")] = 256,
+    device: Annotated[str, typer.Option("--device", help="torch device: cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the inputs and the arbitrary padding data.")] = 0,
+    cache_init: Annotated[CacheInit, typer.Option("--cache-init", help="KV cache pool as torch.zeros (zero) or "
+                                                  "torch.empty (empty: arbitrary bytes).")] = CacheInit.zero,
+    experts: Annotated[Experts, typer.Option("--experts", help="Experts run: all, the routed ones, or auto (all "
+                                             "when the layer's experts are <= 1 GiB).")] = Experts.auto,
+    format: Annotated[VerifyFormat, typer.Option("--format", "-f", help="Report format on stdout.")] = (
+        VerifyFormat.console),
+    quiet: QuietOpt = False,
+    no_color_flag: NoColorOpt = False,
+) -> None:
+    """Run one layer exact and as a kernel would serve it; exit 0 PASS, 1 FAIL, 2 could not run."""
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise typer.Exit(fail(f"--device must be cpu or cuda, not {device!r}"))
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise typer.Exit(fail("verify needs torch: pip install 'fp8doctor[verify]'")) from None
+    from fp8doctor import __version__
+    from fp8doctor.checkpoint.loader import CheckpointError
+    from fp8doctor.reference.layer import VerifyError, VerifyOptions, verify
+    from fp8doctor.reporters import verify as reporter
+
+    options = VerifyOptions(layer=layer, tokens=tokens, context=context, device=device, seed=seed,
+                            cache_init=cache_init.value, experts=experts.value)
+    try:
+        result = verify(path, options)
+    except (VerifyError, CheckpointError) as e:
+        raise typer.Exit(fail(str(e))) from None
+    if format is VerifyFormat.json:
+        typer.echo(reporter.render_json(result, __version__), nl=False)
+    else:
+        reporter.render_console(result, stdout_console(color=not no_color(no_color_flag)), quiet)
+    raise typer.Exit(EXIT_OK if result.passed else EXIT_FINDINGS)
+
+
+__all__ = ["EXIT_ERROR", "verify_command"]
