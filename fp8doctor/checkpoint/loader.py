@@ -224,6 +224,9 @@ def load_files(ckpt: Checkpoint, index_name: str | None, shard_names: Callable[[
     if index_name is not None:
         ckpt.index = _read_index(ckpt, index_name, ckpt.findings)
     names = list(dict.fromkeys(ckpt.index.values())) if ckpt.index is not None else shard_names()
+    prepare = getattr(store, "prepare", None)  # remote stores start every shard's header fetch at once
+    if prepare is not None:
+        prepare([n for n in names if not _unsafe_name(n)])
     for name in names:
         _load_shard(ckpt, name)
     if ckpt.index is not None:
