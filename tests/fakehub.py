@@ -40,8 +40,8 @@ class FakeServer:
     fail_first: int = 0
     always_fail: bool = False
     delay: float = 0.0
-    hits: list[Hit] = field(default_factory=list)
     max_in_flight: int = 0
+    _hits: list[Hit] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,6 +74,15 @@ class FakeServer:
         self.httpd.server_close()
         self.thread.join(timeout=5)
 
+    @property
+    def hits(self) -> list[Hit]:
+        """The requests answered so far (waits for answers still being logged)."""
+        deadline = time.monotonic() + 2
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with self._lock:
+            return list(self._hits)
+
     def body_bytes(self) -> int:
         return sum(h.sent for h in self.hits)
 
@@ -88,12 +97,13 @@ class FakeServer:
         try:
             if self.delay:
                 time.sleep(self.delay)
+            status, sent = 0, 0
             status, sent = self._route(h, seen)
         finally:
             with self._lock:
+                self._hits.append(Hit("GET", h.path, h.headers.get("Range"), status, sent,
+                                      h.headers.get("Authorization")))
                 self._in_flight -= 1
-        with self._lock:
-            self.hits.append(Hit("GET", h.path, h.headers.get("Range"), status, sent, h.headers.get("Authorization")))
 
     def _route(self, h: BaseHTTPRequestHandler, seen: int) -> tuple[int, int]:
         if self.always_fail or seen <= self.fail_first:
@@ -132,18 +142,20 @@ class FakeServer:
     def _file(self, h: BaseHTTPRequestHandler, path: str) -> tuple[int, int]:
         if not os.path.isfile(path):
             return self._empty(h, 404), 0
-        with open(path, "rb") as f:
-            data = f.read()
-        size = len(data)
+        size = os.path.getsize(path)
         rng = h.headers.get("Range")
         m = re.match(r"^bytes=(\d+)-(\d*)$", rng or "")
         if not self.ranges or m is None:
-            return self._send(h, 200, data, {})
+            with open(path, "rb") as f:
+                return self._send(h, 200, f.read(), {})
         start = int(m[1])
         end = min(int(m[2]) if m[2] else size - 1, size - 1)
         if start >= size:
             return self._empty(h, 416, {"Content-Range": f"bytes */{size}"}), 0
-        return self._send(h, 206, data[start:end + 1], {"Content-Range": f"bytes {start}-{end}/{size}"})
+        with open(path, "rb") as f:
+            f.seek(start)
+            body = f.read(end + 1 - start)
+        return self._send(h, 206, body, {"Content-Range": f"bytes {start}-{end}/{size}"})
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> tuple[int, int]:
         h.send_response(status)

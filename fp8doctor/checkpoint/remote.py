@@ -532,7 +532,8 @@ class RemoteStore:
             raise RemoteError(f"{self.loc.url}: {INSTALL_HINT}") from None
         from fp8doctor import __version__
 
-        if constants.is_offline_mode():
+        offline = getattr(constants, "is_offline_mode", None)
+        if offline() if offline is not None else getattr(constants, "HF_HUB_OFFLINE", False):
             raise RemoteError(f"{self.loc.url}: HF_HUB_OFFLINE is set; unset it to scan a checkpoint on the Hub")
         endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         # The token as huggingface_hub finds it (HF_TOKEN, `hf auth login`, ...). Not build_hf_headers:
