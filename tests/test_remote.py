@@ -185,8 +185,9 @@ def test_server_ignoring_range_is_refused_without_downloading(site, serve):
     size = os.path.getsize(os.path.join(site, "v4", "model-00001-of-00002.safetensors"))
     with pytest.raises(RangeNotSupported, match="ignores HTTP Range") as e:
         open_remote_checkpoint(f"{srv.url}/v4", FAST)
-    assert INDEX_NAME in str(e.value) and "bytes 0-" in str(e.value)
-    assert len(srv.hits) == 1  # refused at once, not retried
+    # index and config are small: a 200 with no more than was asked for is fine; the shards are not
+    assert "v4/model-0000" in str(e.value) and "safetensors bytes 0-99999" in str(e.value)
+    assert [h.status for h in srv.hits] == [200, 200, 200, 200]  # index, config, two shard probes; no retries
     store = RemoteStore(parse_url(f"{srv.url}/v4"), FAST)
     with pytest.raises(RangeNotSupported, match=f"whole file \\({size:,} bytes\\)"):
         store.open("model-00001-of-00002.safetensors").size()
@@ -331,3 +332,24 @@ def test_is_remote_and_fix_refusal():
     assert "hf download org/model --revision v2 --local-dir DIR" in msg and "--output DIR" in msg
     assert "download it first" in fix_refusal("https://example.test/m")
     assert remote.is_remote is is_remote
+
+
+def test_missing_extra_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(RemoteError, match=r"pip install 'fp8doctor\[remote\]'"):
+        open_remote_checkpoint("hf://org/model", FAST)
+
+
+def test_local_scans_never_import_the_remote_clients(v4):
+    import subprocess
+    import sys
+
+    code = ("import sys, fp8doctor; fp8doctor.scan(sys.argv[1]); "
+            "print(sorted(m for m in ('huggingface_hub', 'fsspec', 'httpx2', 'httpx', "
+            "'fp8doctor.checkpoint.remote') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, v4], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -266,6 +266,9 @@ class _Http:
                 return self._body(r, int(m.group(2)) - start + 1, where), total
             if code == 200:
                 length = r.headers.get("Content-Length")
+                if start == 0 and length and length.isdigit() and int(length) <= end:
+                    # the whole file is no more than what was asked for (a small file): take it
+                    return self._body(r, int(length), where), int(length)
                 size = f" ({int(length):,} bytes)" if length and length.isdigit() else ""
                 raise RangeNotSupported(
                     f"{where}: the server ignores HTTP Range requests and started sending the whole file{size}; "
