@@ -353,3 +353,20 @@ def test_local_scans_never_import_the_remote_clients(v4):
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_download_copies_only_the_named_shards(site, serve, tmp_path):
+    srv = serve(root=site)
+    name = "model-00002-of-00002.safetensors"
+    dest = tmp_path / "out"
+    with open_remote_checkpoint(f"{srv.url}/v4", RemoteOptions(retries=1, backoff=0.01)) as ck:
+        before = ck.transfer.bytes_fetched
+        [path] = remote.download(ck, [name], str(dest))
+        fetched = ck.transfer.bytes_fetched - before
+        with pytest.raises(RemoteError):
+            remote.download(ck, ["../escape.safetensors"], str(dest))
+    with open(path, "rb") as a, open(os.path.join(site, "v4", name), "rb") as b:
+        data = b.read()
+        assert a.read() == data
+    assert fetched == len(data) - HEAD_PROBE  # the header probe's bytes are reused, not fetched twice
+    assert sorted(os.listdir(dest)) == [name]

@@ -38,6 +38,7 @@ from fp8doctor.checkpoint.loader import (
     is_remote,
     load_files,
 )
+from fp8doctor.checkpoint.loader import _unsafe_name as _unsafe
 from fp8doctor.checkpoint.source import ByteSource, ReadError
 
 HEAD_PROBE = 100_000
@@ -47,8 +48,8 @@ SINGLE_NAME = "model.safetensors"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 INSTALL_HINT = "remote paths need the optional HTTP clients: pip install 'fp8doctor[remote]'"
 
-__all__ = ["RangeNotSupported", "RemoteError", "RemoteOptions", "fix_refusal", "is_remote", "open_remote_checkpoint",
-           "parse_url"]
+__all__ = ["RangeNotSupported", "RemoteError", "RemoteOptions", "download", "fix_refusal", "is_remote",
+           "open_remote_checkpoint", "parse_url"]
 
 
 class RemoteError(CheckpointError):
@@ -421,17 +422,18 @@ class RemoteFile:
         head = self._head
         if end <= len(head):
             data = head[offset:end]
-        else:
-            taken = self._take(offset, end)
-            if taken is not None:
-                data = taken
-            elif offset <= 8 < len(head):  # the rest of a header larger than the probe: keep it
+        elif offset < len(head):  # starts in the probe's bytes: fetch only the rest
+            rest = self._take(len(head), end)
+            if rest is None:
                 rest = self._fetch(len(head), end)
+            if 0 < offset <= 8:  # the rest of a header larger than the probe (parse_header): keep it
                 with self._lock:
                     if len(self._head) == len(head):
                         self._head = head + rest
-                data = (head + rest)[offset:end]
-            else:
+            data = head[offset:] + rest
+        else:
+            data = self._take(offset, end)
+            if data is None:
                 data = self._fetch(offset, end)
         with self._lock:
             self.bytes_read += length
@@ -442,7 +444,8 @@ class RemoteFile:
         self.size()
         with self._lock:
             for start, end in ranges:
-                if end > len(self._head) and end > start and start not in self._plan:
+                start = max(start, len(self._head))  # the probe's bytes are at hand already
+                if end > start and start not in self._plan:
                     self._plan[start] = _Planned(start, end)
             self._starts = sorted(self._plan)
             self._cursor = 0
@@ -655,6 +658,37 @@ class RemoteStore:
         if self._owned_client is not None:
             self._owned_client.close()
             self._owned_client = None
+
+
+DOWNLOAD_CHUNK = 16 << 20
+
+
+def download(ckpt: Checkpoint, names: list[str], dest: str) -> list[str]:
+    """Copy whole files of a remote checkpoint into `dest` (for `fix --output DIR`: only the shards
+    that need repair). Ranged, concurrent, retried like every other read; each file is written to
+    `NAME.part` and renamed when complete. Returns the local paths."""
+    if not ckpt.remote:
+        raise ValueError("download() copies files of a remote checkpoint")
+    out = []
+    for name in names:
+        if ckpt.store is None or ckpt.store.problem(name) is not None or _unsafe(name):
+            raise RemoteError(f"{name!r}: not a file under the checkpoint's base; not downloaded")
+        src = ckpt.source(name)
+        size = src.size()
+        chunks = [(o, min(o + DOWNLOAD_CHUNK, size)) for o in range(0, size, DOWNLOAD_CHUNK)]
+        prefetch = getattr(src, "prefetch", None)
+        if prefetch is not None:
+            prefetch(chunks)
+        path = os.path.join(dest, name)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path + ".part", "wb") as f:
+            for start, end in chunks:
+                f.write(src.pread(start, end - start))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".part", path)
+        out.append(path)
+    return out
 
 
 def open_remote_checkpoint(url: str, options: RemoteOptions | None = None) -> Checkpoint:
