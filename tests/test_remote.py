@@ -283,6 +283,9 @@ def test_cli_reports_the_network_cost(site, serve):
     assert summary["checkpoint_bytes"] > 10 * summary["bytes_fetched"]
     r = run_cli("scan", f"{srv.url}/v4")
     assert r.returncode == 1 and "fetched " in r.stdout and " requests (" in r.stdout
+    assert "download it, then run `fp8doctor fix DIR`" in r.stdout
+    r = run_cli("scan", "hf://org/mo del")  # a message with [brackets] is printed as text, not markup
+    assert r.returncode == 2 and "[@REVISION][/SUBFOLDER]" in r.stderr and "internal error" not in r.stderr
     local = run_cli("scan", os.path.join(site, "v4"))
     assert "fetched " not in local.stdout
 

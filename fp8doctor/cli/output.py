@@ -29,6 +29,8 @@ def stderr_console(color: bool = True) -> Console:
 
 def fail(message: str, code: int = EXIT_ERROR) -> int:
     """Print one line to stderr and return the exit code (commands `raise typer.Exit(fail(...))`)."""
-    Console(file=sys.stderr, stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True,
-                                                                    soft_wrap=True)
+    from rich.markup import escape
+
+    Console(file=sys.stderr, stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}",
+                                                                    markup=True, soft_wrap=True)
     return code

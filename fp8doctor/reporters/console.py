@@ -79,7 +79,9 @@ def verdict(report: Report, fail_on: Severity = Severity.ERROR) -> Text:
     if c["info"]:
         parts.append(plural(c["info"], "info"))
     fixable = len(report.fixable)
-    fix_hint = f" ({fixable} fixable: run `fp8doctor fix {plain(report.target)}`)" if fixable else ""
+    fix_cmd = "download it, then run `fp8doctor fix DIR`" if s.requests is not None else \
+        f"run `fp8doctor fix {plain(report.target)}`"
+    fix_hint = f" ({fixable} fixable: {fix_cmd})" if fixable else ""
     failed = report.failed(fail_on)
     style = "bold red" if failed else "yellow"
     mark = "✗" if failed else "!"
