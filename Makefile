@@ -18,11 +18,16 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
 	$(BIN)/python -m pytest
 
+CASES ?= 100000
+SEED ?= 0
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --cases $(CASES) --seed $(SEED)
+
 lint: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
 
 clean:
 	rm -rf $(VENV) demo-checkpoint .pytest_cache

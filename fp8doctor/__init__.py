@@ -1,11 +1,14 @@
 """fp8doctor: inspect and repair the scale tensors of quantized safetensors checkpoints.
 
-The public API mirrors the CLI verbs: `scan` (read-only check), and the data types it returns.
+The public API mirrors the CLI verbs: `scan` (read-only check), `fix` (repair padded scale
+entries, journaled), and the data types they return.
 """
 
 from fp8doctor.checkpoint.loader import CheckpointError
 from fp8doctor.findings import Finding, Region, Report, Severity
 from fp8doctor.layouts.model import LayoutOverride, ScaleLayout
+from fp8doctor.repair.errors import FixError
+from fp8doctor.repair.fix import FixResult, fix
 from fp8doctor.scanner import ScanOptions, scan
 
 __version__ = "0.1.0"
@@ -13,6 +16,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "Finding",
+    "FixError",
+    "FixResult",
     "LayoutOverride",
     "Region",
     "Report",
@@ -20,5 +25,6 @@ __all__ = [
     "ScanOptions",
     "Severity",
     "__version__",
+    "fix",
     "scan",
 ]

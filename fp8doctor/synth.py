@@ -174,7 +174,10 @@ def deepseek_v4(directory: str, layers: int = 2, seed: int = 0, shards: int = 2,
             for proj, n, k, real in (("w1", moe_inter_stored, hidden, (moe_inter, hidden)),
                                      ("w3", moe_inter_stored, hidden, (moe_inter, hidden)),
                                      ("w2", hidden, moe_inter_stored, (hidden, moe_inter))):
-                b.add(f"{p}.ffn.experts.{e}.{proj}.weight", b.fp4_weight((n, k // 2)))
+                w = b.fp4_weight((n, k // 2))
+                w.data[real[0]:, :] = 0  # padded channels quantize to zero codes
+                w.data[:, real[1] // 2:] = 0
+                b.add(f"{p}.ffn.experts.{e}.{proj}.weight", w)
                 logical = (real[0], _cdiv(real[1], 32))
                 b.add(f"{p}.ffn.experts.{e}.{proj}.scale", b.e8m0_scales((n, _cdiv(k, 32)), logical), logical)
         b.add(f"{p}.ffn.gate.weight", b.bf16((experts, hidden)))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.checkpoint.source import read_small_file
 from fp8doctor.findings import Finding, Region, Severity
 
 # Model dims the layout model uses, with the aliases different configs spell them with.
@@ -75,7 +76,7 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
     findings: list[Finding] = []
 
     def warn(msg: str) -> None:
-        findings.append(Finding("config-invalid", Severity.WARNING, file, None, msg, Region.FILE))
+        findings.append(Finding("config-invalid", Severity.ERROR, file, None, msg, Region.FILE))
 
     if not isinstance(obj, dict):
         warn(f"{file} is a JSON {type(obj).__name__}, not an object; layouts inferred from shapes")
@@ -91,6 +92,8 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
             if val is not None:
                 if _as_pos_int(val):
                     dims[canon] = val
+                else:
+                    warn(f"{canon} is {val!r:.40}, not a positive integer")
                 break
 
     qc = obj.get("quantization_config")
@@ -107,9 +110,11 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
     group = _as_pos_int(qc.get("group_size"))
     groups = qc.get("config_groups")
     if isinstance(groups, dict):
-        for g in groups.values():
+        for gname, g in groups.items():
             w = g.get("weights") if isinstance(g, dict) else None
             if not isinstance(w, dict):
+                if not (isinstance(g, dict) and w is None):
+                    warn(f"quantization_config.config_groups.{gname} has no 'weights' object; ignored")
                 continue
             block = block or _block(w.get("block_structure"))
             if w.get("strategy") in ("group", "tensor_group") or "group_size" in w:
@@ -133,21 +138,14 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
     return ModelConfig(quant=quant, dims=dims, model_type=model_type, raw=obj), findings
 
 
+CONFIG_LIMIT = 64 << 20
+"""config.json is read up to this many bytes."""
+
+
 def load_config(directory: str) -> tuple[ModelConfig | None, list[Finding]]:
     """Read config.json beside the shards, if there is one."""
     path = os.path.join(directory, "config.json")
-
-    def read() -> bytes | None:
-        if not os.path.exists(path):
-            return None
-        with open(path, "rb") as f:
-            return f.read(CONFIG_LIMIT)
-
-    return read_config(read)
-
-
-CONFIG_LIMIT = 64 << 20
-"""config.json is read up to this many bytes."""
+    return read_config(lambda: read_small_file(path, CONFIG_LIMIT) if os.path.exists(path) else None)
 
 
 def read_config(read: Callable[[], bytes | None]) -> tuple[ModelConfig | None, list[Finding]]:
@@ -160,5 +158,5 @@ def read_config(read: Callable[[], bytes | None]) -> tuple[ModelConfig | None, l
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         msg = f"config.json could not be read ({reason}); layouts inferred from tensor shapes"
-        return None, [Finding("config-invalid", Severity.WARNING, "config.json", None, msg, Region.FILE)]
+        return None, [Finding("config-invalid", Severity.ERROR, "config.json", None, msg, Region.FILE)]
     return parse_config(obj)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
-from fp8doctor.checkpoint.source import ByteSource, LocalFile
+from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.findings import Finding, Region, Severity
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -60,8 +60,14 @@ class LocalStore:
         path = self.path_of(name)
         if not os.path.exists(path):
             return None
-        with open(path, "rb") as f:
-            return f.read(limit)
+        return read_small_file(path, limit)
+
+    def list_shards(self) -> list[str] | None:
+        """The .safetensors files in the directory (None when it cannot be listed)."""
+        try:
+            return sorted(n for n in os.listdir(self.root) if n.endswith(".safetensors"))
+        except OSError:
+            return None
 
     def problem(self, name: str) -> tuple[str, str] | None:
         full = self.path_of(name)
@@ -255,6 +261,9 @@ def _read_index(ckpt: Checkpoint, index_file: str, findings: list[Finding]) -> d
         findings.append(_finding("index-invalid", index_file,
                                  "index has no 'weight_map' object mapping tensor names to shard files"))
         return None
+    if not wm:
+        findings.append(_finding("index-invalid", index_file, "index's weight_map is empty: it names no tensor"))
+        return None
     return wm
 
 
@@ -335,6 +344,15 @@ def _check_index(ckpt: Checkpoint) -> None:
             "index-mismatch", file,
             f"{len(names)} tensors listed in the index for {file} are not in it (first: {names[0]})",
             tensor=names[0], count=len(names)))
+    list_shards = getattr(ckpt.store, "list_shards", None)  # where the store can list (not HTTP, not the Hub)
+    present = list_shards() if list_shards is not None else None
+    if present:
+        stray = [n for n in present if n not in ckpt.shards and n not in ckpt.unread_files]
+        for name in stray:
+            ckpt.findings.append(Finding(
+                "index-mismatch", Severity.WARNING, name, None,
+                f"{name} is in the checkpoint directory but the index names none of its tensors: loaders ignore it "
+                "(a leftover from another export?); not checked", Region.INDEX))
     for file, shard in ckpt.shards.items():
         unlisted = [n for n in shard.tensors if listed.get(n) != file and n not in listed]
         if unlisted:

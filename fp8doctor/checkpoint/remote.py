@@ -609,9 +609,12 @@ class RemoteStore:
     def read_small(self, name: str, limit: int) -> bytes | None:
         if name not in self._small:
             try:
-                self._small[name] = self.fetch(name, 0, limit)[0]
+                data = self.fetch(name, 0, limit + 1)[0]
             except FileNotFoundError:
-                self._small[name] = None
+                data = None
+            if data is not None and len(data) > limit:
+                raise OSError(errno.EFBIG, f"larger than {limit:,} bytes")
+            self._small[name] = data
         return self._small[name]
 
     def problem(self, name: str) -> tuple[str, str] | None:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from typing import Protocol
 
 
@@ -26,8 +28,13 @@ class LocalFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: opening a FIFO named like a shard must not hang; only regular files are read
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(self._fd)
+            self._fd = -1
+            raise OSError(errno.EINVAL, "not a regular file")
         self._size = st.st_size
         self.mtime_ns = st.st_mtime_ns
         self.bytes_read = 0
@@ -59,3 +66,11 @@ class LocalFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_small_file(path: str, limit: int) -> bytes:
+    """Read a whole JSON side file (index, config): regular files only, at most `limit` bytes."""
+    with LocalFile(path) as f:
+        if f.size() > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes")
+        return f.pread(0, f.size())

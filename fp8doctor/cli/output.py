@@ -31,6 +31,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> int:
     """Print one line to stderr and return the exit code (commands `raise typer.Exit(fail(...))`)."""
     from rich.markup import escape
 
+    # the message may hold paths, TOML table names or tensor names: never markup
     Console(file=sys.stderr, stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}",
                                                                     markup=True, soft_wrap=True)
     return code

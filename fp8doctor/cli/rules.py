@@ -1,4 +1,5 @@
-"""`fp8doctor rules`: every rule id, its severity, whether fix repairs it, and what to do."""
+"""`fp8doctor rules`: every rule id, its default severity, whether fix repairs it, and a paragraph on
+what it means and what to do (`fp8doctor rules RULE` for one, `--json` for tools)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def rules_command(
     import json
 
     from rich.table import Table
+    from rich.text import Text
 
     from fp8doctor.rules.catalog import RULES
 
@@ -38,11 +40,12 @@ def rules_command(
         console.print()
         console.print(r.help)
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("rule", style="bold")
-    table.add_column("severity")
-    table.add_column("fix")
-    table.add_column("meaning", overflow="fold")
+    table = Table(show_edge=False, pad_edge=False, show_lines=True)
+    table.add_column("rule", style="bold", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("fix", no_wrap=True)
+    table.add_column("meaning and what to do", overflow="fold", ratio=1)
     for r in chosen:
-        table.add_row(r.id, r.severity.value, "yes" if r.fixable else "-", r.title)
+        table.add_row(r.id, r.severity.value, "yes" if r.fixable else "-",
+                      Text.assemble((r.title, "bold"), "\n", r.help))
     console.print(table)

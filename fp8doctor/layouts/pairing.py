@@ -101,6 +101,7 @@ class LayoutBuilder:
         self.overrides = overrides
         self.dims = config.dims if config else {}
         self.quant = config.quant if config else None
+        self._vote_ambiguous = False
         self.fp4_checkpoint = bool(config) and (
             (self.quant is not None and (self.quant.quant_method or "").lower() == "mxfp4")
             or str(config.raw.get("expert_dtype", "")).lower() in ("fp4", "mxfp4"))
@@ -134,6 +135,7 @@ class LayoutBuilder:
                 continue
             block_pairs.append((scale, weight))
         global_block, vote_note = self._vote_block(block_pairs)
+        self._vote_ambiguous = bool(vote_note)
         if vote_note:
             res.findings.append(Finding("layout-ambiguous", Severity.WARNING, None, None, vote_note, Region.LOGICAL))
         for scale, weight in block_pairs:
@@ -149,7 +151,7 @@ class LayoutBuilder:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _needs_scale(self, t: TensorInfo) -> bool:
-        if _is_quantized_weight(t) and t.numel > 0:
+        if _is_quantized_weight(t) and t.numel > 0 and t.name.endswith("weight"):
             return True
         if t.name.endswith(("_blocks", ".weight_packed")) and t.dtype in ("U8", "I8"):
             return True
@@ -181,29 +183,43 @@ class LayoutBuilder:
         return shape, "block"
 
     def _vote_block(self, pairs: list[tuple[TensorInfo, TensorInfo]]) -> tuple[tuple[int, int] | None, str]:
-        """The block size of the checkpoint's FP8 weights when config.json does not say."""
+        """The block size of the checkpoint's FP8 weights when config.json does not say: the common
+        block that fits the most scale tensors (exactly, or rounded up for alignment)."""
         if self.quant is not None and self.quant.block_size:
             return self.quant.block_size, ""
-        votes: Counter[tuple[int, int]] = Counter()
+        fits: dict[tuple[int, int], list[tuple[int, ...]]] = {b: [] for b in BLOCK_CANDIDATES}
+        exact: Counter[tuple[int, int]] = Counter()
         n = 0
         for scale, weight in pairs:
             shape, kind = self._element_shape(scale, weight)
             if kind != "block" or len(scale.shape) < 2 or len(shape) != len(scale.shape):
                 continue
+            override = self._override(scale, weight)
+            if override is not None and override.block is not None:
+                continue  # the user said; nothing to infer
             n += 1
             for b in BLOCK_CANDIDATES:
-                if (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == scale.shape[-2:]:
-                    votes[b] += 1
+                need = (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1]))
+                if need == scale.shape[-2:]:
+                    exact[b] += 1
+                    fits[b].append(need)
+                elif _aligned_up(shape, b, scale.shape):
+                    fits[b].append(need)
+                else:
+                    fits[b].append(())
         if not n:
             return None, ""
-        if not votes:
+        score = {b: sum(1 for f in v if f) for b, v in fits.items()}
+        best = max(BLOCK_CANDIDATES, key=lambda b: (score[b], exact[b], -BLOCK_CANDIDATES.index(b)))
+        if not score[best]:
             return None, (f"no block size given in config.json and none of {len(BLOCK_CANDIDATES)} common "
-                          f"block sizes fits the {n} FP8 scale tensors exactly; padding not located")
-        best, count = max(votes.items(), key=lambda kv: (kv[1], -BLOCK_CANDIDATES.index(kv[0])))
-        tied = [b for b, c in votes.items() if c == count and b != best]
-        if count < n or tied:
-            return best, (f"no block size in config.json; inferred {best[0]}x{best[1]} from shapes (fits {count} of "
-                          f"{n} FP8 scale tensors exactly" + (f", as do {tied}" if tied else "") +
+                          f"block sizes fits the {n} FP8 scale tensors; padding not located")
+        # another block that fits as many tensors with a different logical box is a real ambiguity
+        rivals = [b for b in BLOCK_CANDIDATES if b != best and score[b] == score[best] and fits[b] != fits[best]]
+        if score[best] < n or rivals:
+            return best, (f"no block size in config.json; inferred {best[0]}x{best[1]} from shapes (fits "
+                          f"{score[best]} of {n} FP8 scale tensors" +
+                          (f"; {', '.join(f'{a}x{c}' for a, c in rivals)} fit as many" if rivals else "") +
                           "); set the block size in configuration to be sure")
         return best, ""
 
@@ -256,7 +272,8 @@ class LayoutBuilder:
         elif global_block is not None:
             block = global_block
             exact = (_cdiv(shape[-2], block[0]), _cdiv(shape[-1], block[1])) == tuple(sshape_eff[-2:])
-            source = "inferred" if exact or _aligned_up(shape, block, sshape_eff) else "ambiguous"
+            aligned = _aligned_up(shape, block, sshape_eff) and not self._vote_ambiguous
+            source = "inferred" if exact or aligned else "ambiguous"
             if not exact and source == "ambiguous":
                 for b in BLOCK_CANDIDATES:
                     if (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:]):

@@ -6,11 +6,12 @@ import re
 
 from rich.markup import escape
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
 
 
 def plain(text: str | None) -> str:
-    """Control, bidi and line-breaking characters as visible escapes (\\x1b, \\u202e)."""
+    """Control, bidi and line-breaking characters (and lone surrogates, which no UTF-8 file or XML
+    document can hold) as visible escapes (\\x1b, \\u202e)."""
     if text is None:
         return ""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100

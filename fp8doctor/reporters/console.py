@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 
 from rich.console import Console
@@ -9,16 +10,26 @@ from rich.table import Table
 from rich.text import Text
 
 from fp8doctor.findings import Report, Severity
+from fp8doctor.reporters import RenderContext
 from fp8doctor.reporters.common import plain, plural
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
 def render(report: Report, console: Console, max_findings: int = 20, quiet: bool = False,
-           fail_on: Severity = Severity.ERROR) -> None:
+           fail_on: Severity = Severity.ERROR, suppressed: int = 0) -> None:
     if not quiet:
         _render_tables(report, console, max_findings)
-    console.print(verdict(report, fail_on))
+    console.print(verdict(report, fail_on, suppressed), soft_wrap=True)  # one line, never wrapped
+
+
+def render_report(report: Report, ctx: RenderContext) -> str:
+    """The console report as text (for --output FILE: no colour unless the context asks)."""
+    buf = io.StringIO()
+    console = Console(file=buf, no_color=not ctx.color, force_terminal=ctx.color, highlight=False, width=120,
+                      soft_wrap=False)
+    render(report, console, ctx.max_findings, ctx.quiet, ctx.fail_on, ctx.suppressed)
+    return buf.getvalue()
 
 
 def _render_tables(report: Report, console: Console, max_findings: int) -> None:
@@ -65,8 +76,15 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
         console.print(Text(f"... {len(report.findings) - len(shown)} more (--max-findings, or --format json)", "dim"))
 
 
-def verdict(report: Report, fail_on: Severity = Severity.ERROR) -> Text:
+def verdict(report: Report, fail_on: Severity = Severity.ERROR, suppressed: int = 0) -> Text:
     """One line a person reads first; never says clean when something was not checked."""
+    text = _verdict(report, fail_on)
+    if suppressed:
+        text.append(f" ({plural(suppressed, 'known finding')} suppressed by the baseline)", "dim")
+    return text
+
+
+def _verdict(report: Report, fail_on: Severity) -> Text:
     c = report.counts()
     s = report.stats
     skipped = f"; {plural(s.skipped, 'scale tensor')} could not be read" if s.skipped else ""

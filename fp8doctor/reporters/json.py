@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fp8doctor.findings import Report
+from fp8doctor.reporters import RenderContext
 
 SCHEMA_VERSION = 1
 
@@ -22,3 +23,11 @@ def report_dict(report: Report, version: str) -> dict[str, Any]:
 
 def render(report: Report, version: str) -> str:
     return json.dumps(report_dict(report, version), indent=2, ensure_ascii=True) + "\n"
+
+
+def render_report(report: Report, ctx: RenderContext) -> str:
+    """The JSON report; with a baseline, a top-level `baseline` object says what it suppressed."""
+    data = report_dict(report, ctx.version)
+    if ctx.baseline is not None:
+        data["baseline"] = {"file": ctx.baseline, "suppressed": ctx.suppressed}
+    return json.dumps(data, indent=2, ensure_ascii=True) + "\n"

@@ -51,10 +51,11 @@ _RULES = [
          "A tensor is listed in the index but absent from its shard, present in a shard but not "
          "listed, or stored in two shards. Loaders that trust the index will fail or load the "
          "wrong copy."),
-    Rule("config-invalid", Severity.WARNING, False, Region.FILE,
+    Rule("config-invalid", Severity.ERROR, False, Region.FILE,
          "config.json could not be used",
-         "config.json is not JSON or its quantization_config has unexpected types; layouts were "
-         "inferred from tensor shapes alone."),
+         "config.json is not JSON or its quantization_config has unexpected types. Inference servers "
+         "read it to build the model, so they will fail or mis-load; fp8doctor inferred layouts from "
+         "tensor shapes alone."),
     Rule("layout-ambiguous", Severity.WARNING, False, Region.LOGICAL,
          "the scale layout had to be guessed",
          "No block size was given (quantization_config, configuration) and the tensor shapes fit "

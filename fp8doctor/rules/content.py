@@ -18,8 +18,8 @@ from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
 
-ZERO_BLOCK_CHECKS = 64
-"""Zero scales per tensor whose weight blocks are read to tell real zero blocks from erased ones."""
+ZERO_CHECK_BYTES = 64 << 20
+"""Weight bytes per tensor read to tell zero scales over all-zero blocks from erased blocks."""
 
 UNINIT_FAR = 24
 """Binades from the median beyond which an entry counts as far out for the uninitialized test."""
@@ -118,31 +118,48 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
     return False, ""
 
 
-def _zero_block_is_zero(layout: ScaleLayout, idx: tuple[int, ...], read_weight: ReadWeight) -> bool:
-    """Whether the weight block that scale entry `idx` multiplies holds only (signed) zeros."""
+def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
+                 budget: int) -> tuple[np.ndarray, int]:
+    """For flat scale indices `entries`, whether each one's weight block holds only signed zeros.
+
+    Reads each needed band of weight rows once (all flagged columns of a block-row share it).
+    Returns (is_zero per entry, entries left unchecked because the byte budget ran out).
+    """
     w = layout.weight
     assert w is not None and layout.block is not None
     shape = layout.weight_shape
-    if layout.kind == "tensor":
-        return False
-    if len(idx) == len(shape) - 1:  # per-channel [N]
-        idx = (*idx, 0)
+    sshape = layout.stored_shape if len(layout.stored_shape) == len(shape) else (*layout.stored_shape, 1)
     bn, bk = layout.block
-    n_rows, k = shape[-2] if len(shape) >= 2 else 1, shape[-1]
-    lead = idx[:-2]
-    r, c = (idx[-2], idx[-1]) if len(idx) >= 2 else (0, idx[-1])
+    n_rows, k = (shape[-2], shape[-1]) if len(shape) >= 2 else (1, shape[-1])
     packed = layout.kind == "group"
     row_bytes = w.nbytes // max(1, int(np.prod(shape[:-1])))
-    lead_flat = int(np.ravel_multi_index(lead, shape[:-2])) if lead else 0
-    c0, c1 = c * bk, min((c + 1) * bk, k)
-    b0, b1 = (c0 // 2, (c1 + 1) // 2) if packed else (c0, c1)
-    zero_mask = 0x77 if packed else 0x7F
-    for row in range(r * bn, min((r + 1) * bn, n_rows)):
-        start = (lead_flat * n_rows + row) * row_bytes + b0
-        data = np.frombuffer(read_weight(w, start, b1 - b0), dtype=np.uint8)
-        if (data & zero_mask).any():
-            return False
-    return True
+    zero_mask = 0x77 if packed else 0x7F  # FP4 E2M1 nibbles / FP8 codes that are +-0
+    idx = np.unravel_index(entries, sshape)
+    lead_flat = np.ravel_multi_index(idx[:-2], sshape[:-2]) if len(sshape) > 2 else np.zeros_like(entries)
+    rows, cols = idx[-2], idx[-1]
+    result = np.zeros(entries.size, dtype=bool)
+    checked = np.zeros(entries.size, dtype=bool)
+    spent = 0
+    for key in dict.fromkeys(zip(lead_flat.tolist(), rows.tolist())):
+        lead, r = key
+        r0, r1 = r * bn, min((r + 1) * bn, n_rows)
+        if r0 >= n_rows:
+            continue
+        nbytes = (r1 - r0) * row_bytes
+        if spent + nbytes > budget:
+            break
+        spent += nbytes
+        band = np.frombuffer(read_weight(w, (lead * n_rows + r0) * row_bytes, nbytes), dtype=np.uint8)
+        nonzero_cols = ((band.reshape(r1 - r0, row_bytes) & zero_mask) != 0).any(axis=0)
+        prefix = np.concatenate(([0], np.cumsum(nonzero_cols)))  # nonzero byte columns before each byte
+        sel = np.flatnonzero((lead_flat == lead) & (rows == r))
+        c0 = np.minimum(cols[sel] * bk, k)
+        c1 = np.minimum((cols[sel] + 1) * bk, k)
+        b0, b1 = ((c0 // 2, (c1 + 1) // 2) if packed else (c0, c1))
+        b0, b1 = np.minimum(b0, row_bytes), np.minimum(b1, row_bytes)
+        result[sel] = prefix[b1] - prefix[b0] == 0
+        checked[sel] = True
+    return result, int((~checked).sum())
 
 
 def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts: ContentOptions,
@@ -197,7 +214,7 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
 
 def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opts: ContentOptions,
                 read_weight: ReadWeight | None, itemsize: int) -> list[Finding]:
-    """Zero scales are fine over all-zero weight blocks; confirm by reading the first few blocks."""
+    """Zero scales are fine over all-zero weight blocks; confirm by reading those blocks."""
     flat = np.flatnonzero(zero.reshape(-1))
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
                   and layout.weight is not None and layout.kind in ("block", "group"))
@@ -205,30 +222,20 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
         return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, zero,
                          f"{flat.size} real entries of {t.name} are zero: their weight blocks are erased "
                          "(weights not read to confirm)", itemsize)]
-    erased = np.zeros_like(zero)
-    checked = 0
-    for i in flat[:ZERO_BLOCK_CHECKS]:
-        idx = tuple(int(x) for x in np.unravel_index(int(i), zero.shape))
-        checked += 1
-        try:
-            is_zero = _zero_block_is_zero(layout, idx, read_weight)
-        except OSError:
-            is_zero = False
-        if not is_zero:
-            erased[idx] = True
-    unchecked = flat.size - checked
-    count = int(erased.sum()) + unchecked
+    try:
+        is_zero, unchecked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
+    except OSError:
+        is_zero, unchecked = np.zeros(flat.size, dtype=bool), flat.size
+    bad = np.zeros(zero.size, dtype=bool)
+    bad[flat[~is_zero]] = True  # erased blocks, and unchecked ones (not proven harmless)
+    count = int(bad.sum())
     if not count:
         return []
-    mask = erased.copy()
-    if unchecked:
-        rest = np.zeros(zero.size, dtype=bool)
-        rest[flat[checked:]] = True
-        mask |= rest.reshape(zero.shape)
-    extra = (f"; {unchecked} more zero entries were not checked against their weights" if unchecked else "")
-    msg = (f"{int(erased.sum())} real entries of {t.name} are zero over non-zero weight blocks: those weights are "
+    extra = (f"; {unchecked} of them could not be checked against their weights" if unchecked else "")
+    msg = (f"{count} real entries of {t.name} are zero over non-zero weight blocks: those weights are "
            f"erased (fluent but wrong outputs){extra}")
-    return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, mask, msg, itemsize, count=count)]
+    return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, bad.reshape(zero.shape), msg, itemsize,
+                     count=count)]
 
 
 def check_kinds(summaries: list[TensorSummary], span: int) -> Iterator[Finding]:

@@ -1,0 +1,146 @@
+"""Baselines: accept today's findings so that only new or changed ones fail the next scan.
+
+An entry is keyed by rule + file + tensor and carries a sha256 of the bytes the finding is about:
+- a finding on a scale tensor (any name with "scale" in its last component, up to 256 MiB): the
+  tensor's stored bytes, so rewriting any of its entries makes the finding "changed";
+- a finding on another tensor (a weight without a scale, say): its header entry (dtype, shape,
+  offsets), so weights are never read in full;
+- anything else (file, header, index findings): the rule and message text.
+A finding whose key and hash match an entry is suppressed (each entry suppresses one finding); one
+whose key matches but hash differs is reported with "(changed since the baseline)".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.findings import Finding, Report
+
+BASELINE_FORMAT = 1
+HASH_LIMIT = 256 << 20
+"""Largest scale tensor whose bytes are hashed (bigger ones are hashed by header entry)."""
+_CHUNK = 16 << 20
+
+Key = tuple[str, str | None, str | None]
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be read or written; one line, exit 2."""
+
+
+def _key(f: Finding) -> Key:
+    return (f.rule, f.file, f.tensor)
+
+
+def _is_scale(name: str) -> bool:
+    return "scale" in name.rsplit(".", 1)[-1].lower()
+
+
+def finding_hash(ckpt: Checkpoint | None, f: Finding) -> str:
+    """sha256 of what the finding is about (see the module docstring)."""
+    h = hashlib.sha256()
+    t = ckpt.tensors.get(f.tensor) if ckpt is not None and f.tensor is not None else None
+    if t is not None and ckpt is not None and ckpt.readable(t):
+        if _is_scale(t.name) and t.nbytes <= HASH_LIMIT:
+            try:
+                for start in range(0, t.nbytes, _CHUNK):
+                    h.update(ckpt.read(t, start, min(_CHUNK, t.nbytes - start)))
+                return "sha256:" + h.hexdigest()
+            except OSError:
+                h = hashlib.sha256()
+        h.update(json.dumps(["header", t.dtype, list(t.shape), t.begin, t.end]).encode())
+        return "sha256:" + h.hexdigest()
+    h.update(json.dumps(["message", f.rule, f.message], ensure_ascii=True).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def _open(target: str) -> Checkpoint | None:
+    try:
+        return open_checkpoint(target)
+    except Exception:  # a checkpoint that cannot be opened: only message hashes are possible
+        return None
+
+
+def baseline_dict(report: Report, version: str = "") -> dict[str, Any]:
+    ckpt = _open(report.target)
+    try:
+        entries = [{"rule": f.rule, "file": f.file, "tensor": f.tensor, "hash": finding_hash(ckpt, f),
+                    "severity": f.severity.value, "message": f.message} for f in report.findings]
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    entries.sort(key=lambda e: (e["file"] or "", e["tensor"] or "", e["rule"], e["hash"]))
+    return {"fp8doctor_baseline": BASELINE_FORMAT, "tool_version": version, "findings": entries}
+
+
+def write_baseline(path: str, report: Report, version: str = "") -> int:
+    """Record the report's findings in `path` (atomically); returns how many were recorded."""
+    data = baseline_dict(report, version)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise BaselineError(f"{path}: cannot write baseline ({e.strerror or e})") from None
+    return len(data["findings"])
+
+
+def load_baseline(path: str) -> Counter[tuple[str, str | None, str | None, str]]:
+    """Entries of a baseline file as a multiset of (rule, file, tensor, hash)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as e:
+        raise BaselineError(f"{path}: cannot read baseline ({e.strerror or e})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BaselineError(f"{path}: not a baseline file (not JSON: {e})") from None
+    if not isinstance(data, dict) or data.get("fp8doctor_baseline") != BASELINE_FORMAT \
+            or not isinstance(data.get("findings"), list):
+        raise BaselineError(f"{path}: not an fp8doctor baseline (format {BASELINE_FORMAT}); "
+                            "write one with `fp8doctor scan PATH --write-baseline FILE`")
+    entries: Counter[tuple[str, str | None, str | None, str]] = Counter()
+    for i, e in enumerate(data["findings"]):
+        ok = (isinstance(e, dict) and isinstance(e.get("rule"), str) and isinstance(e.get("hash"), str)
+              and all(e.get(k) is None or isinstance(e.get(k), str) for k in ("file", "tensor")))
+        if not ok:
+            raise BaselineError(f"{path}: entry {i} needs string rule and hash, and string-or-null file and tensor")
+        entries[(e["rule"], e.get("file"), e.get("tensor"), e["hash"])] += 1
+    return entries
+
+
+def apply_baseline(report: Report, path: str) -> tuple[Report, int]:
+    """The report without the findings the baseline accepts, and how many it suppressed."""
+    entries = load_baseline(path)
+    keys = {k[:3] for k in entries}
+    if not any(_key(f) in keys for f in report.findings):
+        return report, 0
+    ckpt = _open(report.target)
+    kept: list[Finding] = []
+    suppressed = 0
+    try:
+        for f in report.findings:
+            if _key(f) not in keys:
+                kept.append(f)
+                continue
+            entry = (*_key(f), finding_hash(ckpt, f))
+            if entries[entry] > 0:
+                entries[entry] -= 1
+                suppressed += 1
+            else:
+                kept.append(dataclasses.replace(f, message=f"{f.message} (changed since the baseline)"))
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    return dataclasses.replace(report, findings=tuple(kept)), suppressed

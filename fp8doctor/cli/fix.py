@@ -1,0 +1,65 @@
+"""`fix`: rewrite padded scale entries to the fill byte, journaled and crash-safe (see README, "fix")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fp8doctor.cli.options import FillOpt, IgnoreOpt, LayoutOpt, NoColorOpt, PathArg, QuietOpt, SelectOpt
+from fp8doctor.cli.output import EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
+from fp8doctor.cli.scan import ScanFormat, build_options
+from fp8doctor.findings import Severity
+
+
+def fix_command(
+    path: PathArg,
+    fill: FillOpt = "zero",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing; show what would change.")] = False,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write a repaired copy into this new "
+                                               "directory; the source is never modified.")] = None,
+    undo: Annotated[bool, typer.Option("--undo", help="Restore the original bytes of the last completed fix "
+                                       "(or roll back an interrupted one).")] = False,
+    journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Journal and lock directory (default "
+                                                    "PATH/.fp8doctor-journal).")] = None,
+    format: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format on stdout.")] = ScanFormat.console,
+    fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: error, "
+                                         "warning, info.")] = "error",
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
+    layout: LayoutOpt = None,
+    max_findings: Annotated[int, typer.Option("--max-findings", help="Unfixable findings listed.")] = 20,
+    quiet: QuietOpt = False,
+    no_color_flag: NoColorOpt = False,
+) -> None:
+    """Rewrite padded scale entries to the fill byte, in place, journaled. Exit 0 repaired, 1 unfixable
+    findings remain, 2 could not run."""
+    from fp8doctor import __version__
+    from fp8doctor.checkpoint.loader import CheckpointError
+    from fp8doctor.cli.progress import BarProgress
+    from fp8doctor.repair.errors import FixError
+    from fp8doctor.repair.fix import fix
+
+    try:
+        threshold = Severity.parse(fail_on)
+        options = build_options(fill, select, ignore, layout)
+    except ValueError as e:
+        raise typer.Exit(fail(str(e))) from None
+    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat.console else None
+    try:
+        result = fix(path, options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
+                     progress=progress)
+    except (CheckpointError, FixError) as e:
+        raise typer.Exit(fail(str(e))) from None
+    finally:
+        if progress is not None:
+            progress.finish()
+    if format is ScanFormat.json:
+        from fp8doctor.reporters import fix_json
+
+        typer.echo(fix_json.render(result, __version__), nl=False)
+    else:
+        from fp8doctor.reporters import fix_console
+
+        fix_console.render(result, stdout_console(color=not no_color(no_color_flag)), max_findings, quiet, threshold)
+    raise typer.Exit(EXIT_FINDINGS if result.failed(threshold) else EXIT_OK)

@@ -1,0 +1,175 @@
+"""The `fix` verb: lock, finish any interrupted fix, scan, plan, then write in place (journaled), into a
+copy (`output`), or nowhere (`dry_run`); or undo the last fix. Returns a FixResult; raises FixError
+or CheckpointError (exit code 2) when it cannot run, with every file as it was."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fp8doctor.checkpoint.loader import CheckpointError, open_checkpoint
+from fp8doctor.findings import Finding, Severity
+from fp8doctor.layouts.model import parse_fill
+from fp8doctor.repair import apply as ap
+from fp8doctor.repair import journal as jr
+from fp8doctor.repair.errors import FixError
+from fp8doctor.repair.lock import Lock
+from fp8doctor.repair.output import write_copy
+from fp8doctor.repair.plan import TensorChange, build_plan, fill_name
+from fp8doctor.scanner import Progress, ScanOptions, analyze
+
+MODES = ("in-place", "dry-run", "output", "undo")
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What a fix changed (or, for a dry run, would change), and what it could not fix."""
+
+    target: str
+    mode: str
+    fill: str
+    changes: tuple[TensorChange, ...]
+    unfixable: tuple[Finding, ...]
+    bytes_written: int
+    shards_touched: int
+    seconds: float
+    journal: str | None = None
+    output: str | None = None
+    verified: bool = False
+    recovered: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def bytes_changed(self) -> int:
+        return sum(c.nbytes for c in self.changes)
+
+    @property
+    def entries_changed(self) -> int:
+        return sum(c.entries for c in self.changes)
+
+    def failed(self, fail_on: Severity = Severity.ERROR) -> bool:
+        """Unfixable findings at or above `fail_on` remain (exit code 1)."""
+        return any(f.severity.rank >= fail_on.rank for f in self.unfixable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "mode": self.mode, "fill": self.fill, "output": self.output,
+            "journal": self.journal, "verified": self.verified, "recovered": list(self.recovered),
+            "notes": list(self.notes),
+            "summary": {"tensors_changed": len(self.changes), "entries_changed": self.entries_changed,
+                        "bytes_changed": self.bytes_changed, "bytes_written": self.bytes_written,
+                        "shards_touched": self.shards_touched, "unfixable": len(self.unfixable),
+                        "seconds": round(self.seconds, 3)},
+            "changes": [c.to_dict() for c in self.changes],
+            "unfixable": [f.to_dict() for f in self.unfixable],
+        }
+
+
+def checkpoint_root(path: str) -> str:
+    """The directory a checkpoint path lives in (what open_checkpoint calls root)."""
+    return path if os.path.isdir(path) else (os.path.dirname(path) or ".")
+
+
+def _carried(root: str, target: str, shard_files: list[str]) -> tuple[list[str], list[str]]:
+    """What an --output copy holds besides the patched shards: (files to hard-link: every unchanged
+    .safetensors file; other files and directories to copy: index, config, tokenizer, ...)."""
+    if not (os.path.isdir(target) or target.endswith(".json")):
+        return shard_files, [n for n in ("config.json",) if os.path.isfile(os.path.join(root, n))]
+    names = sorted(n for n in os.listdir(root) if n != jr.JOURNAL_DIRNAME)
+    link = sorted(set(shard_files) | {n for n in names if n.endswith(".safetensors")
+                                      and os.path.isfile(os.path.join(root, n))})
+    return link, [n for n in names if n not in link]
+
+
+def _prepare_journal_dir(directory: str) -> None:
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(os.path.abspath(directory))
+    try:
+        st = os.stat(parent)
+    except OSError as e:
+        raise jr.os_error(e, f"cannot use the journal directory {directory}") from None
+    if not st.st_mode & 0o222:
+        raise jr.ReadOnly(f"cannot create the journal directory {directory}: {parent} is read-only; nothing was "
+                          "written (pass --journal-dir DIR on a writable filesystem)")
+    try:
+        os.mkdir(directory)
+        jr.fsync_dir(parent)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise jr.os_error(e, f"cannot create the journal directory {directory}; nothing was written") from None
+
+
+def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fill: str | int | None = None,
+        dry_run: bool = False, output: str | os.PathLike[str] | None = None, undo: bool = False,
+        journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> FixResult:
+    """Repair every fixable finding of the checkpoint at `path` (see README, "fix")."""
+    from fp8doctor import __version__
+
+    t0 = time.perf_counter()
+    path = os.fspath(path)
+    options = options or ScanOptions()
+    if fill is not None:
+        options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill)
+    if undo and (output is not None or dry_run):
+        raise FixError("--undo cannot be combined with --output or --dry-run")
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{path}: no such file or directory")
+    root = checkpoint_root(path)
+    jdir = os.fspath(journal_dir) if journal_dir is not None else os.path.join(root, jr.JOURNAL_DIRNAME)
+    in_place = not dry_run and output is None
+
+    if not (in_place or undo):
+        return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__)
+
+    _prepare_journal_dir(jdir)
+    with Lock(jdir) as lock:
+        finished = ap.recover(jdir, root, roll_back=undo)
+        recovered = [f"{what} (journal {j.id}, {n:,} bytes)" for j, what, n in finished]
+        notes = [f"took over a stale lock ({lock.stale})"] if lock.stale else []
+        if undo:
+            if finished:  # rolling back an interrupted fix (or finishing an undo) is the undo
+                j = finished[-1][0]
+                return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), j.nbytes, len(j.shards),
+                                 time.perf_counter() - t0, j.json_path, None, True, tuple(recovered), tuple(notes))
+            done = ap.undo_last(jdir, root)
+            j = done.journal
+            return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), done.bytes_written,
+                             done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes))
+        with open_checkpoint(path) as ckpt:
+            plan = build_plan(analyze(ckpt, options, progress), options)
+        if plan.empty:
+            return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
+                             time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes))
+        done = ap.apply_in_place(plan, jdir, path, __version__)
+        return FixResult(path, "in-place", fill_name(options.fill), plan.changes, plan.unfixable, done.bytes_written,
+                         done.shards_touched, time.perf_counter() - t0, done.journal.json_path, None, True,
+                         tuple(recovered), tuple(notes))
+
+
+def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str] | None,
+                     jdir: str, progress: Progress | None, t0: float, version: str) -> FixResult:
+    """--dry-run and --output: the source is only read."""
+    root = checkpoint_root(path)
+    notes = []
+    interrupted = [j for j in jr.load_all(jdir, root) if j.state in (jr.PENDING, jr.UNDOING)]
+    if interrupted:
+        if not dry_run:
+            raise FixError(f"an interrupted fix of this checkpoint is recorded in {interrupted[0].json_path}; run "
+                           f"`fp8doctor fix {path}` (to complete it) or `--undo` (to roll it back) first")
+        notes.append(f"an interrupted fix is recorded in {interrupted[0].json_path}; `fix` will complete it first")
+    with open_checkpoint(path) as ckpt:
+        plan = build_plan(analyze(ckpt, options, progress), options)
+        shard_files = sorted(ckpt.shards)
+    fill = fill_name(options.fill)
+    if dry_run:
+        return FixResult(path, "dry-run", fill, plan.changes, plan.unfixable, 0, 0, time.perf_counter() - t0,
+                         None, os.fspath(output) if output is not None else None, False, (), tuple(notes))
+    out = os.fspath(output)  # type: ignore[arg-type]
+    link, carry = _carried(root, path, shard_files)
+    copied = write_copy(plan, out, link, carry)
+    return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
+                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes)

@@ -1,0 +1,292 @@
+"""The fix journal: a durable record of every byte a fix overwrites, so a killed fix can be
+completed and a finished one undone.
+
+Layout of a journal directory (default `ROOT/.fp8doctor-journal/`):
+  ID.bin   for each patch, its old bytes then its new bytes (ID sorts by creation time)
+  ID.json  what the bytes mean: shards (size, mtime before/after, sha256 of old and new range
+           contents), patches (offset, length, position in ID.bin), and `state`
+  lock     held (flock) by the running fix
+
+Commit order: ID.bin is written and fsynced, then ID.json is written to a temp file, fsynced and
+renamed into place, then the directory is fsynced. A journal exists only once ID.json does; shards
+are written only after that. State changes (pending -> done, done -> undoing -> undone) rewrite
+ID.json the same way, so each is atomic.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
+from fp8doctor.repair.hooks import crash_point
+from fp8doctor.repair.plan import RepairPlan, fill_name
+
+JOURNAL_DIRNAME = ".fp8doctor-journal"
+FORMAT = "fp8doctor-journal"
+VERSION = 1
+
+PENDING = "pending"          # committed; shards may be partly patched -> recovery rolls forward
+DONE = "done"                # every patch written, fsynced and verified -> `--undo` can restore
+UNDOING = "undoing"          # an undo started -> recovery completes it
+UNDONE = "undone"            # original bytes restored
+ROLLED_BACK = "rolled-back"  # a failed fix restored the original bytes itself
+
+
+def os_error(e: OSError, what: str) -> FixError:
+    """A one-line FixError of the right kind for an OSError."""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"{what}: no space left on device ({reason}); nothing was changed")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ReadOnly(f"{what}: {reason}")
+    return JournalError(f"{what}: {reason}")
+
+
+def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
+    """os.write/os.pwrite until every byte is written (short writes happen on full disks)."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        if offset is None:
+            n = os.write(fd, view[done:])
+        else:
+            n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        done += n
+
+
+def write_durable(path: str, data: bytes) -> None:
+    """Create `path` with `data` and fsync it (a failed write removes the partial file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _remove(path)
+        raise
+    os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@dataclass
+class JournalPatch:
+    offset: int
+    length: int
+    bin_offset: int
+    tensor: str
+    encoding: str
+
+
+@dataclass
+class JournalShard:
+    file: str
+    size: int
+    mtime_ns_before: int
+    old_sha256: str
+    new_sha256: str
+    patches: list[JournalPatch]
+    mtime_ns_after: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.length for p in self.patches)
+
+
+@dataclass
+class Journal:
+    directory: str
+    id: str
+    state: str
+    root: str
+    target: str
+    fill: str
+    created: str
+    tool_version: str
+    bin_size: int
+    bin_sha256: str
+    shards: list[JournalShard]
+    history: list[list[str]] = field(default_factory=list)
+    _bin: bytes | None = field(default=None, repr=False)
+
+    @property
+    def json_path(self) -> str:
+        return os.path.join(self.directory, f"{self.id}.json")
+
+    @property
+    def bin_path(self) -> str:
+        return os.path.join(self.directory, f"{self.id}.bin")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.shards)
+
+    def data(self) -> bytes:
+        """The journal's old/new bytes, checked against the recorded sha256."""
+        if self._bin is None:
+            try:
+                with open(self.bin_path, "rb") as f:
+                    blob = f.read()
+            except OSError as e:
+                raise JournalError(f"journal {self.bin_path} cannot be read: {e.strerror or e}") from None
+            if len(blob) != self.bin_size or hashlib.sha256(blob).hexdigest() != self.bin_sha256:
+                raise JournalError(f"journal {self.bin_path} is damaged (size or sha256 differs from {self.json_path})")
+            self._bin = blob
+        return self._bin
+
+    def old(self, p: JournalPatch) -> bytes:
+        return self.data()[p.bin_offset:p.bin_offset + p.length]
+
+    def new(self, p: JournalPatch) -> bytes:
+        return self.data()[p.bin_offset + p.length:p.bin_offset + 2 * p.length]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "id": self.id, "state": self.state, "root": self.root,
+            "target": self.target, "fill": self.fill, "created": self.created, "tool_version": self.tool_version,
+            "bin": os.path.basename(self.bin_path), "bin_size": self.bin_size, "bin_sha256": self.bin_sha256,
+            "history": self.history,
+            "shards": [{
+                "file": s.file, "size": s.size, "mtime_ns_before": s.mtime_ns_before,
+                "mtime_ns_after": s.mtime_ns_after, "old_sha256": s.old_sha256, "new_sha256": s.new_sha256,
+                "patches": [[p.offset, p.length, p.bin_offset, p.tensor, p.encoding] for p in s.patches],
+            } for s in self.shards],
+        }
+
+    @classmethod
+    def from_dict(cls, directory: str, d: dict[str, Any]) -> Journal:
+        if d.get("format") != FORMAT or d.get("version") != VERSION:
+            raise ValueError(f"not a version {VERSION} {FORMAT}")
+        shards = [JournalShard(s["file"], int(s["size"]), int(s["mtime_ns_before"]), s["old_sha256"],
+                               s["new_sha256"], [JournalPatch(int(o), int(n), int(b), str(t), str(e))
+                                                 for o, n, b, t, e in s["patches"]], s.get("mtime_ns_after"))
+                  for s in d["shards"]]
+        return cls(directory, str(d["id"]), str(d["state"]), str(d["root"]), str(d["target"]), str(d["fill"]),
+                   str(d["created"]), str(d.get("tool_version", "")), int(d["bin_size"]), str(d["bin_sha256"]),
+                   shards, [list(h) for h in d.get("history", [])])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _commit_json(j: Journal, crash: str | None = None) -> None:
+    tmp = j.json_path + ".tmp"
+    write_durable(tmp, (json.dumps(j.to_dict(), indent=1) + "\n").encode())
+    if crash:
+        crash_point(crash)
+    os.replace(tmp, j.json_path)
+    fsync_dir(j.directory)
+
+
+def create(directory: str, plan: RepairPlan, target: str, tool_version: str) -> Journal:
+    """Record every byte the plan overwrites, durably, before any shard is touched."""
+    chunks: list[bytes] = []
+    pos = 0
+    shards = []
+    for sp in plan.shards:
+        patches = []
+        old_h, new_h = hashlib.sha256(), hashlib.sha256()
+        for p in sp.patches:
+            patches.append(JournalPatch(p.offset, p.length, pos, p.tensor, p.encoding))
+            chunks += [p.old, p.new]
+            pos += 2 * p.length
+            old_h.update(p.old)
+            new_h.update(p.new)
+        shards.append(JournalShard(sp.file, sp.size, sp.mtime_ns, old_h.hexdigest(), new_h.hexdigest(), patches))
+    blob = b"".join(chunks)
+    jid = f"{time.time_ns():020d}-{os.getpid()}"
+    j = Journal(directory, jid, PENDING, os.path.realpath(plan.root), target, fill_name(plan.fill), _now(),
+                tool_version, len(blob), hashlib.sha256(blob).hexdigest(), shards, [[PENDING, _now()]], blob)
+    try:
+        write_durable(j.bin_path, blob)
+        crash_point("journal-bin")
+        _commit_json(j)
+    except OSError as e:
+        discard(j)
+        raise os_error(e, f"cannot write the journal in {directory}") from None
+    crash_point("journal-commit")
+    return j
+
+
+def set_state(j: Journal, state: str, crash: str | None = None) -> None:
+    """Move the journal to `state` atomically (temp file, fsync, rename, fsync directory)."""
+    old = j.state
+    j.state = state
+    j.history.append([state, _now()])
+    try:
+        _commit_json(j, crash)
+    except OSError as e:
+        j.state = old
+        j.history.pop()
+        raise os_error(e, f"cannot update the journal {j.json_path}") from None
+
+
+def discard(j: Journal) -> None:
+    """Remove an uncommitted (or rolled-back) journal's files."""
+    for p in (j.json_path + ".tmp", j.json_path, j.bin_path):
+        try:
+            _remove(p)
+        except OSError:
+            pass
+
+
+def load_all(directory: str, root: str) -> list[Journal]:
+    """Committed journals of the checkpoint at `root`, oldest first."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise JournalError(f"cannot list the journal directory {directory}: {e.strerror or e}") from None
+    real_root = os.path.realpath(root)
+    out = []
+    for n in names:
+        path = os.path.join(directory, n)
+        try:
+            with open(path, encoding="utf-8") as f:
+                j = Journal.from_dict(directory, json.load(f))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise JournalError(f"journal {path} cannot be read ({type(e).__name__}: {e}); move it away to "
+                               "continue") from None
+        if j.id != n[:-5]:
+            raise JournalError(f"journal {path} names id {j.id!r}; move it away to continue")
+        if j.root == real_root:
+            out.append(j)
+    return out
+
+
+def clean_orphans(directory: str) -> list[str]:
+    """Remove leftovers of journals that were never committed (a fix killed before any shard write)."""
+    removed = []
+    try:
+        names = set(os.listdir(directory))
+    except FileNotFoundError:
+        return removed
+    for n in sorted(names):
+        orphan = n.endswith(".json.tmp") or (n.endswith(".bin") and n[:-4] + ".json" not in names)
+        if orphan:
+            _remove(os.path.join(directory, n))
+            removed.append(n)
+    return removed

@@ -1,0 +1,144 @@
+"""`fix --output DIR`: a repaired copy; the source is never opened for writing.
+
+Shards with nothing to change are hard-linked (reflinked, then copied, where a link is impossible);
+changed shards are reflinked or copied, then patched in the copy. Everything is built in a
+temporary sibling of DIR and renamed into place at the end, so DIR never holds a half copy.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from dataclasses import dataclass
+
+from fp8doctor.repair import journal as jr
+from fp8doctor.repair.apply import pread_all
+from fp8doctor.repair.errors import FixError, ShardChanged
+from fp8doctor.repair.plan import RepairPlan
+
+FICLONE = 0x40049409
+"""Linux ioctl: make dst share src's extents (copy-on-write), where the filesystem can."""
+
+
+@dataclass(frozen=True)
+class Copied:
+    bytes_written: int
+    shards_touched: int
+    notes: tuple[str, ...]
+
+
+def _reflink(src: str, dst: str) -> bool:
+    try:
+        with open(src, "rb") as fs, open(dst, "wb") as fd:
+            fcntl.ioctl(fd.fileno(), FICLONE, fs.fileno())
+        return True
+    except OSError:
+        try:
+            os.unlink(dst)
+        except FileNotFoundError:
+            pass
+        return False
+
+
+def _clone(src: str, dst: str) -> str:
+    """Reflink if the filesystem can, else a full copy; returns which."""
+    how = "reflinked" if _reflink(src, dst) else "copied"
+    if how == "copied":
+        shutil.copyfile(src, dst)
+    shutil.copymode(src, dst)
+    return how
+
+
+def _link(src: str, dst: str) -> tuple[str, str]:
+    try:
+        os.link(src, dst)
+        return "linked", ""
+    except OSError as e:
+        why = e.strerror or str(e)
+    return _clone(src, dst), why
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_source(root: str, file: str, size: int, mtime_ns: int) -> None:
+    st = os.stat(os.path.join(root, file))
+    if st.st_size != size or st.st_mtime_ns != mtime_ns:
+        raise ShardChanged(f"shard {file} changed since the scan; no copy was written. Run fix again to rescan it")
+
+
+def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[str]) -> Copied:
+    """Build the repaired copy of the checkpoint at plan.root in `out`."""
+    root = os.path.realpath(plan.root)
+    real_out = os.path.realpath(out)
+    if real_out == root or real_out.startswith(root.rstrip(os.sep) + os.sep):
+        raise FixError(f"--output {out} is inside the checkpoint directory; choose a directory outside it")
+    if os.path.lexists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise FixError(f"--output {out} already exists and is not an empty directory; nothing was written")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise FixError(f"--output {out}: its parent directory {parent} does not exist")
+    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.fp8doctor-tmp-{os.getpid()}")
+    patched = {s.file: s for s in plan.shards}
+    notes: list[str] = []
+    written = 0
+    try:
+        os.mkdir(tmp)
+        for file in shard_files:
+            src, dst = os.path.join(plan.root, file), os.path.join(tmp, file)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            sp = patched.get(file)
+            if sp is None:
+                how, why = _link(src, dst)
+                if how != "linked":
+                    notes.append(f"{file}: {how}, not hard-linked ({why})")
+                continue
+            _check_source(plan.root, file, sp.size, sp.mtime_ns)
+            how = _clone(src, dst)
+            notes.append(f"{file}: {how} and patched")
+            _check_source(plan.root, file, sp.size, sp.mtime_ns)
+            fd = os.open(dst, os.O_RDWR)
+            try:
+                for p in sp.patches:
+                    if pread_all(fd, p.length, p.offset) != p.old:
+                        raise ShardChanged(f"shard {file} changed since the scan (bytes of {p.tensor} differ); "
+                                           "no copy was written")
+                for p in sp.patches:
+                    jr.write_all(fd, p.new, p.offset)
+                    written += p.length
+                os.fsync(fd)
+                for p in sp.patches:
+                    if pread_all(fd, p.length, p.offset) != p.new:
+                        raise FixError(f"verification failed: the copy of {file} at 0x{p.offset:x} does not read "
+                                       "back what was written")
+            finally:
+                os.close(fd)
+        for name in carry:
+            src, dst = os.path.join(plan.root, name), os.path.join(tmp, name)
+            if os.path.isdir(src) and not os.path.islink(src):
+                shutil.copytree(src, dst, symlinks=True)
+            elif os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            else:
+                shutil.copy2(src, dst)
+                _fsync_file(dst)
+        jr.fsync_dir(tmp)
+        if os.path.isdir(out):
+            os.rmdir(out)
+        os.rename(tmp, out)
+        jr.fsync_dir(parent)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise jr.os_error(e, f"cannot write the copy in {out}") from None
+            raise FixError(f"cannot write the copy in {out}: {e.strerror or e}; nothing was written") from None
+        raise
+    return Copied(written, len(plan.shards), tuple(notes))

@@ -1,0 +1,90 @@
+"""The console report of `fix`: a table of changed tensors, unfixable findings, one verdict line."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fp8doctor.findings import Severity
+from fp8doctor.repair.fix import FixResult
+from fp8doctor.reporters.common import plain, plural
+from fp8doctor.reporters.console import SEVERITY_STYLE
+
+_TITLE = {"in-place": "in place", "dry-run": "dry run, nothing written", "output": "repaired copy",
+          "undo": "undo"}
+
+
+def _hex(data: bytes) -> str:
+    return " ".join(f"{b:02x}" for b in data)
+
+
+def render(result: FixResult, console: Console, max_findings: int = 20, quiet: bool = False,
+           fail_on: Severity = Severity.ERROR) -> None:
+    if not quiet:
+        _render_tables(result, console, max_findings)
+    console.print(verdict(result, fail_on))
+
+
+def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
+    head = Text.assemble(("fp8doctor fix ", "bold"), (plain(r.target), "bold cyan"),
+                         f"  ({_TITLE[r.mode]}, fill {r.fill})")
+    console.print(head)
+    for line in (*r.recovered, *r.notes):
+        console.print(Text(plain(line), "yellow"))
+    if r.changes:
+        verb = "restored" if r.mode == "undo" else "would change" if r.mode == "dry-run" else "changed"
+        table = Table(title=f"Padded scale entries {verb}", title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("tensor", style="cyan", overflow="fold")
+        table.add_column("file", style="dim", overflow="fold")
+        table.add_column("entries", justify="right")
+        table.add_column("bytes", justify="right")
+        table.add_column("runs", justify="right")
+        table.add_column("first offset", justify="right")
+        table.add_column("before", style="red")
+        table.add_column("after", style="green")
+        for c in r.changes:
+            more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
+            table.add_row(plain(c.tensor), plain(c.file), f"{c.entries:,}", f"{c.nbytes:,}", f"{c.runs:,}",
+                          f"0x{c.first_offset:x}", _hex(c.before[:8]) + more, _hex(c.after[:8]) + more)
+        console.print(table)
+    if r.unfixable:
+        shown = r.unfixable[:max_findings]
+        console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",
+                           "bold"))
+        for f in shown:
+            line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
+                                 (plain(f.tensor) if f.tensor else "", "cyan"))
+            if f.file:
+                line.append("  " + plain(f.file) + (f" @ 0x{f.byte_offset:x}" if f.byte_offset is not None else ""),
+                            "dim")
+            console.print(line)
+            console.print(Text(plain(f.message)), overflow="fold")
+        if len(r.unfixable) > len(shown):
+            console.print(Text(f"... {len(r.unfixable) - len(shown)} more (--max-findings, or --format json)", "dim"))
+
+
+def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
+    n_shards = len({c.file for c in r.changes})
+    entries = "entry" if r.entries_changed == 1 else "entries"
+    what = f"{r.entries_changed:,} padded {entries} in {plural(len(r.changes), 'tensor')}"
+    remain = ""
+    if r.unfixable:
+        bad = sum(1 for f in r.unfixable if f.severity.rank >= fail_on.rank)
+        remain = f"; {plural(len(r.unfixable), 'unfixable finding')} left" + (f" ({bad} at or above {fail_on.value})"
+                                                                               if bad else "")
+    failed = r.failed(fail_on)
+    mark, style = ("✗", "bold red") if failed else ("✓", "bold green")
+    if r.mode == "undo":
+        return Text(f"{mark} restored the original bytes of {what}: {r.bytes_written:,} bytes written to "
+                    f"{plural(r.shards_touched, 'shard')} in {r.seconds:.2f} s, verified (journal {plain(r.journal)})",
+                    style)
+    if not r.changes:
+        return Text(f"{mark} nothing to fix: no padded scale entry differs from the fill{remain}", style)
+    if r.mode == "dry-run":
+        return Text(f"{'✗' if failed else '!'} dry run: would change {r.bytes_changed:,} bytes ({what}) in "
+                    f"{plural(n_shards, 'shard')}; nothing was written{remain}", "bold red" if failed else "yellow")
+    where = f"; source untouched, copy in {plain(r.output)}" if r.mode == "output" else (
+        f"; journal {plain(r.journal)} (undo: fp8doctor fix --undo {plain(r.target)})")
+    return Text(f"{mark} fixed {what}: {r.bytes_written:,} bytes written to {plural(r.shards_touched, 'shard')} "
+                f"in {r.seconds:.2f} s, verified{where}{remain}", style)

@@ -1,0 +1,77 @@
+"""A Markdown summary for $GITHUB_STEP_SUMMARY or a pull-request comment.
+
+Names from checkpoint headers go into HTML `<code>` with `&`, `<`, `>`, `|` and backticks escaped,
+so no tensor name can break the table or inject markup.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+
+from fp8doctor.findings import Finding, Report, Severity
+from fp8doctor.reporters import RenderContext
+from fp8doctor.reporters.common import plain, plural
+
+ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
+
+
+def cell(text: str | None) -> str:
+    """Text safe inside a Markdown table cell."""
+    if not text:
+        return ""
+    return html.escape(plain(text), quote=False).replace("|", "&#124;").replace("`", "&#96;").replace("*", "&#42;") \
+        .replace("_", "&#95;").replace("[", "&#91;").replace("]", "&#93;")
+
+
+def code(text: str | None) -> str:
+    return f"<code>{cell(text)}</code>" if text else ""
+
+
+def _where(f: Finding) -> str:
+    parts = [code(f.file)] if f.file else []
+    if f.byte_offset is not None:
+        parts.append(f"0x{f.byte_offset:x}")
+    if f.index is not None:
+        parts.append(f"[{', '.join(map(str, f.index))}]")
+    return " ".join(parts)
+
+
+def render_report(report: Report, ctx: RenderContext) -> str:
+    from fp8doctor.reporters.console import verdict
+
+    s = report.stats
+    failed = report.failed(ctx.fail_on)
+    mark = "❌" if failed else ("⚠️" if report.findings or s.skipped else "✅")
+    out = [f"## {mark} fp8doctor scan of {code(report.target)}", "",
+           cell(verdict(report, ctx.fail_on, ctx.suppressed).plain), "",
+           f"{plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
+           f"{plural(s.scale_tensors_checked, 'scale tensor')} checked ({s.scale_bytes_read:,} scale bytes) "
+           f"in {s.seconds:.2f} s; fails on {ctx.fail_on.value} and above."]
+    if ctx.baseline is not None:
+        out += ["", f"Baseline {code(ctx.baseline)}: {plural(ctx.suppressed, 'known finding')} suppressed."]
+    if ctx.quiet or not report.findings:
+        return "\n".join(out) + "\n"
+
+    by_rule: dict[str, list[Finding]] = defaultdict(list)
+    for f in report.findings:
+        by_rule[f.rule].append(f)
+    out += ["", "| severity | rule | findings | entries | fixable |", "| --- | --- | ---: | ---: | ---: |"]
+    for rule, fs in sorted(by_rule.items(), key=lambda kv: (-kv[1][0].severity.rank, kv[0])):
+        sev = fs[0].severity
+        out.append(f"| {ICON[sev]} {sev.value} | `{rule}` | {len(fs):,} | {sum(f.count for f in fs):,} | "
+                   f"{sum(1 for f in fs if f.fixable):,} |")
+
+    shown = report.findings[: max(ctx.max_findings, 0)]
+    out += ["", f"<details{' open' if failed else ''}><summary>Findings (worst {len(shown)} of "
+            f"{len(report.findings)})</summary>", "",
+            "| severity | rule | tensor | where | message |", "| --- | --- | --- | --- | --- |"]
+    for f in shown:
+        out.append(f"| {f.severity.value} | `{f.rule}` | {code(f.tensor)} | {_where(f)} | {cell(f.message)} |")
+    if len(report.findings) > len(shown):
+        out += ["", f"… {plural(len(report.findings) - len(shown), 'more finding')} in the JSON or SARIF report."]
+    out += ["", "</details>"]
+    if report.fixable:
+        out += ["", f"{plural(len(report.fixable), 'finding')} can be repaired with "
+                f"`fp8doctor fix {plain(report.target).replace('`', '')}`."]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,104 @@
+"""SARIF 2.1.0 for GitHub code scanning (and any SARIF viewer).
+
+Every rule of the catalogue is described in `tool.driver.rules`; each finding is a result whose
+location is its shard file relative to the repository root (`%SRCROOT%`). Shards are binary, so
+the region is line 1 (GitHub requires a startLine) and the byte offset, tensor and index travel in
+the message and the result's properties. `partialFingerprints` hash rule + file + tensor, so an
+alert keeps its identity across runs however the message's counts change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+from fp8doctor.findings import Finding, Report, Severity
+from fp8doctor.reporters import RenderContext
+
+SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+FINGERPRINT_KEY = "fp8doctor/v1"
+LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+PROBLEM_SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "recommendation"}
+
+
+def fingerprint(rule: str, file: str | None, tensor: str | None) -> str:
+    """A stable identity for a finding: the same rule on the same tensor of the same file."""
+    key = json.dumps([rule, file, tensor], ensure_ascii=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _rule_descriptors() -> list[dict[str, Any]]:
+    from fp8doctor.rules.catalog import RULES
+
+    out = []
+    for r in RULES.values():
+        fix = "`fp8doctor fix` repairs it." if r.fixable else "`fp8doctor fix` cannot repair it."
+        out.append({
+            "id": r.id,
+            "name": "".join(part.capitalize() for part in r.id.split("-")),
+            "shortDescription": {"text": r.title},
+            "fullDescription": {"text": r.help},
+            "help": {"text": f"{r.help} {fix.replace('`', '')}",
+                     "markdown": f"**{r.id}** ({r.severity.value}): {r.title}.\n\n{r.help}\n\n{fix}"},
+            "defaultConfiguration": {"level": LEVEL[r.severity]},
+            "properties": {"tags": ["fp8doctor", r.region.value], "fixable": r.fixable,
+                           "problem.severity": PROBLEM_SEVERITY[r.severity]},
+        })
+    return out
+
+
+def _location(f: Finding, ctx: RenderContext) -> dict[str, Any]:
+    path, inside = ctx.artifact_path(f.file)
+    artifact: dict[str, Any] = ({"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"} if inside
+                                else {"uri": "file://" + quote(path, safe="/")})
+    loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}}}
+    if f.tensor is not None:
+        loc["logicalLocations"] = [{"name": f.tensor, "fullyQualifiedName": f.tensor, "kind": "variable"}]
+    return loc
+
+
+def _message(f: Finding) -> str:
+    where = []
+    if f.byte_offset is not None:
+        where.append(f"byte offset 0x{f.byte_offset:x}")
+    if f.index is not None:
+        where.append(f"index [{', '.join(map(str, f.index))}]")
+    suffix = f" ({', '.join(where)})" if where else ""
+    fix = " Fixable: run `fp8doctor fix`." if f.fixable else ""
+    return f"{f.message}{suffix}{fix}"
+
+
+def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
+    rules = _rule_descriptors()
+    index = {r["id"]: i for i, r in enumerate(rules)}
+    results = []
+    for f in report.findings:
+        result: dict[str, Any] = {
+            "ruleId": f.rule,
+            "level": LEVEL[f.severity],
+            "message": {"text": _message(f)},
+            "locations": [_location(f, ctx)],
+            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f.rule, f.file, f.tensor)},
+            "properties": {k: v for k, v in f.to_dict().items() if k not in ("rule", "severity", "message")},
+        }
+        if f.rule in index:
+            result["ruleIndex"] = index[f.rule]
+        results.append(result)
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "fp8doctor", "version": ctx.version, "semanticVersion": ctx.version,
+                            "rules": rules}},
+        "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "The repository root."}}},
+        "invocations": [{"executionSuccessful": True,
+                         "properties": {"target": report.target, "summary": report.summary(),
+                                        "baseline": ctx.baseline, "suppressedByBaseline": ctx.suppressed}}],
+        "results": results,
+    }
+    if not ctx.version:
+        del run["tool"]["driver"]["version"], run["tool"]["driver"]["semanticVersion"]
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def render_report(report: Report, ctx: RenderContext) -> str:
+    return json.dumps(sarif_dict(report, ctx), indent=2, ensure_ascii=True) + "\n"

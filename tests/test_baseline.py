@@ -1,0 +1,76 @@
+"""Baselines end to end through the CLI: accepted findings stop failing, new or changed ones fail."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from fp8doctor.cli.app import app
+from tests.ci_helpers import break_padding
+from tests.conftest import poke, run_cli
+
+runner = CliRunner()
+
+
+def scan(*args):
+    r = runner.invoke(app, ["scan", *map(str, args)])
+    return r
+
+
+def test_write_then_apply_baseline(v4, tmp_path):
+    break_padding(v4)
+    base = tmp_path / "baseline.json"
+    r = scan(v4, "--write-baseline", base)
+    assert r.exit_code == 0 and "wrote 9 findings to baseline" in r.stderr
+    data = json.loads(base.read_text())
+    assert data["fp8doctor_baseline"] == 1 and len(data["findings"]) == 9
+    entry = data["findings"][0]
+    assert set(entry) >= {"rule", "file", "tensor", "hash"} and entry["hash"].startswith("sha256:")
+
+    # the known findings no longer fail the scan; the summary says how many were suppressed
+    r = scan(v4, "--baseline", base)
+    assert r.exit_code == 0 and "9 known findings suppressed by the baseline" in r.stdout
+    r = scan(v4, "--baseline", base, "--format", "json")
+    doc = json.loads(r.stdout)
+    assert doc["findings"] == [] and doc["baseline"] == {"file": str(base), "suppressed": 9}
+
+    # a new finding fails
+    off = poke(v4, "layers.1.attn.wkv.scale", 1, b"\xff")
+    r = scan(v4, "--baseline", base, "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and [(f["rule"], f["byte_offset"]) for f in doc["findings"]] == [("scale-nan", off)]
+    assert doc["baseline"]["suppressed"] == 9
+
+
+def test_changed_bytes_make_a_finding_new_again(v4, tmp_path):
+    break_padding(v4)
+    base = tmp_path / "b.json"
+    assert scan(v4, "--write-baseline", base).exit_code == 0
+    poke(v4, "layers.0.attn.wq_b.scale", 2 * 4 + 2, b"\x91")  # more garbage in a known-bad tensor's padding
+    doc = json.loads(scan(v4, "--baseline", base, "--format", "json").stdout)
+    [f] = doc["findings"]
+    assert f["tensor"] == "layers.0.attn.wq_b.scale" and f["message"].endswith("(changed since the baseline)")
+    assert doc["baseline"]["suppressed"] == 8
+
+
+def test_baseline_from_config_and_clean_checkpoint(v4, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    break_padding(v4)
+    (tmp_path / "fp8doctor.toml").write_text('baseline = "accepted.json"\n')
+    assert scan(v4, "--write-baseline", tmp_path / "accepted.json").exit_code == 0
+    r = run_cli("scan", v4, cwd=str(tmp_path))
+    assert r.returncode == 0 and "9 known findings suppressed" in r.stdout
+
+
+def test_bad_baselines_exit_2(v4, tmp_path):
+    r = scan(v4, "--baseline", tmp_path / "missing.json")
+    assert r.exit_code == 2 and "cannot read baseline" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"findings": 3}')
+    r = scan(v4, "--baseline", bad)
+    assert r.exit_code == 2 and "not an fp8doctor baseline" in r.stderr
+    bad.write_text("not json")
+    assert scan(v4, "--baseline", bad).exit_code == 2
+    r = scan(v4, "--baseline", bad, "--write-baseline", tmp_path / "x.json")
+    assert r.exit_code == 2 and "together" in r.stderr

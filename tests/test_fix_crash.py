@@ -1,0 +1,134 @@
+"""Crash safety: a fix (or undo) SIGKILLed at any point leaves the checkpoint, once `fix` runs again,
+exactly repaired (or, for `--undo`, exactly original), never in between.
+
+Named write points are hit through FP8DOCTOR_TEST_CRASH_AT in a real subprocess; random moments by
+killing the subprocess after a random delay, with FP8DOCTOR_TEST_WRITE_DELAY stretching its write
+window. FP8DOCTOR_CRASH_LOOPS sets the number of random kills (default 20; use 200+ for a long run).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fp8doctor
+from fp8doctor import synth
+from fp8doctor.repair import journal as jr
+from fp8doctor.repair.hooks import CRASH_ENV, CRASH_POINTS, DELAY_ENV
+from tests.conftest import run_cli
+from tests.fix_helpers import assert_same_outside_padding, checkpoint_files, copy_tree, dirty_v4, padding_masks
+
+FIX_POINTS = [p for p in CRASH_POINTS if not p.startswith("undo-")]
+UNDO_POINTS = [p for p in CRASH_POINTS if p.startswith("undo-")]
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory):
+    """A dirty checkpoint, and the bytes it has before and after a complete fix."""
+    base = tmp_path_factory.mktemp("crash")
+    src = dirty_v4(str(base / "src"))
+    ref = copy_tree(src, str(base / "ref"))
+    fp8doctor.fix(ref)
+    return src, checkpoint_files(src), checkpoint_files(ref), padding_masks(src)
+
+
+def _assert_between(files: dict[str, bytes], original: dict[str, bytes], repaired: dict[str, bytes],
+                    masks: dict[str, np.ndarray]) -> None:
+    """Right after a kill: outside padding nothing moved, and each byte is its original or repaired value."""
+    assert_same_outside_padding(original, files, masks)
+    for name, data in files.items():
+        a = np.frombuffer(data, dtype=np.uint8)
+        o = np.frombuffer(original[name], dtype=np.uint8)
+        r = np.frombuffer(repaired[name], dtype=np.uint8)
+        assert ((a == o) | (a == r)).all(), name
+
+
+@pytest.mark.parametrize("point", FIX_POINTS)
+def test_kill_at_each_write_point_then_fix_again(states, tmp_path, point):
+    src, original, repaired, masks = states
+    path = copy_tree(src, str(tmp_path / "ck"))
+    proc = run_cli("fix", path, env={CRASH_ENV: point})
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
+    _assert_between(checkpoint_files(path), original, repaired, masks)
+    proc = run_cli("fix", path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert checkpoint_files(path) == repaired
+    expect = {"journal-bin": "fixed 165 padded entries", "after-done": "nothing to fix"}.get(
+        point, "completed an interrupted fix")
+    assert expect in proc.stdout, proc.stdout
+    # the completed (or redone) fix can be undone to the exact original
+    fp8doctor.fix(path, undo=True)
+    assert checkpoint_files(path) == original
+
+
+@pytest.mark.parametrize("point", ["journal-commit", "partial-run", "after-patch", "done-tmp"])
+def test_kill_then_undo_rolls_back(states, tmp_path, point):
+    src, original, _, _ = states
+    path = copy_tree(src, str(tmp_path / "ck"))
+    assert run_cli("fix", path, env={CRASH_ENV: point}).returncode == -signal.SIGKILL
+    proc = run_cli("fix", path, "--undo")
+    assert proc.returncode == 0, proc.stderr
+    assert "rolled back an interrupted fix" in proc.stdout
+    assert checkpoint_files(path) == original
+
+
+@pytest.mark.parametrize("point", UNDO_POINTS)
+def test_kill_during_undo(states, tmp_path, point):
+    src, original, repaired, masks = states
+    path = copy_tree(src, str(tmp_path / "ck"))
+    fp8doctor.fix(path)
+    proc = run_cli("fix", path, "--undo", env={CRASH_ENV: point})
+    assert proc.returncode == -signal.SIGKILL
+    _assert_between(checkpoint_files(path), original, repaired, masks)
+    proc = run_cli("fix", path, "--undo")
+    assert proc.returncode == 0 and "completed an interrupted undo" in proc.stdout, proc.stdout + proc.stderr
+    assert checkpoint_files(path) == original
+
+
+def test_kill_at_random_moments(tmp_path):
+    """Kill `fix --fill one` (many small writes, slowed) at random times; then fix again."""
+    loops = int(os.environ.get("FP8DOCTOR_CRASH_LOOPS", "20"))
+    src = str(tmp_path / "src")
+    synth.deepseek_v4(src)  # clean: --fill one rewrites every padded entry (18 tensors, 28 runs)
+    ref = copy_tree(src, str(tmp_path / "ref"))
+    fp8doctor.fix(ref, fill="one")
+    original, repaired, masks = checkpoint_files(src), checkpoint_files(ref), padding_masks(src)
+    env = {**os.environ, DELAY_ENV: "0.01", "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "fp8doctor", "fix", "--fill", "one", "--quiet"]
+
+    def timed(extra_env: dict[str, str]) -> float:
+        t0 = time.monotonic()
+        subprocess.run([*cmd, copy_tree(src, str(tmp_path / f"timing{len(extra_env)}"))], env={**env, **extra_env},
+                       check=True, capture_output=True)
+        return time.monotonic() - t0
+
+    # the write window is what the delay adds: aim the kills there, with a margin on both sides
+    slow, fast = timed({}), timed({DELAY_ENV: ""})
+    lo, hi = 0.8 * fast, slow + 0.1 * (slow - fast)
+
+    rng = random.Random(int(os.environ.get("FP8DOCTOR_CRASH_SEED", "0")))
+    outcomes = {"killed": 0, "finished": 0, "interrupted-state": 0}
+    for i in range(loops):
+        path = copy_tree(src, str(tmp_path / f"ck{i}"))
+        p = subprocess.Popen([*cmd, path], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(lo, hi))
+        p.send_signal(signal.SIGKILL)
+        rc = p.wait()
+        outcomes["killed" if rc == -signal.SIGKILL else "finished"] += 1
+        files = checkpoint_files(path)
+        _assert_between(files, original, repaired, masks)
+        jdir = os.path.join(path, jr.JOURNAL_DIRNAME)
+        if (files != original and files != repaired) or any(j.state == jr.PENDING for j in jr.load_all(jdir, path)):
+            outcomes["interrupted-state"] += 1
+        fp8doctor.fix(path, fill="one")
+        assert checkpoint_files(path) == repaired, (i, outcomes)
+        fp8doctor.fix(path, undo=True)  # one journal reached done, whichever run finished it
+        assert checkpoint_files(path) == original
+    assert outcomes["killed"] > 0 and outcomes["interrupted-state"] > 0, outcomes
