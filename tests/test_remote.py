@@ -373,3 +373,39 @@ def test_download_copies_only_the_named_shards(site, serve, tmp_path):
         assert a.read() == data
     assert fetched == len(data) - HEAD_PROBE  # the header probe's bytes are reused, not fetched twice
     assert sorted(os.listdir(dest)) == [name]
+
+
+def test_fix_refuses_remote_paths_without_output(site, serve):
+    srv = serve(root=site)
+    before = {n: os.path.getmtime(os.path.join(site, "v4", n)) for n in os.listdir(os.path.join(site, "v4"))}
+    r = run_cli("fix", f"{srv.url}/v4")
+    assert r.returncode == 2 and "is remote and fix only rewrites local files" in r.stderr
+    assert "--output DIR" in r.stderr and "Traceback" not in r.stderr
+    assert srv.hits == []  # refused before any request
+    r = run_cli("fix", "hf://org/model@v2", "--undo")
+    assert r.returncode == 2 and "hf download org/model --revision v2 --local-dir DIR" in r.stderr
+    assert before == {n: os.path.getmtime(os.path.join(site, "v4", n)) for n in os.listdir(os.path.join(site, "v4"))}
+
+
+def test_fix_output_on_a_url_fetches_only_the_shards_to_repair(site, serve, tmp_path):
+    from fp8doctor.repair.fix import fix
+
+    srv = serve(root=site)
+    local_copy = tmp_path / "local-out"
+    out = tmp_path / "out"
+    expect = fix(os.path.join(site, "v4"), output=str(local_copy))
+    result = fix(f"{srv.url}/v4", output=str(out))
+    assert result.mode == "output" and result.bytes_written == expect.bytes_written == 1
+    bad = "model-00001-of-00002.safetensors"  # holds the padding fault; shard 2 is clean
+    assert sorted(os.listdir(out)) == sorted(["config.json", INDEX_NAME, bad])
+    with open(out / bad, "rb") as a, open(local_copy / bad, "rb") as b:
+        assert a.read() == b.read()
+    assert scan(str(out / bad)).findings == ()
+    whole = [h for h in srv.hits if h.path.endswith("00002-of-00002.safetensors")]
+    assert sum(h.sent for h in whole) <= HEAD_PROBE  # the clean shard: its header probe only
+    assert not any(n.startswith(".out.fp8doctor-fetch") for n in os.listdir(tmp_path))  # staging removed
+    assert "fetched 1 of 2 shards" in result.notes[0]
+    # the CLI way, and a dry run that writes nothing
+    r = run_cli("fix", f"{srv.url}/v4", "--dry-run", "--output", str(tmp_path / "dry"))
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "dry").exists()
