@@ -409,3 +409,26 @@ def test_fix_output_on_a_url_fetches_only_the_shards_to_repair(site, serve, tmp_
     r = run_cli("fix", f"{srv.url}/v4", "--dry-run", "--output", str(tmp_path / "dry"))
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "dry").exists()
+
+
+def test_sarif_of_a_remote_scan_points_at_the_urls(site, serve, tmp_path):
+    from tests.test_reporters_sarif import validate
+
+    srv = serve(root=site)
+    r = run_cli("scan", f"{srv.url}/v4/", "--format", "sarif", cwd=str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    validate(doc)
+    [result] = doc["runs"][0]["results"]
+    uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == f"{srv.url}/v4/model-00001-of-00002.safetensors"
+
+
+def test_config_file_of_the_current_directory_applies_to_urls(site, serve, tmp_path):
+    srv = serve(root=site)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "fp8doctor.toml").write_text('ignore = ["scale-padding-nonzero"]\n')
+    r = run_cli("scan", f"{srv.url}/v4", "--format", "json", cwd=str(work))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["findings"] == []
