@@ -1,5 +1,6 @@
 """`make demo`: write a small DeepSeek-V4-style checkpoint whose padded scales hold garbage (what
-torch.empty leaves behind), scan it, and show the findings. Exits 0 when the demo ran as intended."""
+torch.empty leaves behind), scan it, show the findings, fix it, and scan it clean. Exits 0 when the
+demo ran as intended."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-
 from fp8doctor import synth
-from fp8doctor.checkpoint.loader import open_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.join(os.path.dirname(HERE), "demo-checkpoint")
@@ -27,24 +25,8 @@ def fp8doctor(*args: str) -> int:
 
 
 def break_padding(root: str) -> int:
-    """Fill every padded scale entry of layer 0 with leftover-memory bytes, like torch.empty."""
-    rng = np.random.default_rng(7)
-    from fp8doctor.scanner import analyze
-
-    touched = 0
-    with open_checkpoint(root) as ck:
-        layouts = analyze(ck).layouts
-    for name, lay in layouts.items():
-        if not name.startswith("layers.0.") or not lay.has_padding:
-            continue
-        with open(os.path.join(root, lay.scale.file), "r+b") as f:
-            for a, b in lay.padding_ranges():
-                garbage = rng.integers(0, 256, size=b - a, dtype=np.uint8)
-                garbage[:: 7] = 0xFF  # some NaNs, as leftover memory often has
-                f.seek(lay.scale.offset + a)
-                f.write(garbage.tobytes())
-                touched += b - a
-    return touched
+    """Leftover-memory bytes in every padded scale entry of layer 0, as torch.empty leaves them."""
+    return synth.garble_padding(root, "layers.0.")
 
 
 def main() -> int:
@@ -62,7 +44,15 @@ def main() -> int:
     if fp8doctor("scan", TARGET) != 1:
         print("demo failed: the broken checkpoint was not flagged")
         return 1
-    print("\ndemo ran as intended: garbage padding found (exit code 1 above is the scan's verdict)")
+    step("5. fix: rewrite only the padded entries to 0x00 (journaled, crash-safe)")
+    if fp8doctor("fix", TARGET) != 0:
+        print("demo failed: fix did not repair the checkpoint")
+        return 1
+    step("6. scan again: clean")
+    if fp8doctor("scan", TARGET) != 0:
+        print("demo failed: the repaired checkpoint did not scan clean")
+        return 1
+    print("\ndemo ran as intended: garbage padding found, fixed, and the re-scan is clean")
     return 0
 
 

@@ -222,3 +222,28 @@ def compressed_tensors_mxfp4(directory: str, seed: int = 0, n: int = 100, k: int
                                           "num_bits": 4, "type": "float", "strategy": "group", "group_size": 32}}}}}
     b.write(directory, 1, config)
     return b
+
+
+def garble_padding(root: str, prefix: str = "layers.0.", seed: int = 7) -> int:
+    """Fill the padded scale entries of tensors whose name starts with `prefix` with leftover-memory
+    bytes, as torch.empty leaves them (random non-zero bytes, every 7th a NaN 0xFF). Returns the
+    number of bytes changed. The demo, the examples and the tests break checkpoints with this."""
+    from fp8doctor.checkpoint.loader import open_checkpoint
+    from fp8doctor.scanner import analyze
+
+    with open_checkpoint(root) as ck:
+        layouts = analyze(ck).layouts
+    rng = np.random.default_rng(seed)
+    touched = 0
+    for name, lay in sorted(layouts.items()):
+        if not name.startswith(prefix) or not lay.has_padding:
+            continue
+        with open(os.path.join(root, lay.scale.file), "r+b") as f:
+            for a, b in lay.padding_ranges():
+                n = (b - a) * lay.itemsize
+                garbage = rng.integers(1, 256, size=n, dtype=np.uint8)
+                garbage[::7] = 0xFF
+                f.seek(lay.scale.offset + a * lay.itemsize)
+                f.write(garbage.tobytes())
+                touched += n
+    return touched

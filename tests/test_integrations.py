@@ -14,7 +14,7 @@ import pytest
 from junitparser import JUnitXml
 
 from fp8doctor import synth
-from tests.ci_helpers import break_padding, repair_padding
+from tests.ci_helpers import break_padding
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,8 +89,8 @@ def test_pre_commit_hook_fails_on_a_broken_checkpoint_and_passes_after_fix(git_r
     assert broken.returncode == 1, broken.stderr
     assert "9 errors" in broken.stdout and "fp8doctor fix" in broken.stdout
 
-    # TODO(lead): after merging the `fix` branch, repair with `fp8doctor fix models/v4` here instead.
-    assert repair_padding(str(ckpt)) > 0
+    repaired = run_entry("fp8doctor fix", ["models/v4"], str(repo))
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     fixed = run_entry(hook["entry"], args, str(repo))
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "no findings" in fixed.stdout

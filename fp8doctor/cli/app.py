@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from fp8doctor.cli.dump import dump_command
 from fp8doctor.cli.fix import fix_command
 from fp8doctor.cli.output import EXIT_ERROR
 from fp8doctor.cli.rules import rules_command
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.command("scan")(scan_command)
 app.command("rules")(rules_command)
 app.command("fix")(fix_command)
+app.command("dump")(dump_command)
 
 
 def _version_callback(value: bool) -> None:

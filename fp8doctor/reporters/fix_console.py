@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from fp8doctor.findings import Severity
@@ -34,20 +33,19 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
         console.print(Text(plain(line), "yellow"))
     if r.changes:
         verb = "restored" if r.mode == "undo" else "would change" if r.mode == "dry-run" else "changed"
-        table = Table(title=f"Padded scale entries {verb}", title_justify="left", show_edge=False, pad_edge=False)
-        table.add_column("tensor", style="cyan", overflow="fold")
-        table.add_column("file", style="dim", overflow="fold")
-        table.add_column("entries", justify="right")
-        table.add_column("bytes", justify="right")
-        table.add_column("runs", justify="right")
-        table.add_column("first offset", justify="right")
-        table.add_column("before", style="red")
-        table.add_column("after", style="green")
+        console.print(Text(f"\nPadded scale entries {verb}", "bold"))
+        last_file = None
         for c in r.changes:
+            if c.file != last_file:
+                console.print(Text(f"  {plain(c.file)}", "dim"))
+                last_file = c.file
+            console.print(Text.assemble(("    ", ""), (plain(c.tensor), "cyan"),
+                                        (f"  {plural(c.entries, 'entry')}, "
+                                         f"{c.nbytes:,} bytes in {plural(c.runs, 'run')} @ 0x{c.first_offset:x}",
+                                         "dim")))
             more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
-            table.add_row(plain(c.tensor), plain(c.file), f"{c.entries:,}", f"{c.nbytes:,}", f"{c.runs:,}",
-                          f"0x{c.first_offset:x}", _hex(c.before[:8]) + more, _hex(c.after[:8]) + more)
-        console.print(table)
+            console.print(Text.assemble(("      ", ""), (_hex(c.before[:8]) + more, "red"), (" → ", ""),
+                                        (_hex(c.after[:8]) + more, "green")))
     if r.unfixable:
         shown = r.unfixable[:max_findings]
         console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",

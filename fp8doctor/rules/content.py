@@ -17,6 +17,9 @@ from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
+MarkSink = Callable[[Finding, np.ndarray], None]
+"""Receives each finding with the boolean mask (stored shape) of the entries it is about: `dump`
+uses it to mark the very bytes that break a rule, without re-deriving the rules."""
 
 ZERO_CHECK_BYTES = 64 << 20
 """Weight bytes per tensor read to tell zero scales over all-zero blocks from erased blocks."""
@@ -61,15 +64,19 @@ def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
 
 
 def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.ndarray, message: str,
-             itemsize: int, count: int | None = None, fixable: bool = False) -> Finding:
+             itemsize: int, count: int | None = None, fixable: bool = False, sink: MarkSink | None = None) -> Finding:
     first = _first(mask)
     flat, index = first if first else (None, None)
-    return Finding(rule, sev, t.file, t.name, message, region,
-                   byte_offset=t.offset + flat * itemsize if flat is not None else None,
-                   count=int(mask.sum()) if count is None else count, index=index, fixable=fixable)
+    f = Finding(rule, sev, t.file, t.name, message, region,
+                byte_offset=t.offset + flat * itemsize if flat is not None else None,
+                count=int(mask.sum()) if count is None else count, index=index, fixable=fixable)
+    if sink is not None:
+        sink(f, mask)
+    return f
 
 
-def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int) -> Iterator[Finding]:
+def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int,
+                  sink: MarkSink | None = None) -> Iterator[Finding]:
     if not layout.has_padding:
         return
     want = fill_bytes(fill, layout.encoding)
@@ -95,7 +102,7 @@ def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int) -> Iterato
            f"{list(layout.logical_shape)}) are not the fill {describe_value(layout.encoding, int(want_raw))}: "
            f"{seen}{danger}{trust}")
     yield _finding("scale-padding-nonzero", Severity.ERROR, t, Region.PADDING, bad, msg, layout.itemsize,
-                   fixable=layout.trusted)
+                   fixable=layout.trusted, sink=sink)
 
 
 def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, str]:
@@ -163,7 +170,7 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
 
 
 def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts: ContentOptions,
-                  read_weight: ReadWeight | None) -> tuple[list[Finding], int | None]:
+                  read_weight: ReadWeight | None, sink: MarkSink | None = None) -> tuple[list[Finding], int | None]:
     """Value rules on the logical region; returns findings and the tensor's median exponent."""
     out: list[Finding] = []
     encoding = ENCODINGS[t.dtype] if layout is None else layout.encoding
@@ -175,7 +182,7 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     if uninit:
         out.append(_finding("scale-uninitialized", Severity.ERROR, t, Region.LOGICAL, in_box & ~dec.valid,
                             f"{t.name} looks like leftover memory, not scales: {why}", itemsize,
-                            count=int(in_box.sum())))
+                            count=int(in_box.sum()), sink=sink))
         return out, None
 
     nan = in_box & dec.nan
@@ -183,14 +190,14 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
         first = _first(nan)
         out.append(_finding("scale-nan", Severity.ERROR, t, Region.LOGICAL, nan,
                             f"{int(nan.sum())} real entries of {t.name} are NaN/Inf (first at {list(first[1])}): "
-                            "every output touching those blocks is NaN", itemsize))
+                            "every output touching those blocks is NaN", itemsize, sink=sink))
     neg = in_box & dec.negative
     if neg.any():
         out.append(_finding("scale-negative", Severity.ERROR, t, Region.LOGICAL, neg,
-                            f"{int(neg.sum())} real entries of {t.name} are negative", itemsize))
+                            f"{int(neg.sum())} real entries of {t.name} are negative", itemsize, sink=sink))
     zero = in_box & dec.zero
     if zero.any():
-        out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize))
+        out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize, sink))
 
     valid = in_box & dec.valid
     median = int(np.median(dec.exponent[valid])) if valid.any() else None
@@ -202,18 +209,18 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
             out.append(_finding("scale-outlier", Severity.WARNING, t, Region.LOGICAL, far,
                                 f"{int(far.sum())} entries of {t.name} are more than 2^{opts.outlier_span} from the "
                                 f"tensor's median 2^{median} (first {describe_value(encoding, val)} at "
-                                f"{list(first[1])})", itemsize))
+                                f"{list(first[1])})", itemsize, sink=sink))
     if opts.ue8m0 and encoding in ("f32", "bf16", "f16"):
         npow2 = valid & ~dec.pow2
         if npow2.any():
             out.append(_finding("scale-not-power-of-two", Severity.WARNING, t, Region.LOGICAL, npow2,
                                 f"{int(npow2.sum())} of {int(valid.sum())} real entries of {t.name} are not exact "
-                                "powers of two although config.json says scale_fmt ue8m0", itemsize))
+                                "powers of two although config.json says scale_fmt ue8m0", itemsize, sink=sink))
     return out, median
 
 
 def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opts: ContentOptions,
-                read_weight: ReadWeight | None, itemsize: int) -> list[Finding]:
+                read_weight: ReadWeight | None, itemsize: int, sink: MarkSink | None = None) -> list[Finding]:
     """Zero scales are fine over all-zero weight blocks; confirm by reading those blocks."""
     flat = np.flatnonzero(zero.reshape(-1))
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
@@ -221,7 +228,7 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     if not can_verify:
         return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, zero,
                          f"{flat.size} real entries of {t.name} are zero: their weight blocks are erased "
-                         "(weights not read to confirm)", itemsize)]
+                         "(weights not read to confirm)", itemsize, sink=sink)]
     try:
         is_zero, unchecked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
     except OSError:
@@ -235,7 +242,7 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     msg = (f"{count} real entries of {t.name} are zero over non-zero weight blocks: those weights are "
            f"erased (fluent but wrong outputs){extra}")
     return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, bad.reshape(zero.shape), msg, itemsize,
-                     count=count)]
+                     count=count, sink=sink)]
 
 
 def check_kinds(summaries: list[TensorSummary], span: int) -> Iterator[Finding]:
@@ -256,16 +263,17 @@ def check_kinds(summaries: list[TensorSummary], span: int) -> Iterator[Finding]:
 
 
 def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: ContentOptions,
-                 read_weight: ReadWeight | None) -> tuple[list[Finding], TensorSummary | None]:
-    """Every content rule on one scale tensor's bytes."""
+                 read_weight: ReadWeight | None,
+                 sink: MarkSink | None = None) -> tuple[list[Finding], TensorSummary | None]:
+    """Every content rule on one scale tensor's bytes (`sink` sees each finding's entry mask)."""
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     if encoding is None:
         return [], None
     dec = decode(encoding, data, t.shape)
     findings: list[Finding] = []
     if layout is not None:
-        findings.extend(check_padding(layout, dec, opts.fill))
-    logical, median = check_logical(layout, t, dec, opts, read_weight)
+        findings.extend(check_padding(layout, dec, opts.fill, sink))
+    logical, median = check_logical(layout, t, dec, opts, read_weight, sink)
     findings.extend(logical)
     summary = None
     if median is not None:

@@ -1,0 +1,102 @@
+"""`fp8doctor dump`: the raw bytes of scale tensors as they sit on disk, marked and decoded."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from typing import Annotated
+
+import typer
+
+from fp8doctor.cli.options import FillOpt, LayoutOpt, NoColorOpt, PathArg
+from fp8doctor.cli.output import EXIT_OK, fail, no_color, stderr_console, stdout_console
+
+
+class DumpFormat(str, enum.Enum):
+    console = "console"
+    json = "json"
+    raw = "raw"
+
+
+class DumpRegion(str, enum.Enum):
+    all = "all"
+    logical = "logical"
+    padding = "padding"
+
+
+def dump_command(
+    path: PathArg,
+    tensor: Annotated[list[str] | None, typer.Option(
+        "--tensor", "-t", help="Scale tensor to dump: an exact name or a glob such as 'layers.*.attn.wkv.scale' "
+        "(repeatable).")] = None,
+    findings: Annotated[bool, typer.Option("--findings", help="Dump every scale tensor the scan flags (runs a full "
+                                           "scan first).")] = False,
+    region: Annotated[DumpRegion, typer.Option("--region", help="Entries to show: all, logical (real) or padding.")
+                      ] = DumpRegion.all,
+    rows: Annotated[str | None, typer.Option(
+        "--rows", help="Rows to show, half-open like a Python slice: 3:8, 5, :8, 3:, -2:. A row is one index of the "
+        "second-to-last axis (the last axis is the columns); tensors of rank 3 or more have their leading axes "
+        "flattened, so row r of [E, N, G] is expert r // N, row r % N. A 1-D tensor is one row.",
+        show_default=False)] = None,
+    decode: Annotated[bool, typer.Option("--decode", help="Show each entry's value: 2^(b-127) for E8M0 (ff = NaN, "
+                                         "00 = 2^-127, the zero stand-in); floats, and whether each is an exact power "
+                                         "of two, for F32/BF16/F16 scales.")] = False,
+    heatmap: Annotated[bool, typer.Option("--heatmap", help="A picture of each tensor instead of the grid: colour = "
+                                          "exponent, downsampled to the terminal.")] = False,
+    histogram: Annotated[bool, typer.Option("--histogram", help="The distribution of exponents of each tensor "
+                                            "(real and padded apart) instead of the grid.")] = False,
+    format: Annotated[DumpFormat, typer.Option("--format", "-f", help="console (the grid), json (hex + offsets), or "
+                                               "raw (the selected bytes, unchanged, for xxd/cmp).")
+                      ] = DumpFormat.console,
+    fill: FillOpt = "zero",
+    layout: LayoutOpt = None,
+    no_color_flag: NoColorOpt = False,
+) -> None:
+    """Show the raw bytes of scale tensors, where they are, and what they mean. Exit 0 dumped, 2 could not."""
+    from fp8doctor import __version__
+    from fp8doctor.checkpoint.loader import CheckpointError
+    from fp8doctor.cli.scan import build_options
+    from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump
+
+    if format is not DumpFormat.console and (heatmap or histogram or decode):
+        flag = "--heatmap" if heatmap else "--histogram" if histogram else "--decode"
+        raise typer.Exit(fail(f"{flag} is a console view; drop it or use --format console"))
+    try:
+        scan_options = build_options(fill, None, None, layout)
+        options = DumpOptions(tensors=tuple(tensor or ()), findings=findings, region=region.value,
+                              rows=RowRange.parse(rows) if rows is not None else None, scan=scan_options,
+                              marks=format is not DumpFormat.raw)
+        dumps = dump(path, options)
+    except (CheckpointError, DumpError, ValueError) as e:
+        raise typer.Exit(fail(str(e))) from None
+
+    if format is DumpFormat.raw:
+        out = sys.stdout.buffer
+        for d in dumps:
+            out.write(d.selected_bytes())
+        out.flush()
+        raise typer.Exit(EXIT_OK)
+    if format is DumpFormat.json:
+        from fp8doctor.reporters import dump_json
+
+        typer.echo(dump_json.render(dumps, path, __version__), nl=False)
+        raise typer.Exit(EXIT_OK)
+    console = stdout_console(color=not no_color(no_color_flag))
+    if not dumps:
+        stderr_console(color=not no_color(no_color_flag)).print("no finding names a scale tensor: nothing to dump")
+        raise typer.Exit(EXIT_OK)
+    if heatmap:
+        from fp8doctor.reporters import dump_heatmap
+
+        dump_heatmap.render(dumps, console)
+    if histogram:
+        from fp8doctor.reporters import dump_histogram
+
+        if heatmap:
+            console.print()
+        dump_histogram.render(dumps, console)
+    if not heatmap and not histogram:
+        from fp8doctor.reporters import dump_grid
+
+        dump_grid.render(dumps, console, decode=decode)
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,347 @@
+"""`dump`: the raw bytes of scale tensors exactly as they sit on disk, and what each entry means.
+
+Pure core: a selection (exact names, globs, or the tensors the scan flags), a region (padding,
+logical, all) and a row range become frozen `TensorDump` records holding the bytes as read, their
+absolute offsets, and per-entry marks: padding, and the severity of any rule the entry breaks.
+The marks come from the scan's own rules (rules/content.py, through a MarkSink), never from a
+second copy of them. Renderers live in fp8doctor/reporters/dump_*.py.
+
+Rows: a scale tensor is viewed as 2-D, one row per index of its second-to-last axis and the last
+axis as columns; tensors of rank 3 or more (gpt-oss experts [E, N, G]) have their leading axes
+flattened, so row r of [E, N, G] is (r // N, r % N). A 1-D tensor is one row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fp8doctor.checkpoint.dtypes import DTYPE_BITS
+from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.findings import Finding, Severity
+from fp8doctor.layouts.codecs import Decoded, decode
+from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
+from fp8doctor.layouts.pairing import LayoutBuilder, find_pairs
+from fp8doctor.rules.content import ContentOptions, check_tensor
+from fp8doctor.scanner import ScanOptions, analyze
+
+REGIONS = ("all", "logical", "padding")
+
+NO_MARK = -1
+"""`TensorDump.severity` of an entry that breaks no rule (otherwise the Severity's rank)."""
+
+_WHY_NO_LAYOUT = ("scale-orphan", "layout-unknown", "scale-shape-mismatch")
+
+
+class DumpError(ValueError):
+    """The selection cannot be dumped (unknown name, not a scale, glob matching nothing, bad rows).
+    The message is one line; the CLI exits 2."""
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """A half-open range of rows, Python slice style: '3:8', '5' (one row), ':8', '3:', '-2:'."""
+
+    start: int | None = None
+    stop: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RowRange:
+        t = text.strip()
+        try:
+            if ":" not in t:
+                i = int(t)
+                return cls(i, i + 1 if i != -1 else None)
+            a, b = t.split(":")
+            return cls(int(a) if a.strip() else None, int(b) if b.strip() else None)
+        except ValueError:
+            raise DumpError(f"--rows {text!r} is not a row range like 3:8, 5, :8 or 3:") from None
+
+    def resolve(self, nrows: int) -> tuple[int, int]:
+        start, stop, _ = slice(self.start, self.stop).indices(nrows)
+        return start, max(start, stop)
+
+    def __str__(self) -> str:
+        return f"{'' if self.start is None else self.start}:{'' if self.stop is None else self.stop}"
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    tensors: tuple[str, ...] = ()
+    """Exact tensor names or globs (fnmatch, case-sensitive)."""
+    findings: bool = False
+    """Also select every scale tensor a scan finding names."""
+    region: str = "all"
+    rows: RowRange | None = None
+    scan: ScanOptions = field(default_factory=ScanOptions)
+    """Fill and layout overrides: dump marks exactly what `scan` with these options would flag."""
+    marks: bool = True
+    """False reads only the selected rows and runs no rule (what `--format raw` needs)."""
+
+    def __post_init__(self) -> None:
+        if self.region not in REGIONS:
+            raise DumpError(f"region must be one of {', '.join(REGIONS)}, not {self.region!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class TensorDump:
+    """The selected entries of one scale tensor, as read, with their marks.
+
+    `data` holds rows `rows[0]:rows[1]` exactly as on disk, starting at absolute offset
+    `span_offset` of `file`; `selected`, `padding` and `severity` are per-entry arrays of shape
+    (rows in span, row_len) saying which entries the selection kept, which are padding, and the
+    worst rule each breaks (NO_MARK for none).
+    """
+
+    name: str
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+    logical_shape: tuple[int, ...]
+    byte_offset: int
+    encoding: str | None
+    itemsize: int
+    layout: ScaleLayout | None
+    note: str
+    region: str
+    rows: tuple[int, int]
+    row_len: int
+    data: bytes
+    selected: np.ndarray
+    padding: np.ndarray
+    severity: np.ndarray
+    rules: tuple[tuple[str, Severity, int], ...] = ()
+    """(rule, severity, selected entries that break it)."""
+    findings: tuple[Finding, ...] = ()
+    """Content findings on the whole tensor (only when marks were computed)."""
+    marked: bool = True
+
+    @property
+    def nrows(self) -> int:
+        return math.prod(self.shape[:-1]) if len(self.shape) > 1 else 1
+
+    @property
+    def weight(self) -> TensorInfo | None:
+        return self.layout.weight if self.layout is not None else None
+
+    @property
+    def first_index(self) -> int:
+        """Flat stored index of the span's first entry."""
+        return self.rows[0] * self.row_len
+
+    @property
+    def span_offset(self) -> int:
+        return self.byte_offset + self.first_index * self.itemsize
+
+    @property
+    def count(self) -> int:
+        return int(self.selected.sum())
+
+    def offset_of(self, flat_index: int) -> int:
+        """Absolute file offset of the entry at a flat stored index."""
+        return self.byte_offset + flat_index * self.itemsize
+
+    def entries(self) -> np.ndarray:
+        """The span's bytes as an array (rows in span, row_len, itemsize) of uint8."""
+        return np.frombuffer(self.data, dtype=np.uint8).reshape((*self.selected.shape, self.itemsize))
+
+    def indices(self) -> np.ndarray:
+        """Flat stored indices of the selected entries, ascending."""
+        return np.flatnonzero(self.selected.reshape(-1)) + self.first_index
+
+    def selected_bytes(self) -> bytes:
+        """Every selected entry's bytes, in file order, unchanged."""
+        return self.entries()[self.selected].tobytes()
+
+    def decoded(self) -> Decoded | None:
+        if self.encoding is None:
+            return None
+        return decode(self.encoding, self.data, self.selected.shape)
+
+    def padding_ranges(self) -> list[tuple[int, int]]:
+        """Selected padded entries as half-open flat stored-index ranges."""
+        return _ranges(self.selected & self.padding, self.first_index)
+
+    def selected_ranges(self) -> list[tuple[int, int]]:
+        return _ranges(self.selected, self.first_index)
+
+    def bad_ranges(self) -> list[tuple[int, int, Severity]]:
+        """Selected entries that break a rule, as (start, end, worst severity) ranges."""
+        out = []
+        for sev in Severity:
+            for a, b in _ranges(self.selected & (self.severity == sev.rank), self.first_index):
+                out.append((a, b, sev))
+        return sorted(out, key=lambda r: r[0])
+
+    def row_label(self, row: int) -> str:
+        """Row r as the index of the leading axes: '5', or '1,5' for a [E, N, G] tensor."""
+        if len(self.shape) <= 2:
+            return str(row)
+        return ",".join(str(int(i)) for i in np.unravel_index(row, self.shape[:-1]))
+
+
+def _ranges(mask: np.ndarray, base: int) -> list[tuple[int, int]]:
+    flat = mask.reshape(-1).astype(np.int8)
+    if not flat.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flat, [0]))))
+    return [(int(a) + base, int(b) + base) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _natural(name: str) -> list[object]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def select(ckpt: Checkpoint, patterns: Iterable[str], scale_names: set[str],
+           findings: Iterable[Finding] | None = None) -> list[str]:
+    """The scale tensors to dump, in the order asked (glob matches in natural name order)."""
+    chosen: dict[str, None] = {}
+    for pat in patterns:
+        if pat in scale_names:
+            chosen[pat] = None
+        elif pat in ckpt.tensors:
+            t = ckpt.tensors[pat]
+            hint = next((s for s in sorted(scale_names) if s.rsplit(".", 1)[0] == pat.rsplit(".", 1)[0]
+                         or s.removesuffix("_scales") == pat.removesuffix("_blocks")), None)
+            raise DumpError(f"{pat} is not a scale tensor (it is {t.dtype} {list(t.shape)}); dump shows scale "
+                            "tensors" + (f": did you mean {hint}?" if hint else ""))
+        elif _is_glob(pat):
+            matches = sorted((n for n in scale_names if fnmatch.fnmatchcase(n, pat)), key=_natural)
+            if not matches:
+                others = sum(1 for n in ckpt.tensors if fnmatch.fnmatchcase(n, pat))
+                raise DumpError(f"--tensor {pat!r} matches no scale tensor" +
+                                (f" ({others} other tensors match it)" if others else " (and no tensor at all)"))
+            chosen.update(dict.fromkeys(matches))
+        else:
+            close = difflib.get_close_matches(pat, sorted(scale_names), n=1, cutoff=0.6)
+            raise DumpError(f"no tensor named {pat} in the checkpoint" +
+                            (f"; did you mean {close[0]}?" if close else ""))
+    if findings is not None:
+        flagged = sorted({f.tensor for f in findings if f.tensor in scale_names}, key=_natural)
+        chosen.update(dict.fromkeys(flagged))
+    return list(chosen)
+
+
+def _geometry(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(rows, entries per row) of the 2-D view."""
+    if not shape:
+        return 1, 1
+    return (math.prod(shape[:-1]) if len(shape) > 1 else 1), shape[-1]
+
+
+def _itemsize(t: TensorInfo, encoding: str | None) -> int:
+    if encoding is not None:
+        return ITEMSIZE[encoding]
+    bits = DTYPE_BITS[t.dtype]
+    if bits % 8:
+        raise DumpError(f"{t.name} is {t.dtype}, a sub-byte dtype; dump shows whole-byte entries only")
+    return bits // 8
+
+
+def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note: str, options: DumpOptions,
+              content: ContentOptions) -> TensorDump:
+    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
+    itemsize = _itemsize(t, encoding)
+    nrows, row_len = _geometry(t.shape)
+    if t.numel == 0:
+        nrows = row_len = 0
+    r0, r1 = options.rows.resolve(nrows) if options.rows is not None else (0, nrows)
+    logical_shape = layout.logical_shape if layout is not None else t.shape
+    pad = layout.padding_mask() if layout is not None else np.zeros(t.shape, dtype=bool)
+    pad2 = pad.reshape(nrows, row_len)[r0:r1]
+    if not ckpt.readable(t):
+        raise DumpError(f"{t.name} extends past the end of {t.file} (truncated file); its bytes cannot be read")
+    row_bytes = row_len * itemsize
+    severity = np.full((nrows, row_len), NO_MARK, dtype=np.int8)
+    rules: list[tuple[str, Severity, np.ndarray]] = []
+    findings: list[Finding] = []
+    marked = options.marks and encoding is not None
+    try:
+        if marked:
+            full = ckpt.read(t)
+            data = full[r0 * row_bytes: r1 * row_bytes]
+
+            def sink(f: Finding, mask: np.ndarray) -> None:
+                m = mask.reshape(nrows, row_len)
+                np.maximum(severity, np.where(m, f.severity.rank, NO_MARK).astype(np.int8), out=severity)
+                rules.append((f.rule, f.severity, m))
+
+            def read_weight(w: TensorInfo, start: int, length: int) -> bytes:
+                if not ckpt.readable(w):
+                    raise OSError(f"{w.name} is not fully inside its file")
+                return ckpt.read(w, start, length)
+
+            findings, _ = check_tensor(layout, t, full, content, read_weight, sink)
+        else:
+            data = ckpt.read(t, r0 * row_bytes, (r1 - r0) * row_bytes)
+    except OSError as e:
+        raise DumpError(f"cannot read {t.name} from {t.file}: {e.strerror or e}") from None
+    if options.region == "padding":
+        sel = pad2.copy()
+    elif options.region == "logical":
+        sel = ~pad2
+    else:
+        sel = np.ones_like(pad2)
+    sev2 = severity[r0:r1]
+    counts = tuple((rule, sev, int((m[r0:r1] & sel).sum())) for rule, sev, m in rules)
+    return TensorDump(
+        name=t.name, file=t.file, dtype=t.dtype, shape=t.shape, logical_shape=tuple(logical_shape),
+        byte_offset=t.offset, encoding=encoding, itemsize=itemsize, layout=layout, note=note,
+        region=options.region, rows=(r0, r1), row_len=row_len, data=data, selected=sel, padding=pad2,
+        severity=sev2, rules=tuple(c for c in counts if c[2]), findings=tuple(findings), marked=marked)
+
+
+def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
+    """Dump the selected scale tensors of an open checkpoint. Reads only headers and the selected
+    tensors' bytes (plus the weight blocks behind zero scales, as scan does), unless
+    `options.findings` asks for a full scan first. Raises DumpError (one line) when it cannot."""
+    if not options.tensors and not options.findings:
+        raise DumpError("say which scale tensors to dump: --tensor NAME|GLOB (repeatable) or --findings")
+    pairs, _ = find_pairs(ckpt.tensors)
+    scale_names = set(pairs)
+    if options.findings:
+        analysis = analyze(ckpt, options.scan)
+        layouts, why = analysis.layouts, analysis.findings
+        flagged: list[Finding] | None = [f for f in analysis.findings if options.scan.wants(f)]
+    else:
+        pairing = LayoutBuilder(ckpt.tensors, ckpt.config, options.scan.overrides).build()
+        layouts = {lay.scale.name: lay for lay in pairing.layouts}
+        why, flagged = pairing.findings, None
+    names = select(ckpt, options.tensors, scale_names, flagged)
+    quant = ckpt.config.quant if ckpt.config else None
+    content = ContentOptions(fill=options.scan.fill, outlier_span=options.scan.outlier_span,
+                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.scan.verify_zero_blocks)
+    out = []
+    for name in names:
+        layout = layouts.get(name)
+        note = ""
+        if layout is None:
+            reason = next((f for f in why if f.tensor == name and f.rule in _WHY_NO_LAYOUT), None)
+            note = (f"layout unknown ({reason.rule}): logical = whole tensor, no padding located"
+                    if reason else "layout unknown: logical = whole tensor, no padding located")
+        elif layout.note:
+            note = layout.note
+        out.append(_dump_one(ckpt, ckpt.tensors[name], layout, note, options, content))
+    if options.rows is not None and out and not any(d.rows[1] > d.rows[0] for d in out):
+        most = max(d.nrows for d in out)
+        raise DumpError(f"--rows {options.rows} selects no row: the selected tensors have at most {most} rows")
+    return out
+
+
+def dump(path: str | os.PathLike[str], options: DumpOptions) -> list[TensorDump]:
+    """Open the checkpoint at `path` and dump the selected scale tensors (see `dump_checkpoint`).
+    Raises CheckpointError when `path` is no checkpoint, DumpError when the selection fails."""
+    with open_checkpoint(path) as ckpt:
+        return dump_checkpoint(ckpt, options)

@@ -1,0 +1,74 @@
+"""The few lines that open every dump view: where a scale tensor is, what it is, what it scales."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from fp8doctor.dumper import TensorDump
+from fp8doctor.findings import Severity
+from fp8doctor.reporters.common import plain, plural
+
+SEVERITY_CELL = {Severity.ERROR: "bold white on red", Severity.WARNING: "black on yellow",
+                 Severity.INFO: "black on cyan"}
+"""Style of an entry that breaks a rule of that severity."""
+SEVERITY_MARK = {Severity.ERROR: "!", Severity.WARNING: "?", Severity.INFO: "i"}
+"""Character before such an entry, so marks survive without colour (pipes, NO_COLOR)."""
+PAD_STYLE = "dim"
+PAD_MARK = "."
+RANK_SEVERITY = {s.rank: s for s in Severity}
+
+
+def entries(n: int, what: str = "entr") -> str:
+    return f"{n:,} {what}{'y' if n == 1 else 'ies'}"
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(n) for n in shape) + "]"
+
+
+def header(d: TensorDump) -> list[Text]:
+    lines = [Text(plain(d.name), "bold cyan")]
+
+    def row(label: str, *parts: str | tuple[str, str]) -> None:
+        lines.append(Text.assemble((f"  {label:<8} ", "dim"), *parts))
+
+    row("file", plain(d.file), f", data at byte {d.byte_offset:,} (0x{d.byte_offset:x})")
+    enc = f"{d.encoding}, " if d.encoding else "not decodable, "
+    padded = int(d.padding.sum()) if d.layout is None else d.layout.padded_count
+    row("dtype", f"{d.dtype} ({enc}{plural(d.itemsize, 'byte')} per entry)   stored {_dims(d.shape)}   "
+        f"logical {_dims(d.logical_shape)}   {entries(padded, 'padded entr')}")
+    lay = d.layout
+    if lay is not None and lay.weight is not None:
+        if lay.kind == "group" and lay.block:
+            how = f"groups of {lay.block[1]}"
+        elif lay.kind == "tensor":
+            how = "one scale for the whole tensor"
+        elif lay.block:
+            how = f"block {lay.block[0]}x{lay.block[1]}"
+        else:
+            how = lay.kind
+        w = lay.weight
+        real = "" if lay.logical_weight_shape == lay.weight_shape else f" (real {_dims(lay.logical_weight_shape)})"
+        row("scales", plain(w.name), f" {w.dtype} {_dims(w.shape)}{real}, {how} ({lay.source})")
+    if d.note:
+        row("layout", (plain(d.note), "yellow"))
+    nrows = d.nrows if d.row_len else 0
+    sel_pad = int((d.selected & d.padding).sum())
+    row("shown", f"rows {d.rows[0]}:{d.rows[1]} of {nrows}" + (" (leading axes flattened)" if len(d.shape) > 2 else "")
+        + f", region {d.region}: {entries(d.count)}, {sel_pad:,} padded")
+    return lines
+
+
+def rules_line(d: TensorDump) -> Text:
+    """Which rules the shown entries break (or that none were run)."""
+    if not d.marked:
+        return Text("  no rules run on this tensor (raw bytes only)", "dim")
+    if not d.rules:
+        return Text("  no shown entry breaks a rule", "green")
+    out = Text("  broken here: ")
+    for i, (rule, sev, n) in enumerate(d.rules):
+        if i:
+            out.append(", ")
+        out.append(rule, SEVERITY_CELL[sev])
+        out.append(f" ({sev.value}) x{n:,}")
+    return out

@@ -1,0 +1,107 @@
+"""`dump --heatmap`: a whole scale tensor as a terminal picture, rows x columns downsampled to fit.
+
+Colour is the exponent relative to the median of the real entries (blue below, green at, red
+above), so garbage padding and outliers jump out; the character repeats it without colour
+(. zero, N NaN, ░▒▓█ by distance from the median). Each cell shows the entry of its patch that
+breaks the worst rule, else the one furthest from the median: one bad byte is never averaged away.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.text import Text
+
+from fp8doctor.dumper import NO_MARK, TensorDump
+from fp8doctor.reporters.dump_header import header, rules_line
+
+MAX_HEIGHT = 32
+"""Most picture lines per tensor."""
+
+_BANDS = [  # (upper bound of exponent - median, colour)
+    (-24, "#313695"), (-12, "#4575b4"), (-5, "#74add1"), (-3, "#abd9e9"), (2, "#66bd63"),
+    (5, "#fee090"), (12, "#fdae61"), (24, "#f46d43"), (10**9, "#d73027"),
+]
+NAN_STYLE = "bold bright_magenta"
+ZERO_STYLE = "grey42"
+NEG_STYLE = "bold bright_cyan"
+
+
+def _band(dev: int) -> tuple[str, str]:
+    a = abs(dev)
+    char = "░" if a <= 2 else "▒" if a <= 12 else "▓" if a <= 24 else "█"
+    colour = next(c for bound, c in _BANDS if dev <= bound)
+    return char, colour
+
+
+def _edges(n: int, k: int) -> np.ndarray:
+    return np.linspace(0, n, k + 1).round().astype(int)
+
+
+def render_heatmap(d: TensorDump, console: Console, max_height: int = MAX_HEIGHT) -> None:
+    dec = d.decoded()
+    if dec is None:
+        console.print(Text(f"  no heatmap: {d.dtype} entries cannot be decoded", "yellow"))
+        return
+    sel = d.selected
+    if not sel.any():
+        console.print(Text(f"  nothing selected in rows {d.rows[0]}:{d.rows[1]} (region {d.region})", "yellow"))
+        return
+    real = sel & ~d.padding & dec.valid
+    median = int(np.median(dec.exponent[real])) if real.any() else 0
+    # distance used to pick a patch's representative: NaN/negative furthest, then |exponent - median|
+    dist = np.where(dec.valid, np.abs(dec.exponent - median), 0).astype(np.int64)
+    dist = np.where(dec.nan | dec.negative, 10**6, dist)
+    dist = np.where(dec.zero, 1, dist)
+    score = np.where(d.severity != NO_MARK, (d.severity.astype(np.int64) + 1) * 10**7, 0) + dist
+    score = np.where(sel, score, -1)
+
+    nrows, ncols = sel.shape
+    label_w = max(len(d.row_label(d.rows[0] + nrows - 1)), 3)
+    height = min(nrows, max_height)
+    width = min(ncols, max(8, console.width - label_w - 6))
+    re_, ce = _edges(nrows, height), _edges(ncols, width)
+    scale_note = f"  {'row':>{label_w}}  {ncols} columns" + (f", {ce[1] - ce[0]}+ per cell" if width < ncols else "")
+    scale_note += f"; {re_[1] - re_[0]}+ rows per line" if height < nrows else ""
+    console.print(Text(scale_note, "dim"), soft_wrap=True)
+    for i in range(height):
+        line = Text()
+        line.append(f"  {d.row_label(d.rows[0] + int(re_[i])):>{label_w}}  ", "dim")
+        band = score[re_[i]:re_[i + 1]]
+        for j in range(width):
+            patch = band[:, ce[j]:ce[j + 1]]
+            if patch.max() < 0:
+                line.append(" ")
+                continue
+            r, c = np.unravel_index(int(patch.argmax()), patch.shape)
+            r, c = int(re_[i] + r), int(ce[j] + c)
+            if dec.nan[r, c]:
+                line.append("N", NAN_STYLE)
+            elif dec.negative[r, c]:
+                line.append("-", NEG_STYLE)
+            elif dec.zero[r, c]:
+                line.append(".", ZERO_STYLE)
+            else:
+                char, colour = _band(int(dec.exponent[r, c]) - median)
+                line.append(char, colour)
+        console.print(line, soft_wrap=True)
+    key = Text(f"  exponent vs the real entries' median 2^{median}: ")
+    for lo, (bound, colour) in zip([None, *(b for b, _ in _BANDS)], _BANDS):
+        char, _ = _band(bound if bound < 10**9 else 25)
+        key.append(char * 2, colour)
+        key.append(f"{'<=' + format(bound, '+d') if bound < 10**9 else '>' + format(lo, '+d')} ")
+    key.append("N", NAN_STYLE)
+    key.append(" NaN  ")
+    key.append(".", ZERO_STYLE)
+    key.append(" zero (2^-127 / 0.0)")
+    console.print(key, soft_wrap=True)
+
+
+def render(dumps: list[TensorDump], console: Console) -> None:
+    for n, d in enumerate(dumps):
+        if n:
+            console.print()
+        for line in header(d):
+            console.print(line, soft_wrap=True)
+        render_heatmap(d, console)
+        console.print(rules_line(d), soft_wrap=True)

@@ -1,0 +1,73 @@
+"""`dump --histogram`: how many selected entries hold each exponent, real and padded apart, so a
+tensor's spread and its garbage are visible at a glance. Bins holding entries that break a rule
+are coloured by the worst severity."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fp8doctor.dumper import NO_MARK, TensorDump
+from fp8doctor.reporters.dump_header import PAD_STYLE, RANK_SEVERITY, SEVERITY_CELL, header, rules_line
+
+BAR = 30
+
+
+def bins(d: TensorDump) -> list[tuple[str, str, int, int, int]]:
+    """(value, byte or '', real count, padded count, worst severity rank) per bin, in order."""
+    dec = d.decoded()
+    if dec is None:
+        return []
+    sel, pad, sev = d.selected, d.padding, d.severity
+    keys = np.where(dec.valid, dec.exponent, 0).astype(np.int64)
+    special = [("zero", dec.zero), ("NaN", dec.nan), ("negative", dec.negative)]
+    out = []
+    for e in np.unique(keys[sel & dec.valid]):
+        m = sel & dec.valid & (keys == e)
+        byte = f"{int(e) + 127:02x}" if d.encoding == "e8m0" else ""
+        out.append((f"2^{int(e)}", byte, int((m & ~pad).sum()), int((m & pad).sum()), int(sev[m].max())))
+    for label, mask in special:
+        m = sel & mask
+        if m.any():
+            byte = {"zero": "00", "NaN": "ff"}.get(label, "") if d.encoding == "e8m0" else ""
+            if label == "zero" and d.encoding == "e8m0":
+                label = "2^-127 (zero)"
+            out.append((label, byte, int((m & ~pad).sum()), int((m & pad).sum()), int(sev[m].max())))
+    return out
+
+
+def render_histogram(d: TensorDump, console: Console) -> None:
+    rows = bins(d)
+    if not rows:
+        why = "nothing selected" if d.encoding else f"{d.dtype} entries cannot be decoded"
+        console.print(Text(f"  no histogram: {why}", "yellow"))
+        return
+    top = max(r + p for _, _, r, p, _ in rows)
+    table = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 2, 0, 2))
+    table.add_column("value", justify="right")
+    if d.encoding == "e8m0":
+        table.add_column("byte")
+    table.add_column("real", justify="right")
+    table.add_column("padded", justify="right")
+    table.add_column("")
+    for value, byte, real, padded, worst in rows:
+        style = SEVERITY_CELL[RANK_SEVERITY[worst]] if worst != NO_MARK else ""
+        n_real = round(BAR * real / top) if real else 0
+        n_pad = round(BAR * padded / top) if padded else 0
+        bar = Text.assemble(("█" * max(n_real, 1 if real else 0), "green"),
+                            ("▒" * max(n_pad, 1 if padded else 0), PAD_STYLE))
+        cells = [Text(value, style)] + ([Text(byte, style)] if d.encoding == "e8m0" else [])
+        table.add_row(*cells, f"{real:,}", f"{padded:,}", bar)
+    console.print(table)
+
+
+def render(dumps: list[TensorDump], console: Console) -> None:
+    for n, d in enumerate(dumps):
+        if n:
+            console.print()
+        for line in header(d):
+            console.print(line, soft_wrap=True)
+        render_histogram(d, console)
+        console.print(rules_line(d), soft_wrap=True)
