@@ -432,3 +432,21 @@ def test_config_file_of_the_current_directory_applies_to_urls(site, serve, tmp_p
     r = run_cli("scan", f"{srv.url}/v4", "--format", "json", cwd=str(work))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["findings"] == []
+
+
+def test_dump_of_a_url_matches_the_local_dump(site, serve):
+    srv = serve(root=site)
+    local = run_cli("dump", os.path.join(site, "v4"), "--findings", "--format", "json")
+    remote_ = run_cli("dump", f"{srv.url}/v4", "--findings", "--format", "json")
+    assert local.returncode == remote_.returncode == 0, remote_.stderr
+    a, b = json.loads(local.stdout), json.loads(remote_.stdout)
+    a.pop("target", None)
+    b.pop("target", None)
+    assert a == b and PADDING in local.stdout
+    import subprocess
+    import sys
+
+    raw = subprocess.run([sys.executable, "-m", "fp8doctor", "dump", f"{srv.url}/v4", "--tensor", PADDING,
+                          "--format", "raw"], capture_output=True, timeout=60)
+    with open_checkpoint(os.path.join(site, "v4")) as ck:
+        assert raw.returncode == 0 and raw.stdout == ck.read(ck.tensors[PADDING])
