@@ -141,7 +141,11 @@ def find_config(start: str) -> str | None:
 
 
 def discover(checkpoint_path: str, cwd: str | None = None) -> str | None:
-    """Closest to the checkpoint, else closest to the current directory."""
+    """Closest to the checkpoint, else closest to the current directory (the only choice for a URL)."""
+    from fp8doctor.checkpoint.loader import is_remote
+
+    if is_remote(checkpoint_path):
+        return find_config(cwd or os.getcwd())
     return find_config(_start_dir(checkpoint_path)) or find_config(cwd or os.getcwd())
 
 

@@ -103,6 +103,12 @@ class ScanStats:
     bytes_read: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    bytes_fetched: int | None = None
+    """Remote targets only: body bytes received over the network (None for local paths)."""
+    requests: int | None = None
+    """Remote targets only: requests sent, retries and redirects included."""
+    checkpoint_bytes: int = 0
+    """Total size of the shards whose headers were read."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,8 @@ class Report:
     def summary(self) -> dict[str, Any]:
         counts = self.counts()
         s = self.stats
+        remote = {} if s.requests is None else {
+            "bytes_fetched": s.bytes_fetched, "requests": s.requests, "checkpoint_bytes": s.checkpoint_bytes}
         return {
             "errors": counts["error"],
             "warnings": counts["warning"],
@@ -150,4 +158,5 @@ class Report:
             "scale_bytes": s.scale_bytes_read,
             "bytes_read": s.bytes_read,
             "seconds": round(s.seconds, 3),
+            **remote,
         }

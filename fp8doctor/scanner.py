@@ -85,7 +85,10 @@ def read_scale_bytes(ckpt: Checkpoint, tensors: list[TensorInfo],
     for t in tensors:
         by_file.setdefault(t.file, []).append(t)
     for file in sorted(by_file):
-        for batch in _batches(by_file[file]):
+        batches = list(_batches(by_file[file]))
+        if hasattr(ckpt.source(file), "prefetch"):  # remote sources fetch the batches ahead, several at once
+            ckpt.source(file).prefetch([(b[0].offset, max(t.offset + t.nbytes for t in b)) for b in batches])
+        for batch in batches:
             start = batch[0].offset
             end = max(t.offset + t.nbytes for t in batch)
             try:
@@ -154,6 +157,7 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         result = analyze(ckpt, options, progress)
         header_bytes = sum(8 + s.header_len for s in ckpt.shards.values())
         total_read = ckpt.bytes_read
+    transfer = ckpt.transfer
     scale_bytes = sum(t.nbytes for t in result.scale_tensors if ckpt.readable(t))
     findings = tuple(sorted((f for f in result.findings if options.wants(f)), key=lambda f: f.sort_key))
     stats = ScanStats(
@@ -166,6 +170,9 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         bytes_read=total_read,
         skipped=result.skipped,
         seconds=time.perf_counter() - t0,
+        bytes_fetched=transfer.bytes_fetched if transfer is not None else None,
+        requests=transfer.requests if transfer is not None else None,
+        checkpoint_bytes=sum(s.size for s in ckpt.shards.values()),
     )
     layouts = tuple(lay.describe() for lay in result.layouts.values())
     return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts)

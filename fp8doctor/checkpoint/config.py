@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,13 +138,22 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
     return ModelConfig(quant=quant, dims=dims, model_type=model_type, raw=obj), findings
 
 
+CONFIG_LIMIT = 64 << 20
+"""config.json is read up to this many bytes."""
+
+
 def load_config(directory: str) -> tuple[ModelConfig | None, list[Finding]]:
     """Read config.json beside the shards, if there is one."""
     path = os.path.join(directory, "config.json")
-    if not os.path.exists(path):
-        return None, []
+    return read_config(lambda: read_small_file(path, CONFIG_LIMIT) if os.path.exists(path) else None)
+
+
+def read_config(read: Callable[[], bytes | None]) -> tuple[ModelConfig | None, list[Finding]]:
+    """Parse config.json from `read()` (None: there is none). Shared by local and remote checkpoints."""
     try:
-        data = read_small_file(path, 64 << 20)
+        data = read()
+        if data is None:
+            return None, []
         obj = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__

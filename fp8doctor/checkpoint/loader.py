@@ -2,24 +2,90 @@
 
 Only headers are read here. Problems with the index, the shards' presence, or their headers become
 findings; only a path that cannot be a checkpoint at all raises `CheckpointError` (exit code 2).
+
+Where the files live is a `Store`: a local directory here, a base URL in `remote.py`. Everything
+after locating the files (index, config, headers, the index checks) is shared by both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from fp8doctor.checkpoint.config import ModelConfig, load_config
+from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.findings import Finding, Region, Severity
 
 INDEX_NAME = "model.safetensors.index.json"
+INDEX_LIMIT = 256 << 20
+"""The index is read up to this many bytes."""
 
 
 class CheckpointError(Exception):
     """The path cannot be scanned at all (missing, not a checkpoint). Maps to exit code 2."""
+
+
+class Store(Protocol):
+    """Where a checkpoint's files live. Names are relative to the checkpoint's root."""
+
+    def path_of(self, name: str) -> str: ...
+
+    def read_small(self, name: str, limit: int) -> bytes | None:
+        """The whole (small) file, or None when it does not exist; OSError when it cannot be read."""
+
+    def problem(self, name: str) -> tuple[str, str] | None:
+        """A reason not to open a shard before trying: ("index-shard-missing" | "path-unsafe", message)."""
+
+    def open(self, name: str) -> ByteSource:
+        """A byte source for the shard; FileNotFoundError when it does not exist."""
+
+    def close(self) -> None: ...
+
+
+class LocalStore:
+    """A checkpoint directory on a local filesystem."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path_of(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def read_small(self, name: str, limit: int) -> bytes | None:
+        path = self.path_of(name)
+        if not os.path.exists(path):
+            return None
+        return read_small_file(path, limit)
+
+    def list_shards(self) -> list[str] | None:
+        """The .safetensors files in the directory (None when it cannot be listed)."""
+        try:
+            return sorted(n for n in os.listdir(self.root) if n.endswith(".safetensors"))
+        except OSError:
+            return None
+
+    def problem(self, name: str) -> tuple[str, str] | None:
+        full = self.path_of(name)
+        if not os.path.lexists(full):
+            return "index-shard-missing", ""
+        if os.path.islink(full) and not _inside(self.root, full):
+            return "path-unsafe", (f"shard {name} is a symlink to {os.path.realpath(full)}, outside the "
+                                   "checkpoint directory; not read")
+        return None
+
+    def open(self, name: str) -> ByteSource:
+        full = self.path_of(name)
+        if os.path.isdir(full):
+            raise IsADirectoryError(21, "is a directory")
+        return LocalFile(full)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -32,15 +98,31 @@ class Checkpoint:
     index: dict[str, str] | None = None
     findings: list[Finding] = field(default_factory=list)
     unread_files: set[str] = field(default_factory=set)
+    store: Store | None = field(default=None, repr=False)
     _sources: dict[str, ByteSource] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = LocalStore(self.root)
+
+    @property
+    def remote(self) -> bool:
+        return not isinstance(self.store, LocalStore)
+
+    @property
+    def transfer(self) -> Any:
+        """Network counters (`bytes_fetched`, `requests`) of a remote checkpoint; None for local ones."""
+        return getattr(self.store, "transfer", None)
+
     def path_of(self, file: str) -> str:
-        return os.path.join(self.root, file)
+        assert self.store is not None
+        return self.store.path_of(file)
 
     def source(self, file: str) -> ByteSource:
         src = self._sources.get(file)
         if src is None:
-            src = self._sources[file] = LocalFile(self.path_of(file))
+            assert self.store is not None
+            src = self._sources[file] = self.store.open(file)
         return src
 
     def read(self, t: TensorInfo, start: int = 0, length: int | None = None) -> bytes:
@@ -61,6 +143,8 @@ class Checkpoint:
         for src in self._sources.values():
             src.close()
         self._sources.clear()
+        if self.store is not None:
+            self.store.close()
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -85,9 +169,21 @@ def _unsafe_name(name: str) -> bool:
             or "\x00" in name)
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """True for URLs (hf://, http(s)://, s3://, any fsspec protocol): no local file is involved."""
+    return bool(_URL.match(os.fspath(path)))
+
+
 def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read the headers of every shard of the checkpoint at `path`."""
+    """Read the headers of every shard of the checkpoint at `path` (a local path or a URL)."""
     path = os.fspath(path)
+    if is_remote(path):
+        from fp8doctor.checkpoint.remote import open_remote_checkpoint
+
+        return open_remote_checkpoint(path)
     if not os.path.lexists(path):
         raise CheckpointError(f"{path}: no such file or directory")
     index_path: str | None = None
@@ -107,28 +203,38 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     else:
         raise CheckpointError(f"{path}: not a directory, .safetensors file or index .json")
 
-    ckpt = Checkpoint(root=root, target=path)
-    ckpt.config, cfg_findings = load_config(root)
+    index_name = os.path.relpath(index_path, root) if index_path is not None else None
+
+    def listing() -> list[str]:
+        if not os.path.isdir(path):
+            return shard_names
+        try:
+            names = sorted(n for n in os.listdir(root) if n.endswith(".safetensors"))
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot list directory ({e.strerror})") from None
+        if not names and index_path is None:
+            raise CheckpointError(f"{path}: no .safetensors files and no {INDEX_NAME} found")
+        return names
+
+    ckpt = Checkpoint(root=root, target=path, store=LocalStore(root))
+    return load_files(ckpt, index_name, listing)
+
+
+def load_files(ckpt: Checkpoint, index_name: str | None, shard_names: Callable[[], list[str]]) -> Checkpoint:
+    """Read config, index and every shard header through `ckpt.store`, then check them against each
+    other. `shard_names()` lists the shards when there is no index, or when the index cannot be read."""
+    assert ckpt.store is not None
+    store = ckpt.store
+    ckpt.config, cfg_findings = read_config(lambda: store.read_small("config.json", CONFIG_LIMIT))
     ckpt.findings.extend(cfg_findings)
-
-    if index_path is not None:
-        index_file = os.path.relpath(index_path, root)
-        ckpt.index = _read_index(index_path, index_file, ckpt.findings)
-        if ckpt.index is not None:
-            shard_names = list(dict.fromkeys(ckpt.index.values()))
-    if not shard_names and ckpt.index is None:
-        if os.path.isdir(path):
-            try:
-                shard_names = sorted(n for n in os.listdir(root) if n.endswith(".safetensors"))
-            except OSError as e:
-                raise CheckpointError(f"{path}: cannot list directory ({e.strerror})") from None
-        if not shard_names:
-            if index_path is None:
-                raise CheckpointError(f"{path}: no .safetensors files and no {INDEX_NAME} found")
-
-    for name in shard_names:
+    if index_name is not None:
+        ckpt.index = _read_index(ckpt, index_name, ckpt.findings)
+    names = list(dict.fromkeys(ckpt.index.values())) if ckpt.index is not None else shard_names()
+    prepare = getattr(store, "prepare", None)  # remote stores start every shard's header fetch at once
+    if prepare is not None:
+        prepare([n for n in names if not _unsafe_name(n)])
+    for name in names:
         _load_shard(ckpt, name)
-
     if ckpt.index is not None:
         _check_index(ckpt)
     else:
@@ -136,9 +242,12 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return ckpt
 
 
-def _read_index(index_path: str, index_file: str, findings: list[Finding]) -> dict[str, str] | None:
+def _read_index(ckpt: Checkpoint, index_file: str, findings: list[Finding]) -> dict[str, str] | None:
     try:
-        data = read_small_file(index_path, 256 << 20)
+        assert ckpt.store is not None
+        data = ckpt.store.read_small(index_file, INDEX_LIMIT)
+        if data is None:
+            raise FileNotFoundError(2, "No such file or directory")
         obj = json.loads(data.decode("utf-8"))
     except OSError as e:
         findings.append(_finding("file-unreadable", index_file, f"index cannot be read: {e.strerror or e}",
@@ -158,32 +267,38 @@ def _read_index(index_path: str, index_file: str, findings: list[Finding]) -> di
     return wm
 
 
+def _missing(ckpt: Checkpoint, name: str) -> None:
+    n = sum(1 for v in (ckpt.index or {}).values() if v == name)
+    ckpt.findings.append(_finding("index-shard-missing", name,
+                                  f"shard {name} is named by the index for {n} tensors but does not exist",
+                                  count=n))
+    ckpt.unread_files.add(name)
+
+
 def _load_shard(ckpt: Checkpoint, name: str) -> None:
+    assert ckpt.store is not None
     index_file = INDEX_NAME if ckpt.index is not None else None
     if _unsafe_name(name):
         ckpt.findings.append(_finding("path-unsafe", index_file,
                                       f"shard name {name!r} escapes the checkpoint directory; not read"))
         ckpt.unread_files.add(name)
         return
-    full = ckpt.path_of(name)
-    if not os.path.lexists(full):
-        n = sum(1 for v in (ckpt.index or {}).values() if v == name)
-        ckpt.findings.append(_finding("index-shard-missing", name,
-                                      f"shard {name} is named by the index for {n} tensors but does not exist",
-                                      count=n))
-        ckpt.unread_files.add(name)
-        return
-    if os.path.islink(full) and not _inside(ckpt.root, full):
-        ckpt.findings.append(_finding("path-unsafe", name,
-                                      f"shard {name} is a symlink to {os.path.realpath(full)}, outside the "
-                                      "checkpoint directory; not read"))
-        ckpt.unread_files.add(name)
+    problem = ckpt.store.problem(name)
+    if problem is not None:
+        rule, message = problem
+        if rule == "index-shard-missing":
+            _missing(ckpt, name)
+        else:
+            ckpt.findings.append(_finding(rule, name, message))
+            ckpt.unread_files.add(name)
         return
     try:
-        if os.path.isdir(full):
-            raise IsADirectoryError(21, "is a directory")
         src = ckpt.source(name)
         shard = parse_header(src, name)
+    except FileNotFoundError:
+        ckpt._sources.pop(name, None)
+        _missing(ckpt, name)
+        return
     except OSError as e:
         ckpt._sources.pop(name, None)
         ckpt.findings.append(_finding("file-unreadable", name,
@@ -229,12 +344,10 @@ def _check_index(ckpt: Checkpoint) -> None:
             "index-mismatch", file,
             f"{len(names)} tensors listed in the index for {file} are not in it (first: {names[0]})",
             tensor=names[0], count=len(names)))
-    if os.path.isdir(ckpt.root):
-        try:
-            stray = sorted(n for n in os.listdir(ckpt.root) if n.endswith(".safetensors") and n not in ckpt.shards
-                           and n not in ckpt.unread_files)
-        except OSError:
-            stray = []
+    list_shards = getattr(ckpt.store, "list_shards", None)  # where the store can list (not HTTP, not the Hub)
+    present = list_shards() if list_shards is not None else None
+    if present:
+        stray = [n for n in present if n not in ckpt.shards and n not in ckpt.unread_files]
         for name in stray:
             ckpt.findings.append(Finding(
                 "index-mismatch", Severity.WARNING, name, None,

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-PathArg = Annotated[str, typer.Argument(help="Checkpoint directory, a .safetensors file, or an index .json.",
-                                        show_default=False)]
+PathArg = Annotated[str, typer.Argument(help="Checkpoint directory, a .safetensors file, or an index .json; or a "
+                                        "URL: hf://ORG/MODEL[@REV], http(s)://BASE/, s3://... (needs the "
+                                        "'remote' extra).", show_default=False)]
 FillOpt = Annotated[str, typer.Option("--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), "
                                       "or 0xNN. Float scales use 0.0 / 1.0.")]
 SelectOpt = Annotated[list[str] | None, typer.Option("--select", help="Only report these rule ids (repeatable).")]

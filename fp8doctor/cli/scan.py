@@ -63,7 +63,12 @@ def source_root(checkpoint_path: str) -> str:
 
 
 def checkpoint_root(checkpoint_path: str) -> str:
-    """The directory finding files are relative to (as open_checkpoint decides it)."""
+    """The directory finding files are relative to (as open_checkpoint decides it); a URL's base."""
+    from fp8doctor.checkpoint.loader import is_remote
+
+    if is_remote(checkpoint_path):
+        base = checkpoint_path.rstrip("/")
+        return base.rsplit("/", 1)[0] if base.endswith((".json", ".safetensors")) else base
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
 
@@ -117,7 +122,7 @@ def scan_command(
     from fp8doctor import __version__
     from fp8doctor.baseline import BaselineError, apply_baseline
     from fp8doctor.baseline import write_baseline as record_baseline
-    from fp8doctor.checkpoint.loader import CheckpointError
+    from fp8doctor.checkpoint.loader import CheckpointError, is_remote
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
     from fp8doctor.reporters import RenderContext, renderer
@@ -127,7 +132,8 @@ def scan_command(
     try:
         pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
         # no discovery for a missing path: the scanner says it is missing, in one line
-        cfg = load_for(path, config) if config is not None or os.path.lexists(path) else FileConfig()
+        cfg = load_for(path, config) if config is not None or os.path.lexists(path) or is_remote(path) \
+            else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
     except (ConfigError, ValueError) as e:

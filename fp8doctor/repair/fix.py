@@ -5,11 +5,12 @@ or CheckpointError (exit code 2) when it cannot run, with every file as it was."
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.checkpoint.loader import CheckpointError, open_checkpoint
+from fp8doctor.checkpoint.loader import INDEX_NAME, CheckpointError, is_remote, open_checkpoint
 from fp8doctor.findings import Finding, Severity
 from fp8doctor.layouts.model import parse_fill
 from fp8doctor.repair import apply as ap
@@ -116,6 +117,12 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
         options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill)
     if undo and (output is not None or dry_run):
         raise FixError("--undo cannot be combined with --output or --dry-run")
+    if is_remote(path):
+        if output is None or undo:
+            from fp8doctor.checkpoint.remote import fix_refusal
+
+            raise FixError(fix_refusal(path))
+        return _remote_copy(path, options, dry_run, output, progress, t0)
     if not os.path.lexists(path):
         raise CheckpointError(f"{path}: no such file or directory")
     root = checkpoint_root(path)
@@ -173,3 +180,54 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
     copied = write_copy(plan, out, link, carry)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
                      time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes)
+
+
+def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str],
+                 progress: Progress | None, t0: float) -> FixResult:
+    """--output for a URL: scan remotely, fetch only the shards that change (plus config and index)
+    into a staging directory beside DIR, and build the repaired copy from there. DIR then holds the
+    repaired shards, not the whole checkpoint."""
+    from fp8doctor.checkpoint.remote import download
+
+    out = os.fspath(output)
+    fill = fill_name(options.fill)
+    if not dry_run and os.path.lexists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise FixError(f"--output {out} already exists and is not an empty directory; nothing was written")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not dry_run and not os.path.isdir(parent):
+        raise FixError(f"--output {out}: its parent directory {parent} does not exist")
+    staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.fp8doctor-fetch-{os.getpid()}")
+    try:
+        with open_checkpoint(path) as ckpt:
+            plan = build_plan(analyze(ckpt, options, progress), options)
+            if dry_run or plan.empty:
+                mode = "dry-run" if dry_run else "output"
+                return FixResult(path, mode, fill, plan.changes, plan.unfixable, 0, 0, time.perf_counter() - t0,
+                                 None, out, False, (), ("nothing to repair: no copy was written",) if not dry_run
+                                 else ())
+            need = [sp.file for sp in plan.shards]
+            before = ckpt.transfer.bytes_fetched
+            download(ckpt, need, staging)
+            carry = []
+            assert ckpt.store is not None
+            for name in ("config.json", INDEX_NAME):
+                data = ckpt.store.read_small(name, 256 << 20)
+                if data is not None:
+                    with open(os.path.join(staging, name), "wb") as f:
+                        f.write(data)
+                    carry.append(name)
+            fetched = ckpt.transfer.bytes_fetched - before
+            total = len(ckpt.shards)
+        staged = replace(plan, root=staging, shards=tuple(
+            replace(sp, mtime_ns=os.stat(os.path.join(staging, sp.file)).st_mtime_ns) for sp in plan.shards))
+        copied = write_copy(staged, out, need, carry)
+    except OSError as e:
+        raise FixError(f"cannot stage the shards to repair in {staging}: {e.strerror or e}; nothing was written") \
+            from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    held = " and " + ", ".join(carry) if carry else ""
+    notes = (f"fetched {len(need)} of {total} shards ({fetched:,} bytes); {out} holds only the repaired shards{held}",
+             *copied.notes)
+    return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
+                     time.perf_counter() - t0, None, out, True, (), notes)

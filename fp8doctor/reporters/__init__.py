@@ -45,7 +45,10 @@ class RenderContext:
 
     def artifact_path(self, file: str | None) -> tuple[str, bool]:
         """(path, inside): a checkpoint file's path relative to `source_root` with forward slashes
-        when it lies inside it, else its absolute path (with `inside` False)."""
+        when it lies inside it, else its absolute path (with `inside` False); for a remote checkpoint
+        its URL."""
+        if "://" in self.checkpoint_root:
+            return (f"{self.checkpoint_root}/{file}" if file else self.checkpoint_root), False
         target = os.path.abspath(os.path.join(self.checkpoint_root, file) if file else self.checkpoint_root)
         root = os.path.abspath(self.source_root)
         rel = os.path.relpath(target, root)

@@ -37,6 +37,8 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
     console.print(Text.assemble(("fp8doctor scan ", "bold"), (plain(report.target), "bold cyan"),
                                 f"  {plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
                                 f"{plural(s.scale_tensors, 'scale tensor')} ({s.scale_bytes_read:,} scale bytes)"))
+    if s.requests is not None:
+        console.print(Text(network_line(report), "dim"))
     if not report.findings:
         return
     by_rule: dict[str, list] = defaultdict(list)
@@ -95,9 +97,27 @@ def _verdict(report: Report, fail_on: Severity) -> Text:
     if c["info"]:
         parts.append(plural(c["info"], "info"))
     fixable = len(report.fixable)
-    fix_hint = f" ({fixable} fixable: run `fp8doctor fix {plain(report.target)}`)" if fixable else ""
+    fix_cmd = "download it, then run `fp8doctor fix DIR`" if s.requests is not None else \
+        f"run `fp8doctor fix {plain(report.target)}`"
+    fix_hint = f" ({fixable} fixable: {fix_cmd})" if fixable else ""
     failed = report.failed(fail_on)
     style = "bold red" if failed else "yellow"
     mark = "✗" if failed else "!"
     return Text(f"{mark} {', '.join(parts)} in {plural(s.scale_tensors_checked, 'scale tensor')} of "
                 f"{plural(s.files, 'file')}{skipped}{fix_hint}", style)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} B" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError
+
+
+def network_line(report: Report) -> str:
+    """What a remote scan cost: bytes fetched and requests, against the checkpoint's size."""
+    s = report.stats
+    fetched = s.bytes_fetched or 0
+    share = f" ({fetched / s.checkpoint_bytes:.2%} of its {_size(s.checkpoint_bytes)})" if s.checkpoint_bytes else ""
+    return f"fetched {_size(fetched)} in {plural(s.requests or 0, 'request')}{share}"

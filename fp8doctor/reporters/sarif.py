@@ -52,7 +52,7 @@ def _rule_descriptors() -> list[dict[str, Any]]:
 def _location(f: Finding, ctx: RenderContext) -> dict[str, Any]:
     path, inside = ctx.artifact_path(f.file)
     artifact: dict[str, Any] = ({"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"} if inside
-                                else {"uri": "file://" + quote(path, safe="/")})
+                                else {"uri": path if "://" in path else "file://" + quote(path, safe="/")})
     loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}}}
     if f.tensor is not None:
         loc["logicalLocations"] = [{"name": f.tensor, "fullyQualifiedName": f.tensor, "kind": "variable"}]
