@@ -1,6 +1,6 @@
 """`make demo`: write a small DeepSeek-V4-style checkpoint whose padded scales hold garbage (what
-torch.empty leaves behind), scan it, show the findings, fix it, and scan it clean. Exits 0 when the
-demo ran as intended."""
+torch.empty leaves behind), scan it, show the findings, show with `verify` that the garbage reaches
+the layer's outputs, fix it, and show scan and verify clean. Exits 0 when the demo ran as intended."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def break_padding(root: str) -> int:
 def main() -> int:
     shutil.rmtree(TARGET, ignore_errors=True)
     step("1. write a small DeepSeek-V4-style checkpoint (FP8 attention, FP4 experts, padded E8M0 scales)")
-    synth.deepseek_v4(TARGET, layers=2)
+    synth.deepseek_v4_mla(TARGET, layers=2, shards=2)
     print(f"wrote {TARGET}")
     step("2. a clean scan")
     if fp8doctor("scan", TARGET) != 0:
@@ -44,15 +44,24 @@ def main() -> int:
     if fp8doctor("scan", TARGET) != 1:
         print("demo failed: the broken checkpoint was not flagged")
         return 1
-    step("5. fix: rewrite only the padded entries to 0x00 (journaled, crash-safe)")
+    step("5. verify: one layer through a reference sparse-MLA forward, exact vs as served")
+    if fp8doctor("verify", TARGET, "--layer", "0", "--tokens", "8", "--context", "64") != 1:
+        print("demo failed: verify did not show the garbage leaking into outputs")
+        return 1
+    step("6. fix: rewrite only the padded entries to 0x00 (journaled, crash-safe)")
     if fp8doctor("fix", TARGET) != 0:
         print("demo failed: fix did not repair the checkpoint")
         return 1
-    step("6. scan again: clean")
+    step("7. scan again: clean")
     if fp8doctor("scan", TARGET) != 0:
         print("demo failed: the repaired checkpoint did not scan clean")
         return 1
-    print("\ndemo ran as intended: garbage padding found, fixed, and the re-scan is clean")
+    step("8. verify again: the served layer matches the exact one")
+    if fp8doctor("verify", TARGET, "--layer", "0", "--tokens", "8", "--context", "64") != 0:
+        print("demo failed: verify still fails after fix")
+        return 1
+    print("\ndemo ran as intended: garbage padding found, shown to leak NaN into the layer, fixed, "
+          "and both the re-scan and verify are clean")
     return 0
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from fp8doctor.reporters.common import plain
 
 VERIFY_SCHEMA_VERSION = 1
 
@@ -45,26 +48,31 @@ def render_json(result: Any, version: str) -> str:
 def render_console(result: Any, console: Console, quiet: bool = False) -> None:
     o = result.options
     if not quiet:
-        console.print(f"[bold]{result.target}[/]  layer {result.layer} ({result.arch}), {o.tokens} tokens over "
-                      f"{o.context} positions, cache-init {o.cache_init}, seed {o.seed}, {o.device}")
+        console.print(Text.assemble((plain(result.target), "bold"),
+                                    f"  layer {result.layer} ({result.arch}), {o.tokens} tokens over "
+                                    f"{o.context} positions, cache-init {o.cache_init}, seed {o.seed}, {o.device}"))
         table = Table(show_edge=False, pad_edge=False)
         for col, just in (("stage", "left"), ("max abs", "right"), ("max rel", "right"), ("non-finite", "right"),
-                          ("tolerance", "right"), ("", "left"), ("detail", "left")):
-            table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+                          ("tolerance", "right"), ("", "left")):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
         for s in result.stages:
-            verdict = "[green]PASS[/]" if s.passed else "[bold red]FAIL[/]"
+            verdict = Text("PASS", "green") if s.passed else Text("FAIL", "bold red")
             table.add_row(s.name, f"{s.max_abs:.3g}", f"{s.max_rel:.2e}",
-                          f"[red]{s.nonfinite}[/]" if s.nonfinite else "0", f"{s.tolerance:g}", verdict, s.detail)
+                          Text(str(s.nonfinite), "red") if s.nonfinite else "0", f"{s.tolerance:g}", verdict)
         console.print(table)
+        for s in result.stages:
+            if s.detail:
+                console.print(Text.assemble(("  " + s.name, "bold"), ": ", plain(s.detail)))
         if result.assumptions:
-            console.print("[bold]assumptions:[/]")
+            console.print(Text("assumptions:", "bold"))
             for a in result.assumptions:
-                console.print(f"  - {a}", soft_wrap=True)
+                console.print(Text(f"  - {plain(a)}"), soft_wrap=True)
     first = result.first_failure
     if first is None:
         console.print(f"[bold green]PASS[/]: served output matches the exact reference at every stage "
                       f"({result.quantized_tensors} quantized tensors, {result.seconds:.1f} s)")
     else:
         what = f"{first.nonfinite} non-finite values" if first.nonfinite else f"relative error {first.max_rel:.2e}"
-        console.print(f"[bold red]FAIL[/] at stage [bold]{first.name}[/]: {what} (tolerance {first.tolerance:g})"
-                      + (f"; tensors: {', '.join(first.tensors[:3])}" if first.tensors else ""), soft_wrap=True)
+        tensors = f"; tensors: {', '.join(plain(t) for t in first.tensors[:3])}" if first.tensors else ""
+        console.print(Text.assemble(("FAIL", "bold red"), " at stage ", (first.name, "bold"),
+                                    f": {what} (tolerance {first.tolerance:g}){tensors}"), soft_wrap=True)
