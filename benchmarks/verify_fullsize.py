@@ -1,6 +1,6 @@
 """Time `fp8doctor verify` on one DeepSeek-V3.2-sized layer (full attention + indexer dims, full-size
 experts) and report wall time and peak RSS. Weights are synthetic codes (speed does not depend on
-their values). Usage: python benchmarks/verify_fullsize.py [DIR] [--experts N] [--v4]"""
+their values). Usage: python benchmarks/verify_fullsize.py [DIR] [--experts N] [--device cpu|cuda]"""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--experts", type=int, default=8, help="routed experts stored in the layer")
     ap.add_argument("--tokens", default="4")
     ap.add_argument("--context", default="256")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     if not os.path.exists(os.path.join(args.dir, "config.json")):
         t = time.perf_counter()
@@ -57,7 +58,7 @@ def main() -> int:
         print(f"built {args.dir} in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     rc = subprocess.call([sys.executable, "-m", "fp8doctor", "verify", args.dir, "--layer", "3", "--tokens",
-                          args.tokens, "--context", args.context, "--experts", "all", "-q"])
+                          args.tokens, "--context", args.context, "--experts", "all", "--device", args.device, "-q"])
     wall = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"verify: exit {rc}, {wall:.1f} s wall, peak RSS {rss:.0f} MiB")
