@@ -57,9 +57,15 @@ def test_kill_at_each_write_point_then_fix_again(states, tmp_path, point):
     proc = run_cli("fix", path, env={CRASH_ENV: point})
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
     _assert_between(checkpoint_files(path), original, repaired, masks)
+    # a scan of the killed fix's checkpoint never looks clean while a journal is unfinished
+    report = fp8doctor.scan(path)
+    interrupted = point not in ("journal-bin", "after-done")
+    assert ("fix-interrupted" in report.by_rule()) == interrupted, (point, report.by_rule())
+    assert report.failed(fp8doctor.Severity.ERROR) or (not interrupted and checkpoint_files(path) == repaired)
     proc = run_cli("fix", path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert checkpoint_files(path) == repaired
+    assert fp8doctor.scan(path).findings == ()
     expect = {"journal-bin": "fixed 165 padded entries", "after-done": "nothing to fix"}.get(
         point, "completed an interrupted fix")
     assert expect in proc.stdout, proc.stdout

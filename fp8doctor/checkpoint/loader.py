@@ -217,7 +217,11 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         return names
 
     ckpt = Checkpoint(root=root, target=path, store=LocalStore(root))
-    return load_files(ckpt, index_name, listing)
+    load_files(ckpt, index_name, listing)
+    from fp8doctor.repair.journal import interrupted  # lazy: repair builds on this module
+
+    ckpt.findings.extend(interrupted(root))
+    return ckpt
 
 
 def load_files(ckpt: Checkpoint, index_name: str | None, shard_names: Callable[[], list[str]]) -> Checkpoint:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-import subprocess
 import sys
 from typing import Annotated
 
@@ -51,15 +50,19 @@ def pair_outputs(formats: list[str], outputs: list[str]) -> list[tuple[str, str]
 
 
 def source_root(checkpoint_path: str) -> str:
-    """The git toplevel holding the checkpoint (for repository-relative report paths), else the cwd."""
+    """The git work tree holding the checkpoint (for repository-relative report paths), else the cwd.
+
+    Found by walking up to a `.git` entry rather than by running git: running git inside a checkout
+    that came from anywhere could execute its configured hooks or fsmonitor."""
     start = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
-    try:
-        out = subprocess.run(["git", "-C", start, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                             timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return os.getcwd()
-    top = out.stdout.strip()
-    return top if out.returncode == 0 and top else os.getcwd()
+    here = os.path.abspath(start)
+    while True:
+        if os.path.exists(os.path.join(here, ".git")):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return os.getcwd()
+        here = parent
 
 
 def checkpoint_root(checkpoint_path: str) -> str:

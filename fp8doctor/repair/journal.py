@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
 from fp8doctor.repair.hooks import crash_point
 from fp8doctor.repair.plan import RepairPlan, fill_name
@@ -290,3 +291,28 @@ def clean_orphans(directory: str) -> list[str]:
             _remove(os.path.join(directory, n))
             removed.append(n)
     return removed
+
+
+def interrupted(root: str) -> list[Finding]:
+    """`fix-interrupted` findings for the checkpoint at `root`: a fix or undo whose journal is not
+    finished means shards may hold a mix of old and new bytes right now (a fix running, or killed).
+    Scan reports it so a half-patched checkpoint never looks merely dirty or clean."""
+    directory = os.path.join(root, JOURNAL_DIRNAME)
+    if not os.path.isdir(directory):
+        return []
+    try:
+        journals = load_all(directory, root)
+    except FixError as e:
+        return [Finding("fix-interrupted", Severity.ERROR, None, None,
+                        f"the fix journal cannot be read: {e}", Region.FILE)]
+    out = []
+    for j in journals:
+        if j.state in (PENDING, UNDOING):
+            what = "a fix" if j.state == PENDING else "an undo"
+            shards = ", ".join(s.file for s in j.shards[:3]) + (" ..." if len(j.shards) > 3 else "")
+            out.append(Finding(
+                "fix-interrupted", Severity.ERROR, os.path.join(JOURNAL_DIRNAME, j.id + ".json"), None,
+                f"{what} of this checkpoint is running or was interrupted (journal {j.id}, state {j.state}); "
+                f"{shards} may be half-written. Run `fp8doctor fix {j.target}` to complete it, or "
+                f"`fp8doctor fix --undo {j.target}` to roll it back", Region.FILE, count=len(j.shards)))
+    return out

@@ -51,6 +51,12 @@ _RULES = [
          "A tensor is listed in the index but absent from its shard, present in a shard but not "
          "listed, or stored in two shards. Loaders that trust the index will fail or load the "
          "wrong copy."),
+    Rule("fix-interrupted", Severity.ERROR, False, Region.FILE,
+         "a fix of this checkpoint is running or was interrupted",
+         "The checkpoint's .fp8doctor-journal holds a fix (or undo) that has not finished: a fix is "
+         "running right now, or one was killed. Shards may hold a mix of old and new padded bytes. Run "
+         "`fp8doctor fix PATH` to complete it (or `fp8doctor fix --undo PATH` to roll it back); both "
+         "use the journal and are safe to repeat."),
     Rule("config-invalid", Severity.ERROR, False, Region.FILE,
          "config.json could not be used",
          "config.json is not JSON or its quantization_config has unexpected types. Inference servers "
