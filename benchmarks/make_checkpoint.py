@@ -232,7 +232,9 @@ def _fault_bytes(s: Spec, data: np.ndarray, kind: str, rng: np.random.Generator)
 def _plan_faults(specs: list[Spec], garbage: int, seed: int) -> dict[str, str]:
     rng = np.random.default_rng(seed + 1)
     scales = [s for s in specs if s.scale]
-    padded = [s for s in scales if s.logical != s.shape]
+    # garbage goes into the first layer's padded scales: a fix then touches one or two shards
+    padded = [s for s in scales if s.logical != s.shape and s.name.split(".")[1:2] == ["0"]]
+    padded = padded or [s for s in scales if s.logical != s.shape and ".0." in s.name]
     faults: dict[str, str] = {}
     if padded and garbage:
         for i in sorted(rng.choice(len(padded), size=min(garbage, len(padded)), replace=False).tolist()):

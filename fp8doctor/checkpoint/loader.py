@@ -139,7 +139,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 def _read_index(index_path: str, index_file: str, findings: list[Finding]) -> dict[str, str] | None:
     try:
         with open(index_path, "rb") as f:
-            data = f.read(256 << 20)
+            # read(n) allocates n bytes up front: ask for no more than the file holds
+            data = f.read(min(os.fstat(f.fileno()).st_size + 1, 256 << 20))
         obj = json.loads(data.decode("utf-8"))
     except OSError as e:
         findings.append(_finding("file-unreadable", index_file, f"index cannot be read: {e.strerror or e}",
