@@ -51,6 +51,8 @@ class Progress(Protocol):
 
     def advance(self, nbytes: int) -> None: ...
 
+    def file_done(self) -> None: ...
+
     def finish(self) -> None: ...
 
 
@@ -152,7 +154,7 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
             out.extend((None, None) for _ in batch)
         if progress is not None:
             progress.advance(sum(t.nbytes for t in batch))
-    if progress is not None and hasattr(progress, "file_done"):
+    if progress is not None:
         progress.file_done()
     return out
 

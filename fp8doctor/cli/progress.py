@@ -1,37 +1,64 @@
-"""A progress bar on stderr for long scans; silent when stderr is not a terminal."""
+"""A progress bar on stderr for long scans (shards and bytes); silent when stderr is not a terminal
+and for scans that finish within a second."""
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+SHOW_AFTER = 1.0
+"""Seconds before the bar appears: a quick scan prints nothing."""
+
 
 class BarProgress:
-    """Implements fp8doctor.scanner.Progress with a rich bar (bytes of scales read)."""
+    """Implements fp8doctor.scanner.Progress with a rich bar. Called from the scan's worker threads."""
 
     def __init__(self, label: str = "scanning") -> None:
         self.label = label
         self._progress: Progress | None = None
         self._task = None
+        self._lock = threading.Lock()
+        self._t0 = 0.0
+        self._total = self._done = self._files = self._files_done = 0
 
     @staticmethod
     def wanted(quiet: bool = False) -> bool:
         return not quiet and sys.stderr.isatty()
 
     def start(self, total_bytes: int, files: int) -> None:
-        self._progress = Progress(TextColumn(f"{self.label} {files} shards"), BarColumn(), DownloadColumn(),
-                                  TimeRemainingColumn(), console=Console(file=sys.stderr, stderr=True),
-                                  transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task(self.label, total=total_bytes)
+        self._t0 = time.monotonic()
+        self._total, self._files = total_bytes, files
+
+    def _describe(self) -> str:
+        return f"{self.label} {self._files_done}/{self._files} shards"
+
+    def _update(self) -> None:
+        if self._progress is None:
+            if time.monotonic() - self._t0 < SHOW_AFTER:
+                return
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                      TimeRemainingColumn(), console=Console(file=sys.stderr, stderr=True),
+                                      transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self._describe(), total=self._total)
+        self._progress.update(self._task, completed=self._done, description=self._describe())
 
     def advance(self, nbytes: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, nbytes)
+        with self._lock:
+            self._done += nbytes
+            self._update()
+
+    def file_done(self) -> None:
+        with self._lock:
+            self._files_done += 1
+            self._update()
 
     def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
