@@ -65,7 +65,8 @@ class ScanOptions:
     outlier_span: int = 32
     verify_zero_blocks: bool = True
     workers: int = 0
-    """Shards checked concurrently; 0 picks min(shards, MAX_WORKERS); 1 checks in the caller's thread."""
+    """Shards checked concurrently; 0 picks min(shards, MAX_WORKERS) (one when scale tensors are tiny,
+    see SMALL_TENSOR); 1 checks in the caller's thread. A remote source wants several in flight."""
 
     def __post_init__(self) -> None:
         validate_rule_ids(self.select)
@@ -124,6 +125,17 @@ def read_scale_bytes(ckpt: Checkpoint, tensors: list[TensorInfo],
                 yield t, blob[t.offset - start: t.offset - start + t.nbytes]
             if progress is not None:
                 progress.advance(sum(t.nbytes for t in batch))
+
+
+SMALL_TENSOR = 64 << 10
+"""Below this average scale tensor size a scan is bound by per-tensor Python (GIL-held), where
+extra threads only add contention: the automatic choice is then one worker."""
+
+
+def _auto_workers(tensors: list[TensorInfo], files: int) -> int:
+    if not tensors or sum(t.nbytes for t in tensors) < SMALL_TENSOR * len(tensors):
+        return 1
+    return min(files, MAX_WORKERS)
 
 
 _Checked = tuple[list[Finding] | None, TensorSummary | None]
@@ -254,7 +266,7 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     def one(file: str) -> list[_Checked]:
         return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress)
 
-    workers = options.workers or min(len(files), MAX_WORKERS)
+    workers = options.workers or _auto_workers(readable, len(files))
     if workers <= 1 or len(files) <= 1:
         per_file = [one(f) for f in files]
     else:
