@@ -26,6 +26,11 @@ SEED ?= 0
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --cases $(CASES) --seed $(SEED)
 
+# Scan/fix benchmarks on sparse full-shape checkpoints (benchmarks/out/, gitignored): writes
+# benchmarks/RESULTS.md. Full size: $(BIN)/python benchmarks/run.py --v4-layers 43 --oss-layers 36
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
 

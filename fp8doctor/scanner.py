@@ -1,29 +1,47 @@
 """The scan pipeline: path -> checkpoint headers -> layouts -> rules -> Report.
 
 Reads only headers and scale bytes (plus the few weight blocks behind zero scales), in file order,
-with nearby scale tensors coalesced into one pread.
+with nearby scale tensors coalesced into one pread. Shards are checked by a small thread pool
+(pread and numpy release the GIL, so reading one shard overlaps checking another; a remote byte
+source keeps several requests in flight); results are merged in file order, so the report is the
+same whatever the number of workers. Each tensor is first judged from histograms (rules/tally.py);
+only a tensor that may have a finding goes through the mask-based rules.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
-from fp8doctor.layouts.model import LayoutOverride, ScaleLayout
+from fp8doctor.layouts.codecs import raw_view
+from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
-from fp8doctor.rules.content import ContentOptions, TensorSummary, check_kinds, check_tensor
+from fp8doctor.rules.content import (
+    UNINIT_FAR,
+    ContentOptions,
+    TensorSummary,
+    check_kinds,
+    check_padding_raw,
+    check_tensor,
+    kind_of,
+)
+from fp8doctor.rules.tally import Tally, supported
 
 COALESCE_GAP = 1 << 16
 """Scale tensors closer than this in one file are read with one pread (gap bytes are discarded)."""
-MAX_READ = 64 << 20
-"""Largest single read: bounds memory whatever the checkpoint size."""
+MAX_READ = 16 << 20
+"""Largest single read: bounds memory whatever the checkpoint size (a larger scale tensor is
+streamed in reads of this size)."""
+MAX_WORKERS = 4
+"""Shards checked at once by default: enough to keep both reading and checking busy."""
 
 
 class Progress(Protocol):
@@ -32,6 +50,8 @@ class Progress(Protocol):
     def start(self, total_bytes: int, files: int) -> None: ...
 
     def advance(self, nbytes: int) -> None: ...
+
+    def file_done(self) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -44,6 +64,9 @@ class ScanOptions:
     overrides: tuple[LayoutOverride, ...] = ()
     outlier_span: int = 32
     verify_zero_blocks: bool = True
+    workers: int = 0
+    """Shards checked concurrently; 0 picks min(shards, MAX_WORKERS) (one when scale tensors are tiny,
+    see SMALL_TENSOR); 1 checks in the caller's thread. A remote source wants several in flight."""
 
     def __post_init__(self) -> None:
         validate_rule_ids(self.select)
@@ -107,6 +130,113 @@ def read_scale_bytes(ckpt: Checkpoint, tensors: list[TensorInfo],
                 progress.advance(sum(t.nbytes for t in batch))
 
 
+SMALL_TENSOR = 64 << 10
+"""Below this average scale tensor size a scan is bound by per-tensor Python (GIL-held), where
+extra threads only add contention: the automatic choice is then one worker."""
+
+
+def _auto_workers(tensors: list[TensorInfo], files: int) -> int:
+    if not tensors or sum(t.nbytes for t in tensors) < SMALL_TENSOR * len(tensors):
+        return 1
+    return min(files, MAX_WORKERS)
+
+
+_Checked = tuple[list[Finding] | None, TensorSummary | None]
+"""One tensor's outcome: (findings, summary), or (None, None) when its bytes could not be read."""
+
+
+def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, ScaleLayout],
+                content: ContentOptions, read_weight: Callable[[TensorInfo, int, int], bytes],
+                progress: Progress | None) -> list[_Checked]:
+    """Every scale tensor of one file, in offset order; the unit of work of the thread pool."""
+    out: list[_Checked] = []
+    src = ckpt.source(tensors[0].file)
+    for batch in _batches(tensors):
+        start = batch[0].offset
+        end = max(t.offset + t.nbytes for t in batch)
+        done = len(out)
+        try:
+            if end - start > MAX_READ:  # one tensor larger than a read: stream it
+                (t,) = batch
+                out.append(_check_streamed(src, t, layouts.get(t.name), content, read_weight))
+            else:
+                blob = memoryview(src.pread(start, end - start))
+                for t in batch:
+                    data = blob[t.offset - start: t.offset - start + t.nbytes]
+                    out.append(_check_one(t, layouts.get(t.name), data, content, read_weight))
+        except OSError:
+            del out[done:]
+            out.extend((None, None) for _ in batch)
+        if progress is not None:
+            progress.advance(sum(t.nbytes for t in batch))
+    if progress is not None:
+        progress.file_done()
+    return out
+
+
+def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -> Tally | None:
+    """A Tally for the tensor, or None when only the mask-based rules can judge it."""
+    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
+    if encoding is None or not supported(encoding, t.shape):
+        return None
+    want = None
+    box = t.shape
+    if layout is not None:
+        box = layout.logical_shape
+        if len(box) != len(t.shape):
+            return None
+        if layout.has_padding:
+            want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
+    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in ("f32", "bf16", "f16"))
+
+
+def _clean(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
+           raw: Callable[[], bytes | memoryview]) -> _Checked | None:
+    """The outcome when the real box is clean (only the padding rule may fire); None when unsure."""
+    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+    if not ok:
+        return None
+    findings: list[Finding] = []
+    if tally.pad_bad and layout is not None:
+        entries = raw_view(layout.encoding, raw(), t.shape)
+        findings = list(check_padding_raw(layout, entries, content.fill))
+    return findings, TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+
+
+def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryview, content: ContentOptions,
+               read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
+    tally = _tally(layout, t, content)
+    if tally is not None:
+        tally.add(data, 0)
+        done = _clean(tally, t, layout, content, lambda: data)
+        if done is not None:
+            return done
+    return check_tensor(layout, t, bytes(data), content, read_weight)
+
+
+def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
+                    read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
+    """A scale tensor larger than one read, judged in row slabs of bounded size."""
+    tally = _tally(layout, t, content)
+    if tally is not None:
+        row_bytes = t.nbytes // t.shape[0]
+        rows = max(1, MAX_READ // max(1, row_bytes))
+        for r in range(0, t.shape[0], rows):
+            n = min(rows, t.shape[0] - r)
+            tally.add(src.pread(t.offset + r * row_bytes, n * row_bytes), r)
+        done = _clean(tally, t, layout, content, lambda: _read_whole(src, t))
+        if done is not None:
+            return done
+    # A finding in the real box (or an encoding only the mask rules know): those rules need the
+    # whole tensor at once, so memory here grows with this one tensor's size.
+    return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
+
+
+def _read_whole(src, t: TensorInfo) -> bytes:
+    return b"".join(src.pread(o, min(MAX_READ, t.offset + t.nbytes - o))
+                    for o in range(t.offset, t.offset + t.nbytes, MAX_READ))
+
+
 def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
             progress: Progress | None = None) -> Analysis:
     """Run every rule over an open checkpoint."""
@@ -131,16 +261,31 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
             raise OSError(f"{w.name} is not fully inside its file")
         return ckpt.read(w, start, length)
 
+    by_file: dict[str, list[TensorInfo]] = {}
+    for t in readable:
+        by_file.setdefault(t.file, []).append(t)
+    files = sorted(by_file)
+
+    def one(file: str) -> list[_Checked]:
+        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress)
+
+    workers = options.workers or _auto_workers(readable, len(files))
+    if workers <= 1 or len(files) <= 1:
+        per_file = [one(f) for f in files]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-scan") as pool:
+            per_file = list(pool.map(one, files))
+
     summaries: list[TensorSummary] = []
-    for t, data in read_scale_bytes(ckpt, readable, progress):
-        if isinstance(data, OSError):
-            result.skipped += 1
-            continue
-        findings, summary = check_tensor(result.layouts.get(t.name), t, data, content, read_weight)
-        result.findings.extend(findings)
-        result.checked += 1
-        if summary is not None:
-            summaries.append(summary)
+    for checked in per_file:
+        for findings, summary in checked:
+            if findings is None:
+                result.skipped += 1
+                continue
+            result.findings.extend(findings)
+            result.checked += 1
+            if summary is not None:
+                summaries.append(summary)
     result.findings.extend(check_kinds(summaries, options.outlier_span))
     if progress is not None:
         progress.finish()

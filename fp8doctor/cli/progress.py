@@ -1,61 +1,75 @@
-"""A progress bar on stderr for long scans; silent when stderr is not a terminal, and held back
-for the first `delay` seconds so quick scans never flash a bar."""
+"""A progress bar on stderr for long scans (shards and bytes); silent when stderr is not a terminal,
+and held back for the first `delay` seconds so quick scans never flash a bar."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+SHOW_AFTER = 1.0
+"""Seconds before the bar appears: a quick scan prints nothing."""
+
 
 class BarProgress:
-    """Implements fp8doctor.scanner.Progress with a rich bar (bytes of scales read)."""
+    """Implements fp8doctor.scanner.Progress with a rich bar. Called from the scan's worker threads."""
 
-    def __init__(self, label: str = "scanning", delay: float = 0.5, file: TextIO | None = None) -> None:
+    def __init__(self, label: str = "scanning", delay: float = SHOW_AFTER, file: TextIO | None = None) -> None:
         self.label = label
         self.delay = delay
         self.file = file
         self._progress: Progress | None = None
         self._task = None
+        self._lock = threading.Lock()
         self._t0 = 0.0
-        self._total = 0
-        self._files = 0
-        self._done = 0
         self._started = False
+        self._total = self._done = self._files = self._files_done = 0
 
     @staticmethod
     def wanted(quiet: bool = False) -> bool:
         return not quiet and sys.stderr.isatty()
 
     def start(self, total_bytes: int, files: int) -> None:
-        self._t0, self._total, self._files, self._done = time.monotonic(), total_bytes, files, 0
-        self._started = True
-        if self.delay <= 0:
-            self._show()
+        with self._lock:
+            self._t0, self._started = time.monotonic(), True
+            self._total, self._files, self._done, self._files_done = total_bytes, files, 0, 0
+            self._update()
 
-    def _show(self) -> None:
-        console = Console(file=self.file or sys.stderr, stderr=self.file is None)
-        self._progress = Progress(TextColumn(f"{self.label} {self._files} shards"), BarColumn(), DownloadColumn(),
-                                  TimeRemainingColumn(), console=console, transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task(self.label, total=self._total, completed=self._done)
+    def _describe(self) -> str:
+        return f"{self.label} {self._files_done}/{self._files} shards"
+
+    def _update(self) -> None:
+        if self._progress is None:
+            if not self._started or time.monotonic() - self._t0 < self.delay:
+                return
+            console = Console(file=self.file or sys.stderr, stderr=self.file is None)
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                      TimeRemainingColumn(), console=console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self._describe(), total=self._total)
+        self._progress.update(self._task, completed=self._done, description=self._describe())
 
     def advance(self, nbytes: int) -> None:
-        self._done += nbytes
-        if self._progress is None and self._started and time.monotonic() - self._t0 >= self.delay:
-            self._show()
-        elif self._progress is not None:
-            self._progress.advance(self._task, nbytes)
+        with self._lock:
+            self._done += nbytes
+            self._update()
+
+    def file_done(self) -> None:
+        with self._lock:
+            self._files_done += 1
+            self._update()
 
     @property
     def shown(self) -> bool:
         return self._progress is not None
 
     def finish(self) -> None:
-        self._started = False
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        with self._lock:
+            self._started = False
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None

@@ -77,22 +77,28 @@ def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.n
 
 def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int,
                   sink: MarkSink | None = None) -> Iterator[Finding]:
+    return check_padding_raw(layout, dec.raw, fill, sink)
+
+
+def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
+                      sink: MarkSink | None = None) -> Iterator[Finding]:
+    """The padding rule on raw entries (stored shape): needs no decoding of the real box."""
     if not layout.has_padding:
         return
     want = fill_bytes(fill, layout.encoding)
     want_raw = raw_view(layout.encoding, want, (1,))[0]
-    bad = layout.padding_mask() & (dec.raw != want_raw)
+    bad = layout.padding_mask() & (raw != want_raw)
     n = int(bad.sum())
     if not n:
         return
     t = layout.scale
-    vals, counts = np.unique(dec.raw[bad], return_counts=True)
+    vals, counts = np.unique(raw[bad], return_counts=True)
     top = sorted(zip(counts.tolist(), vals.tolist()), reverse=True)[:3]
     seen = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
     danger = ""
     if layout.encoding == "e8m0":
-        nans = int((dec.raw[bad] == 0xFF).sum())
-        huge = int((dec.raw[bad] > 127 + 16).sum()) - nans
+        nans = int((raw[bad] == 0xFF).sum())
+        huge = int((raw[bad] > 127 + 16).sum()) - nans
         if nans or huge > 0:
             danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
     trust = ""

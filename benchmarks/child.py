@@ -1,0 +1,61 @@
+"""One timed task in a fresh process (so peak RSS is the task's own): prints a JSON line with the
+seconds the task took (interpreter start-up excluded) and bytes the process wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _wchar() -> int:
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+    except (OSError, StopIteration):
+        return -1
+
+
+def run(task: str, path: str, workers: int) -> dict:
+    if task == "floor":
+        from benchmarks.floor import floor_scan as fn
+    elif task == "peer":
+        from benchmarks.peer import peer_scan as fn
+    elif task == "fp8doctor":
+        import fp8doctor
+
+        def fn(p):
+            r = fp8doctor.scan(p, fp8doctor.ScanOptions(workers=workers))
+            return {"findings": len(r.findings), "checked": r.stats.scale_tensors_checked}
+    elif task == "headers":
+        from fp8doctor.checkpoint.loader import open_checkpoint
+        from fp8doctor.layouts.pairing import LayoutBuilder
+
+        def fn(p):
+            with open_checkpoint(p) as ck:
+                res = LayoutBuilder(ck.tensors, ck.config).build()
+                return {"shards": len(ck.shards), "layouts": len(res.layouts)}
+    elif task == "fix":
+        import fp8doctor
+
+        def fn(p):
+            r = fp8doctor.fix(p)
+            return {"result": repr(r)[:200]}
+    elif task == "peer-fix":
+        from benchmarks.peer_fix import peer_fix as fn
+    else:
+        raise SystemExit(f"unknown task {task}")
+    w0 = _wchar()
+    t0 = time.perf_counter()
+    out = fn(path)
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "written": _wchar() - w0, "out": out}
+
+
+if __name__ == "__main__":
+    res = run(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    print(json.dumps(res))
