@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from fp8doctor.findings import Finding
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
 
@@ -27,3 +32,13 @@ def plural(n: int, word: str) -> str:
     if n == 1:
         return f"{n:,} {word}"
     return f"{n:,} {word[:-1]}ies" if word.endswith("y") else f"{n:,} {word}s"
+
+
+def location(f: Finding, file: Callable[[str], str] = plain) -> list[str]:
+    """Where a finding points, as the parts every text renderer shows: file, `@ 0xOFFSET`, `[i, j]`."""
+    parts = [file(f.file)] if f.file else []
+    if f.byte_offset is not None:
+        parts.append(f"@ 0x{f.byte_offset:x}")
+    if f.index is not None:
+        parts.append(f"[{', '.join(map(str, f.index))}]")
+    return parts

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from fp8doctor.findings import Report, Severity
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import plain, plural
+from fp8doctor.reporters.common import location, plain, plural
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -61,13 +61,7 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
     for f in shown:
         line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
                              (plain(f.tensor) if f.tensor else "", "cyan"))
-        where = []
-        if f.file:
-            where.append(plain(f.file))
-        if f.byte_offset is not None:
-            where.append(f"@ 0x{f.byte_offset:x}")
-        if f.index is not None:
-            where.append(f"[{', '.join(map(str, f.index))}]")
+        where = location(f)
         if where:
             line.append("  " + " ".join(where), "dim")
         console.print(line)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from rich.console import Console
 from rich.text import Text
 
 from fp8doctor.dumper import TensorDump
@@ -72,3 +75,14 @@ def rules_line(d: TensorDump) -> Text:
         out.append(rule, SEVERITY_CELL[sev])
         out.append(f" ({sev.value}) x{n:,}")
     return out
+
+
+def render_each(dumps: list[TensorDump], console: Console, body: Callable[[TensorDump, Console], None]) -> None:
+    """Header, `body`, and the rules line for every dumped tensor, a blank line between tensors."""
+    for n, d in enumerate(dumps):
+        if n:
+            console.print()
+        for line in header(d):
+            console.print(line, soft_wrap=True)
+        body(d, console)
+        console.print(rules_line(d), soft_wrap=True)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from fp8doctor.dumper import NO_MARK, TensorDump
-from fp8doctor.reporters.dump_header import header, rules_line
+from fp8doctor.reporters.dump_header import render_each
 
 MAX_HEIGHT = 32
 """Most picture lines per tensor."""
@@ -98,10 +98,4 @@ def render_heatmap(d: TensorDump, console: Console, max_height: int = MAX_HEIGHT
 
 
 def render(dumps: list[TensorDump], console: Console) -> None:
-    for n, d in enumerate(dumps):
-        if n:
-            console.print()
-        for line in header(d):
-            console.print(line, soft_wrap=True)
-        render_heatmap(d, console)
-        console.print(rules_line(d), soft_wrap=True)
+    render_each(dumps, console, render_heatmap)

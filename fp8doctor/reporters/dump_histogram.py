@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fp8doctor.dumper import NO_MARK, TensorDump
-from fp8doctor.reporters.dump_header import PAD_STYLE, RANK_SEVERITY, SEVERITY_CELL, header, rules_line
+from fp8doctor.reporters.dump_header import PAD_STYLE, RANK_SEVERITY, SEVERITY_CELL, render_each
 
 BAR = 30
 
@@ -64,10 +64,4 @@ def render_histogram(d: TensorDump, console: Console) -> None:
 
 
 def render(dumps: list[TensorDump], console: Console) -> None:
-    for n, d in enumerate(dumps):
-        if n:
-            console.print()
-        for line in header(d):
-            console.print(line, soft_wrap=True)
-        render_histogram(d, console)
-        console.print(rules_line(d), soft_wrap=True)
+    render_each(dumps, console, render_histogram)

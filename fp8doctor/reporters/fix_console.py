@@ -7,7 +7,7 @@ from rich.text import Text
 
 from fp8doctor.findings import Severity
 from fp8doctor.repair.fix import FixResult
-from fp8doctor.reporters.common import plain, plural
+from fp8doctor.reporters.common import location, plain, plural
 from fp8doctor.reporters.console import SEVERITY_STYLE
 
 _TITLE = {"in-place": "in place", "dry-run": "dry run, nothing written", "output": "repaired copy",
@@ -54,8 +54,7 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
             line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
                                  (plain(f.tensor) if f.tensor else "", "cyan"))
             if f.file:
-                line.append("  " + plain(f.file) + (f" @ 0x{f.byte_offset:x}" if f.byte_offset is not None else ""),
-                            "dim")
+                line.append("  " + " ".join(location(f)), "dim")
             console.print(line)
             console.print(Text(plain(f.message)), overflow="fold")
         if len(r.unfixable) > len(shown):

@@ -13,15 +13,11 @@ from collections import defaultdict
 
 from fp8doctor.findings import Finding, Report
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import plain, plural
+from fp8doctor.reporters.common import location, plain, plural
 
 
 def _line(f: Finding) -> str:
-    where = [plain(f.file)] if f.file else []
-    if f.byte_offset is not None:
-        where.append(f"@ 0x{f.byte_offset:x}")
-    if f.index is not None:
-        where.append(f"[{', '.join(map(str, f.index))}]")
+    where = location(f)
     head = f"{f.severity.value}: {plain(f.tensor) if f.tensor else '-'}"
     return f"{head}  {' '.join(where)}\n    {plain(f.message)}"
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from fp8doctor.findings import Finding, Report, Severity
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import plain, plural
+from fp8doctor.reporters.common import location, plain, plural
 
 ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
 
@@ -29,12 +29,7 @@ def code(text: str | None) -> str:
 
 
 def _where(f: Finding) -> str:
-    parts = [code(f.file)] if f.file else []
-    if f.byte_offset is not None:
-        parts.append(f"0x{f.byte_offset:x}")
-    if f.index is not None:
-        parts.append(f"[{', '.join(map(str, f.index))}]")
-    return " ".join(parts)
+    return " ".join(location(f, file=code))
 
 
 def render_report(report: Report, ctx: RenderContext) -> str:
