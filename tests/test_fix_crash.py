@@ -137,4 +137,5 @@ def test_kill_at_random_moments(tmp_path):
         assert checkpoint_files(path) == repaired, (i, outcomes)
         fp8doctor.fix(path, undo=True)  # one journal reached done, whichever run finished it
         assert checkpoint_files(path) == original
+    print(f"\ncrash loop: {loops} runs, {outcomes}")
     assert outcomes["killed"] > 0 and outcomes["interrupted-state"] > 0, outcomes
