@@ -33,7 +33,7 @@ from fp8doctor.rules.content import (
     check_tensor,
     kind_of,
 )
-from fp8doctor.rules.tally import Tally, supported
+from fp8doctor.rules.tally import TALLY_ITEMSIZE, Tally, medians_of_many, supported
 
 COALESCE_GAP = 1 << 16
 """Scale tensors closer than this in one file are read with one pread (gap bytes are discarded)."""
@@ -161,9 +161,7 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
                 out.append(_check_streamed(src, t, layouts.get(t.name), content, read_weight))
             else:
                 blob = memoryview(src.pread(start, end - start))
-                for t in batch:
-                    data = blob[t.offset - start: t.offset - start + t.nbytes]
-                    out.append(_check_one(t, layouts.get(t.name), data, content, read_weight))
+                out.extend(_check_batch(batch, start, blob, layouts, content, read_weight))
         except OSError:
             del out[done:]
             out.extend((None, None) for _ in batch)
@@ -172,6 +170,50 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
     if progress is not None:
         progress.file_done()
     return out
+
+
+BATCH_MAX_ENTRIES = 1 << 16
+"""Tensors up to this many entries, with no padding, are judged together (tally.medians_of_many)."""
+
+
+def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts: dict[str, ScaleLayout],
+                 content: ContentOptions, read_weight: Callable[[TensorInfo, int, int], bytes]) -> list[_Checked]:
+    """Every tensor of one read. Small tensors without padding that share an encoding and an entry
+    alignment in the read are judged with one histogram; the rest (and any that batch is unsure
+    about) go through `_check_one`."""
+    results: list[_Checked | None] = [None] * len(batch)
+    groups: dict[tuple[str, int], list[int]] = {}
+    if len(batch) > 1:
+        for i, t in enumerate(batch):
+            layout = layouts.get(t.name)
+            if layout is not None:
+                encoding = layout.encoding
+                if layout.logical_shape != t.shape:
+                    continue
+            else:
+                encoding = ENCODINGS.get(t.dtype)
+            item = TALLY_ITEMSIZE.get(encoding)  # type: ignore[arg-type]
+            shape = t.shape
+            if item is None or not shape or t.nbytes > BATCH_MAX_ENTRIES * item or not t.nbytes:
+                continue
+            groups.setdefault((encoding, (t.offset - start) % item), []).append(i)  # type: ignore[arg-type]
+    for (encoding, rem), members in groups.items():
+        if len(members) < 2:
+            continue
+        item = TALLY_ITEMSIZE[encoding]
+        starts = [(batch[i].offset - start - rem) // item for i in members]
+        counts = [batch[i].nbytes // item for i in members]
+        ue8m0 = content.ue8m0 and encoding in ("f32", "bf16", "f16")
+        medians = medians_of_many(encoding, blob[rem:], starts, counts, ue8m0, content.outlier_span, UNINIT_FAR)
+        for i, median in zip(members, medians):
+            if median is not None:
+                t = batch[i]
+                results[i] = ([], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)))
+    for i, t in enumerate(batch):
+        if results[i] is None:
+            data = blob[t.offset - start: t.offset - start + t.nbytes]
+            results[i] = _check_one(t, layouts.get(t.name), data, content, read_weight)
+    return results  # type: ignore[return-value]
 
 
 def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -> Tally | None:

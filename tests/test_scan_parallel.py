@@ -73,3 +73,52 @@ def test_fast_path_matches_the_mask_rules(tmp_path, builder):
                 for data in variants:
                     fast = _check_one(t, lay, data, opts, lambda w, s, n: bytes(n))
                     assert fast == _slow(lay, t, data, opts), name
+
+
+@pytest.mark.parametrize("ue8m0", [False, True])
+def test_batched_tally_matches_one_tensor_at_a_time(ue8m0):
+    """Small tensors judged together (one histogram per read) give what each judged alone gives,
+    with gaps and mixed dtypes and alignments in the read, clean and broken tensors side by side."""
+    from fp8doctor.checkpoint.header import TensorInfo
+    from fp8doctor.scanner import _check_batch
+
+    rng = np.random.default_rng(7)
+    opts = ContentOptions(ue8m0=ue8m0)
+    blob = bytearray()
+    batch = []
+    for i in range(400):
+        dtype = ["F32", "BF16", "F16", "F8_E8M0"][int(rng.integers(0, 4))]
+        shape = (int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+        n = shape[0] * shape[1]
+        center = int(rng.integers(-20, 10))
+        exps = center + rng.integers(-3, 4, n)
+        if rng.random() < 0.2:
+            exps[int(rng.integers(0, n))] += int(rng.choice([-40, 30, 50]))
+        vals = np.ldexp(np.where(rng.random(n) < 0.3 if ue8m0 else np.ones(n, bool), 1.0, 1.5), exps)
+        kind = rng.integers(0, 8)
+        if kind == 0:
+            vals[int(rng.integers(0, n))] = np.nan
+        elif kind == 1:
+            vals[int(rng.integers(0, n))] = 0.0
+        elif kind == 2:
+            vals[int(rng.integers(0, n))] *= -1
+        if dtype == "F32":
+            data = vals.astype("<f4").tobytes()
+        elif dtype == "F16":
+            data = np.clip(vals, -6e4, 6e4).astype("<f2").tobytes()
+        elif dtype == "BF16":
+            data = (vals.astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
+        else:
+            data = np.clip(np.nan_to_num(exps + 127, nan=255), 0, 255).astype(np.uint8).tobytes()
+        if kind == 3:
+            data = rng.integers(0, 256, len(data), dtype=np.uint8).tobytes()
+        blob += bytes(int(rng.choice([0, 0, 0, 1, 2, 4, 6])))  # gaps, sometimes unaligned
+        batch.append(TensorInfo(f"model.layers.{i}.x.weight_scale_inv", dtype, shape, len(blob),
+                                len(blob) + len(data), "a.safetensors", 0))
+        blob += data
+    mv = memoryview(bytes(blob))
+    got = _check_batch(batch, 0, mv, {}, opts, lambda w, s, n: bytes(n))
+    want = [_check_one(t, None, mv[t.offset:t.offset + t.nbytes], opts, lambda w, s, n: bytes(n)) for t in batch]
+    assert got == want
+    assert sum(1 for f, _ in want if f) > 20  # broken tensors were there to be found
+    assert sum(1 for f, s in want if not f and s) > 100  # and clean ones, judged by the batch
