@@ -21,7 +21,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.layouts.codecs import raw_view
-from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout, fill_bytes
+from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.content import (
@@ -361,5 +361,5 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         requests=transfer.requests if transfer is not None else None,
         checkpoint_bytes=sum(s.size for s in ckpt.shards.values()),
     )
-    layouts = tuple(lay.describe() for lay in result.layouts.values())
+    layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
     return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts)
