@@ -20,6 +20,7 @@ from typing import Protocol
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
+from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
@@ -340,7 +341,7 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
     when `path` cannot be a checkpoint at all; every problem inside one is a finding."""
     options = options or ScanOptions()
     t0 = time.perf_counter()
-    with open_checkpoint(path) as ckpt:
+    with open_checkpoint(path) as ckpt, gc_paused():
         result = analyze(ckpt, options, progress)
         header_bytes = sum(8 + s.header_len for s in ckpt.shards.values())
         total_read = ckpt.bytes_read
