@@ -197,7 +197,10 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
             shape = t.shape
             if item is None or not shape or t.nbytes > BATCH_MAX_ENTRIES * item or not t.nbytes:
                 continue
-            groups.setdefault((encoding, (t.offset - start) % item), []).append(i)  # type: ignore[arg-type]
+            members = groups.setdefault((encoding, (t.offset - start) % item), [])  # type: ignore[arg-type]
+            if members and t.offset < batch[members[-1]].offset + batch[members[-1]].nbytes:
+                continue  # overlaps the previous one (a broken header): judged alone
+            members.append(i)
     for (encoding, rem), members in groups.items():
         if len(members) < 2:
             continue

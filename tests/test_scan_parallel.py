@@ -118,6 +118,9 @@ def test_batched_tally_matches_one_tensor_at_a_time(ue8m0):
         batch.append(TensorInfo(f"model.layers.{i}.x.weight_scale_inv", dtype, shape, len(blob),
                                 len(blob) + len(data), "a.safetensors", 0))
         blob += data
+    for t in batch[::50]:  # tensors overlapping others (a broken header) are judged alone
+        batch.append(dataclasses.replace(t, name=t.name + ".alias"))
+    batch.sort(key=lambda t: t.offset)
     mv = memoryview(bytes(blob))
     got = _check_batch(batch, 0, mv, {}, opts, lambda w, s, n: bytes(n))
     want = [_check_one(t, None, mv[t.offset:t.offset + t.nbytes], opts, lambda w, s, n: bytes(n)) for t in batch]

@@ -167,9 +167,9 @@ def parse_header(source: ByteSource, file: str) -> ShardHeader:
                         break
                     numel *= d
                 else:
-                    size = numel * bits
+                    nbits = numel * bits
                     if (type(begin) is int and type(end) is int and 0 <= begin <= end <= _U64_MAX
-                            and size <= _U64_MAX and not size % 8 and size // 8 == end - begin):
+                            and nbits <= _U64_MAX and not nbits % 8 and nbits // 8 == end - begin):
                         append(TensorInfo(name, dtype, tuple(shape), begin, end, file, data_start))
                         continue
         if name == "__metadata__":
