@@ -26,12 +26,14 @@ from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride,
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.content import (
+    RULE_SLAB,
     UNINIT_FAR,
     ContentOptions,
     TensorSummary,
     check_kinds,
     check_padding_raw,
     check_tensor,
+    check_tensor_slabs,
     kind_of,
 )
 from fp8doctor.rules.tally import TALLY_ITEMSIZE, Tally, medians_of_many, supported
@@ -257,25 +259,33 @@ def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryvi
         done = _clean(tally, t, layout, content, lambda: data)
         if done is not None:
             return done
+    if t.nbytes > RULE_SLAB and t.shape and t.shape[0]:  # decoding it whole would take ~10x its size
+        row_bytes = t.nbytes // t.shape[0]
+        return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], content,
+                                  read_weight)
     return check_tensor(layout, t, bytes(data), content, read_weight)
 
 
 def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
                     read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
     """A scale tensor larger than one read, judged in row slabs of bounded size."""
+    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else 0
+
+    def read_rows(r0: int, n: int) -> bytes:
+        return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
+
     tally = _tally(layout, t, content)
     if tally is not None:
-        row_bytes = t.nbytes // t.shape[0]
         rows = max(1, MAX_READ // max(1, row_bytes))
         for r in range(0, t.shape[0], rows):
-            n = min(rows, t.shape[0] - r)
-            tally.add(src.pread(t.offset + r * row_bytes, n * row_bytes), r)
-        done = _clean(tally, t, layout, content, lambda: _read_whole(src, t))
-        if done is not None:
-            return done
-    # A finding in the real box (or an encoding only the mask rules know): those rules need the
-    # whole tensor at once, so memory here grows with this one tensor's size.
-    return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
+            tally.add(read_rows(r, min(rows, t.shape[0] - r)), r)
+        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+        if ok and not tally.pad_bad:
+            return [], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+    if not row_bytes:
+        return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
+    # A finding (or an encoding the tally does not know): the rules, in row slabs (bounded memory)
+    return check_tensor_slabs(layout, t, read_rows, content, read_weight)
 
 
 def _read_whole(src, t: TensorInfo) -> bytes:
