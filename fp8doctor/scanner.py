@@ -89,6 +89,8 @@ class Analysis:
     scale_tensors: list[TensorInfo] = field(default_factory=list)
     checked: int = 0
     skipped: int = 0
+    scale_bytes: int = 0
+    """Bytes of the readable scale tensors (what the checks read)."""
 
 
 def _batches(tensors: list[TensorInfo]) -> Iterator[list[TensorInfo]]:
@@ -309,6 +311,7 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
 
     readable = [t for t in result.scale_tensors if ckpt.readable(t)]
     result.skipped = len(result.scale_tensors) - len(readable)
+    result.scale_bytes = sum(t.nbytes for t in readable)
     if progress is not None:
         progress.start(sum(t.nbytes for t in readable), len({t.file for t in readable}))
 
@@ -359,7 +362,7 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         header_bytes = sum(8 + s.header_len for s in ckpt.shards.values())
         total_read = ckpt.bytes_read
     transfer = ckpt.transfer
-    scale_bytes = sum(t.nbytes for t in result.scale_tensors if ckpt.readable(t))
+    scale_bytes = result.scale_bytes
     findings = tuple(sorted((f for f in result.findings if options.wants(f)), key=lambda f: f.sort_key))
     stats = ScanStats(
         files=len(ckpt.shards) + len(ckpt.unread_files - set(ckpt.shards)),

@@ -11,6 +11,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
@@ -40,11 +41,11 @@ class TensorInfo:
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @cached_property  # a scan asks hundreds of thousands of times; cached in the instance dict
     def nbytes(self) -> int:
         return self.end - self.begin
 
-    @property
+    @cached_property
     def offset(self) -> int:
         """Absolute offset of the tensor's first byte in its file."""
         return self.data_start + self.begin

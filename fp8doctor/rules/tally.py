@@ -149,16 +149,15 @@ def _medians(encoding: str, data: bytes | memoryview, starts: list[int], counts:
     base, stop = starts[0], starts[-1] + counts[-1]
     itemsize = np.dtype(dtype).itemsize
     raw = np.frombuffer(data, dtype=dtype, count=stop - base, offset=base * itemsize)
-    # segment ids: tensor i, with the gaps between tensors (other bytes of the read) as id k
-    seg_ids, seg_lens, pos = [], [], base
-    for n, (s, c) in enumerate(zip(starts, counts)):
-        if s > pos:
-            seg_ids.append(k)
-            seg_lens.append(s - pos)
-        seg_ids.append(n)
-        seg_lens.append(c)
-        pos = s + c
-    ids = np.repeat(np.array(seg_ids, dtype=np.intp), np.array(seg_lens, dtype=np.intp))
+    # segment ids: tensor i, and the gap before it (other bytes of the read) as id k
+    st = np.asarray(starts, dtype=np.intp)
+    ct = np.asarray(counts, dtype=np.intp)
+    seg_lens = np.empty(2 * k, dtype=np.intp)
+    seg_lens[0::2] = st - np.concatenate(([base], st[:-1] + ct[:-1]))
+    seg_lens[1::2] = ct
+    seg_ids = np.full(2 * k, k, dtype=np.intp)
+    seg_ids[1::2] = np.arange(k)
+    ids = np.repeat(seg_ids, seg_lens)
     codes = raw >> shift if shift else raw
     hist = np.bincount(ids * bins + codes, minlength=(k + 1) * bins).reshape(k + 1, bins)[:k]
     cols = np.flatnonzero(hist.any(axis=0))  # the occupied bins of any tensor: usually a few dozen
