@@ -57,10 +57,10 @@ def kind_of(name: str) -> str:
 
 
 def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
-    flat = np.flatnonzero(mask.reshape(-1))
-    if flat.size == 0:
+    flat = mask.reshape(-1)
+    i = int(flat.argmax()) if flat.size else 0
+    if not flat.size or not flat[i]:
         return None
-    i = int(flat[0])
     return i, tuple(int(x) for x in np.unravel_index(i, mask.shape)) if mask.ndim else ()
 
 
@@ -70,7 +70,7 @@ def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.n
     flat, index = first if first else (None, None)
     f = Finding(rule, sev, t.file, t.name, message, region,
                 byte_offset=t.offset + flat * itemsize if flat is not None else None,
-                count=int(mask.sum()) if count is None else count, index=index, fixable=fixable)
+                count=int(np.count_nonzero(mask)) if count is None else count, index=index, fixable=fixable)
     if sink is not None:
         sink(f, mask)
     return f
@@ -88,18 +88,25 @@ def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
         return
     want = fill_bytes(fill, layout.encoding)
     want_raw = raw_view(layout.encoding, want, (1,))[0]
-    bad = layout.padding_mask() & (raw != want_raw)
-    n = int(bad.sum())
+    bad = layout.padding_mask()
+    bad &= raw != want_raw
+    n = int(np.count_nonzero(bad))
     if not n:
         return
     t = layout.scale
-    vals, counts = np.unique(raw[bad], return_counts=True)
+    values = raw[bad]
+    if values.dtype.itemsize <= 2:  # a histogram instead of a sort
+        hist = np.bincount(values, minlength=1 << (8 * values.dtype.itemsize))
+        vals = np.flatnonzero(hist)
+        counts = hist[vals]
+    else:
+        vals, counts = np.unique(values, return_counts=True)
     top = sorted(zip(counts.tolist(), vals.tolist()), reverse=True)[:3]
     seen = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
     danger = ""
     if layout.encoding == "e8m0":
-        nans = int((raw[bad] == 0xFF).sum())
-        huge = int((raw[bad] > 127 + 16).sum()) - nans
+        nans = int(hist[0xFF])
+        huge = int(hist[127 + 17:].sum()) - nans
         if nans or huge > 0:
             danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
     trust = ""

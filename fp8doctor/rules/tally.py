@@ -27,6 +27,19 @@ _FIELDS = {
     "f16": (np.dtype("<u2"), 10, 64, 1, 30, 15, 0x3FF),
 }
 
+def byte_histogram(codes: np.ndarray) -> np.ndarray:
+    """np.bincount(codes, minlength=256) for a flat uint8 array, about twice as fast: bincount
+    widens every entry to 8 bytes, so count byte pairs (as uint16) and fold the 256x256 table."""
+    n = codes.size
+    if n < 4096 or not codes.flags.c_contiguous:
+        return np.bincount(codes, minlength=256)
+    pairs = np.bincount(codes[:n - n % 2].view(np.uint16), minlength=1 << 16).reshape(256, 256)
+    hist = pairs.sum(axis=0) + pairs.sum(axis=1)
+    if n % 2:
+        hist[codes[-1]] += 1
+    return hist
+
+
 TALLY_ITEMSIZE = {enc: np.dtype(f[0]).itemsize for enc, f in _FIELDS.items()}
 
 
@@ -70,7 +83,10 @@ class Tally:
         real = raw[:real_rows][(slice(None), *self._rest)] if self._rest else raw[:real_rows]
         if real.size:
             codes = real.reshape(-1) if real.flags.c_contiguous else real.ravel()
-            self.hist += np.bincount(codes >> shift if shift else codes, minlength=self.hist.size)
+            if codes.dtype == np.uint8:
+                self.hist += byte_histogram(codes)
+            else:
+                self.hist += np.bincount(codes >> shift if shift else codes, minlength=self.hist.size)
             if self.mant:
                 self.n_mant += int(np.count_nonzero(codes & self.mant))
         if self.want is None:
