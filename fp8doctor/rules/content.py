@@ -16,6 +16,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
+from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
 MarkSink = Callable[[Finding, np.ndarray], None]
@@ -340,6 +341,15 @@ class _First:
             self.count += n
 
 
+def _pad_slab(pad: _First, values: dict[int, int], bad: np.ndarray, raw: np.ndarray, base: int) -> None:
+    """Padded entries of one slab that are not the fill: count, first index, values seen."""
+    pad.add(bad, base)
+    if pad.count:
+        vals, counts = np.unique(raw[bad], return_counts=True)
+        for v, c in zip(vals.tolist(), counts.tolist()):
+            values[v] = values.get(v, 0) + c
+
+
 def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes],
                        opts: ContentOptions, read_weight: ReadWeight | None,
                        slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], TensorSummary | None]:
@@ -386,27 +396,55 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     wide = itemsize > 2
     present = np.zeros(1 << (8 * itemsize), dtype=bool) if not wide else None
     seen = np.zeros(0, dtype=np.uint32)
-    for base, dec, in_box in slabs():
-        if want_raw is not None:
-            bad = ~in_box & (dec.raw != want_raw)
-            pad.add(bad, base)
-            if pad.count:
-                vals, counts = np.unique(dec.raw[bad], return_counts=True)
-                for v, c in zip(vals.tolist(), counts.tolist()):
-                    pad_values[v] = pad_values.get(v, 0) + c
-        valid = dec.valid
-        invalid.add(in_box & ~valid, base)
-        real_valid = in_box & valid
-        hist += np.bincount(dec.exponent[real_valid] + _EXP_OFFSET, minlength=_EXP_BINS)
-        real_raw = dec.raw[in_box]
-        if present is not None:
-            present[real_raw] = True
-        else:
-            seen = np.union1d(seen, real_raw)
-        nan.add(in_box & dec.nan, base)
-        neg.add(in_box & dec.negative, base)
-        zero.add(in_box & dec.zero, base)
-        npow2.add(real_valid & ~dec.pow2, base)
+    if encoding == "e8m0":  # every rule's count follows from a byte histogram of the real box
+        byte_hist = np.zeros(256, dtype=np.int64)
+        for r0 in range(0, shape[0], rows_per):
+            n = min(rows_per, shape[0] - r0)
+            raw = raw_view(encoding, read_rows(r0, n), (n, *shape[1:]))
+            base = r0 * row_items
+            if want_raw is not None:
+                in_box = np.zeros(raw.shape, dtype=bool)
+                in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
+                _pad_slab(pad, pad_values, ~in_box & (raw != want_raw), raw, base)
+            k = max(0, min(n, box[0] - r0))
+            real = raw[:k][(slice(None), *rest)] if rest else raw[:k]
+            flat_real = real.reshape(-1)
+            if not flat_real.size:
+                continue
+            h = byte_histogram(flat_real)
+            byte_hist += h
+            firsts = []
+            for acc, value in ((nan, 0xFF), (zero, 0x00)):
+                if h[value]:
+                    j = int((flat_real == value).argmax())
+                    local = int(np.ravel_multi_index(np.unravel_index(j, real.shape), raw.shape))
+                    firsts.append(local)
+                    if acc.first is None:
+                        acc.first = base + local
+                    acc.count += int(h[value])
+            if firsts:
+                invalid.count += int(h[0] + h[0xFF])
+                if invalid.first is None:
+                    invalid.first = base + min(firsts)
+        hist[1 - 127 + _EXP_OFFSET:254 - 127 + _EXP_OFFSET + 1] = byte_hist[1:255]
+        present = byte_hist > 0
+    else:
+        for base, dec, in_box in slabs():
+            if want_raw is not None:
+                _pad_slab(pad, pad_values, ~in_box & (dec.raw != want_raw), dec.raw, base)
+            valid = dec.valid
+            invalid.add(in_box & ~valid, base)
+            real_valid = in_box & valid
+            hist += np.bincount(dec.exponent[real_valid] + _EXP_OFFSET, minlength=_EXP_BINS)
+            real_raw = dec.raw[in_box]
+            if present is not None:
+                present[real_raw] = True
+            else:
+                seen = np.union1d(seen, real_raw)
+            nan.add(in_box & dec.nan, base)
+            neg.add(in_box & dec.negative, base)
+            zero.add(in_box & dec.zero, base)
+            npow2.add(real_valid & ~dec.pow2, base)
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
@@ -474,6 +512,8 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                 far.add(f, base)
                 if far.first is not None:
                     far_value = int(dec.raw.reshape(-1)[far.first - base])
+            if not (zero.count and can_verify and not failed) and (not far_n or far.first is not None):
+                break  # nothing left to find
     if zero.count:
         if not can_verify:
             findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero.first, zero.count,
