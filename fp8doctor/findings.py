@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,7 +119,8 @@ class Report:
     target: str
     findings: tuple[Finding, ...]
     stats: ScanStats = field(default_factory=ScanStats)
-    layouts: tuple[dict[str, Any], ...] = ()
+    layouts: Sequence[dict[str, Any]] = ()
+    """Each layout's describe() dict (a lazy sequence from `scan`: built on first use)."""
 
     def counts(self) -> dict[str, int]:
         by_sev = Counter(f.severity.value for f in self.findings)

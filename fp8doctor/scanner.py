@@ -20,20 +20,23 @@ from typing import Protocol
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
+from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.codecs import raw_view
-from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout, fill_bytes
+from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.content import (
+    RULE_SLAB,
     UNINIT_FAR,
     ContentOptions,
     TensorSummary,
     check_kinds,
     check_padding_raw,
     check_tensor,
+    check_tensor_slabs,
     kind_of,
 )
-from fp8doctor.rules.tally import Tally, supported
+from fp8doctor.rules.tally import TALLY_ITEMSIZE, Tally, medians_of_many, supported
 
 COALESCE_GAP = 1 << 16
 """Scale tensors closer than this in one file are read with one pread (gap bytes are discarded)."""
@@ -86,6 +89,8 @@ class Analysis:
     scale_tensors: list[TensorInfo] = field(default_factory=list)
     checked: int = 0
     skipped: int = 0
+    scale_bytes: int = 0
+    """Bytes of the readable scale tensors (what the checks read)."""
 
 
 def _batches(tensors: list[TensorInfo]) -> Iterator[list[TensorInfo]]:
@@ -161,9 +166,7 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
                 out.append(_check_streamed(src, t, layouts.get(t.name), content, read_weight))
             else:
                 blob = memoryview(src.pread(start, end - start))
-                for t in batch:
-                    data = blob[t.offset - start: t.offset - start + t.nbytes]
-                    out.append(_check_one(t, layouts.get(t.name), data, content, read_weight))
+                out.extend(_check_batch(batch, start, blob, layouts, content, read_weight))
         except OSError:
             del out[done:]
             out.extend((None, None) for _ in batch)
@@ -172,6 +175,53 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
     if progress is not None:
         progress.file_done()
     return out
+
+
+BATCH_MAX_ENTRIES = 1 << 16
+"""Tensors up to this many entries, with no padding, are judged together (tally.medians_of_many)."""
+
+
+def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts: dict[str, ScaleLayout],
+                 content: ContentOptions, read_weight: Callable[[TensorInfo, int, int], bytes]) -> list[_Checked]:
+    """Every tensor of one read. Small tensors without padding that share an encoding and an entry
+    alignment in the read are judged with one histogram; the rest (and any that batch is unsure
+    about) go through `_check_one`."""
+    results: list[_Checked | None] = [None] * len(batch)
+    groups: dict[tuple[str, int], list[int]] = {}
+    if len(batch) > 1:
+        for i, t in enumerate(batch):
+            layout = layouts.get(t.name)
+            if layout is not None:
+                encoding = layout.encoding
+                if layout.logical_shape != t.shape:
+                    continue
+            else:
+                encoding = ENCODINGS.get(t.dtype)
+            item = TALLY_ITEMSIZE.get(encoding)  # type: ignore[arg-type]
+            shape = t.shape
+            if item is None or not shape or t.nbytes > BATCH_MAX_ENTRIES * item or not t.nbytes:
+                continue
+            members = groups.setdefault((encoding, (t.offset - start) % item), [])  # type: ignore[arg-type]
+            if members and t.offset < batch[members[-1]].offset + batch[members[-1]].nbytes:
+                continue  # overlaps the previous one (a broken header): judged alone
+            members.append(i)
+    for (encoding, rem), members in groups.items():
+        if len(members) < 2:
+            continue
+        item = TALLY_ITEMSIZE[encoding]
+        starts = [(batch[i].offset - start - rem) // item for i in members]
+        counts = [batch[i].nbytes // item for i in members]
+        ue8m0 = content.ue8m0 and encoding in ("f32", "bf16", "f16")
+        medians = medians_of_many(encoding, blob[rem:], starts, counts, ue8m0, content.outlier_span, UNINIT_FAR)
+        for i, median in zip(members, medians):
+            if median is not None:
+                t = batch[i]
+                results[i] = ([], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)))
+    for i, t in enumerate(batch):
+        if results[i] is None:
+            data = blob[t.offset - start: t.offset - start + t.nbytes]
+            results[i] = _check_one(t, layouts.get(t.name), data, content, read_weight)
+    return results  # type: ignore[return-value]
 
 
 def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -> Tally | None:
@@ -211,25 +261,33 @@ def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryvi
         done = _clean(tally, t, layout, content, lambda: data)
         if done is not None:
             return done
+    if t.nbytes > RULE_SLAB and t.shape and t.shape[0]:  # decoding it whole would take ~10x its size
+        row_bytes = t.nbytes // t.shape[0]
+        return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], content,
+                                  read_weight)
     return check_tensor(layout, t, bytes(data), content, read_weight)
 
 
 def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
                     read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
     """A scale tensor larger than one read, judged in row slabs of bounded size."""
+    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else 0
+
+    def read_rows(r0: int, n: int) -> bytes:
+        return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
+
     tally = _tally(layout, t, content)
     if tally is not None:
-        row_bytes = t.nbytes // t.shape[0]
         rows = max(1, MAX_READ // max(1, row_bytes))
         for r in range(0, t.shape[0], rows):
-            n = min(rows, t.shape[0] - r)
-            tally.add(src.pread(t.offset + r * row_bytes, n * row_bytes), r)
-        done = _clean(tally, t, layout, content, lambda: _read_whole(src, t))
-        if done is not None:
-            return done
-    # A finding in the real box (or an encoding only the mask rules know): those rules need the
-    # whole tensor at once, so memory here grows with this one tensor's size.
-    return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
+            tally.add(read_rows(r, min(rows, t.shape[0] - r)), r)
+        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+        if ok and not tally.pad_bad:
+            return [], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+    if not row_bytes:
+        return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
+    # A finding (or an encoding the tally does not know): the rules, in row slabs (bounded memory)
+    return check_tensor_slabs(layout, t, read_rows, content, read_weight)
 
 
 def _read_whole(src, t: TensorInfo) -> bytes:
@@ -253,6 +311,7 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
 
     readable = [t for t in result.scale_tensors if ckpt.readable(t)]
     result.skipped = len(result.scale_tensors) - len(readable)
+    result.scale_bytes = sum(t.nbytes for t in readable)
     if progress is not None:
         progress.start(sum(t.nbytes for t in readable), len({t.file for t in readable}))
 
@@ -298,12 +357,12 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
     when `path` cannot be a checkpoint at all; every problem inside one is a finding."""
     options = options or ScanOptions()
     t0 = time.perf_counter()
-    with open_checkpoint(path) as ckpt:
+    with open_checkpoint(path) as ckpt, gc_paused():
         result = analyze(ckpt, options, progress)
         header_bytes = sum(8 + s.header_len for s in ckpt.shards.values())
         total_read = ckpt.bytes_read
     transfer = ckpt.transfer
-    scale_bytes = sum(t.nbytes for t in result.scale_tensors if ckpt.readable(t))
+    scale_bytes = result.scale_bytes
     findings = tuple(sorted((f for f in result.findings if options.wants(f)), key=lambda f: f.sort_key))
     stats = ScanStats(
         files=len(ckpt.shards) + len(ckpt.unread_files - set(ckpt.shards)),
@@ -319,5 +378,5 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         requests=transfer.requests if transfer is not None else None,
         checkpoint_bytes=sum(s.size for s in ckpt.shards.values()),
     )
-    layouts = tuple(lay.describe() for lay in result.layouts.values())
+    layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
     return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts)

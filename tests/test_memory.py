@@ -50,3 +50,18 @@ def _strip_faults(path: str) -> None:
                 flat = flat * n + i
             fh.seek(t.offset + flat)
             fh.write(b"\x75")
+
+
+def test_scan_memory_stays_bounded_with_findings_in_large_tensors(tmp_path):
+    """The builder's NaN and outlier faults sit in the real box of 33/66 MB scale tensors: the rules
+    then run on row slabs (check_tensor_slabs), not on the whole tensor decoded (~20x its size)."""
+    d = str(tmp_path / "faulty")
+    make_checkpoint.build("gpt-oss-120b", d, layers=2, shards=2, garbage=0)
+    tracemalloc.start()
+    try:
+        report = scan(d, ScanOptions(workers=2))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert {f.rule for f in report.findings} >= {"scale-nan", "scale-outlier"}
+    assert peak < 150 << 20, peak

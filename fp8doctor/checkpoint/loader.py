@@ -20,6 +20,7 @@ from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.gcpause import gc_paused
 
 INDEX_NAME = "model.safetensors.index.json"
 INDEX_LIMIT = 256 << 20
@@ -217,7 +218,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         return names
 
     ckpt = Checkpoint(root=root, target=path, store=LocalStore(root))
-    load_files(ckpt, index_name, listing)
+    with gc_paused():
+        load_files(ckpt, index_name, listing)
     from fp8doctor.repair.journal import interrupted  # lazy: repair builds on this module
 
     ckpt.findings.extend(interrupted(root))

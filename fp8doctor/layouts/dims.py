@@ -54,3 +54,14 @@ def logical_weight_shape(weight_name: str, shape: tuple[int, ...], dims: dict[st
                 out[axis] = real
         break
     return tuple(out)
+
+
+def dims_rule(weight_name: str) -> int:
+    """Which of the rules `logical_weight_shape` applies to this name (-1: none): names with the
+    same rule, stored shape and dims get the same logical shape."""
+    if "experts" not in weight_name:  # every rule is about experts
+        return -1
+    for i, (pattern, _) in enumerate(_RULES):
+        if pattern.search(weight_name):
+            return i
+    return -1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,3 +187,38 @@ class ScaleLayout:
             "padded_entries": self.padded_count,
             "source": self.source,
         }
+
+
+class DescribedLayouts(Sequence):
+    """`Report.layouts`: the `describe()` dicts of a scan's layouts, built on first use (a scan of
+    DeepSeek-V3 has 45,032 of them, and most callers never look). Compares equal to the tuple."""
+
+    __slots__ = ("_cache", "_layouts")
+
+    def __init__(self, layouts: Iterable[ScaleLayout]) -> None:
+        self._layouts = list(layouts)
+        self._cache: tuple[dict[str, object], ...] | None = None
+
+    def _all(self) -> tuple[dict[str, object], ...]:
+        if self._cache is None:
+            self._cache = tuple(lay.describe() for lay in self._layouts)
+        return self._cache
+
+    def __len__(self) -> int:
+        return len(self._layouts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (DescribedLayouts, tuple, list)):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._all())

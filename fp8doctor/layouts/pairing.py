@@ -18,7 +18,8 @@ from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES, PACKED_WEIGHT_DTYPES
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Region, Severity
-from fp8doctor.layouts.dims import logical_weight_shape
+from fp8doctor.gcpause import gc_paused
+from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
 
 _SCALE_SUFFIXES = (  # scale suffix -> weight suffixes to try, in order
@@ -29,6 +30,8 @@ _SCALE_SUFFIXES = (  # scale suffix -> weight suffixes to try, in order
 )
 _IGNORED_SCALE_SUFFIXES = (".input_scale", ".k_scale", ".v_scale", ".q_scale", ".weight_global_scale",
                            ".input_global_scale", ".output_scale")
+
+_ANY_SCALE_SUFFIX = tuple(s for s, _ in _SCALE_SUFFIXES)
 
 BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
                                                   (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
@@ -58,6 +61,10 @@ def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | N
     pairs: dict[str, TensorInfo | None] = {}
     scaled: set[str] = set()
     for name, t in tensors.items():
+        if not name.endswith(_ANY_SCALE_SUFFIX):  # most tensors: one C call decides
+            if t.dtype == "F8_E8M0":
+                pairs[name] = None
+            continue
         if name.endswith(_IGNORED_SCALE_SUFFIXES):
             continue
         for suffix, weight_suffixes in _SCALE_SUFFIXES:
@@ -102,11 +109,16 @@ class LayoutBuilder:
         self.dims = config.dims if config else {}
         self.quant = config.quant if config else None
         self._vote_ambiguous = False
+        self._memo: dict[tuple, tuple] = {}
         self.fp4_checkpoint = bool(config) and (
             (self.quant is not None and (self.quant.quant_method or "").lower() == "mxfp4")
             or str(config.raw.get("expert_dtype", "")).lower() in ("fp4", "mxfp4"))
 
     def build(self) -> PairingResult:
+        with gc_paused():
+            return self._build()
+
+    def _build(self) -> PairingResult:
         res = PairingResult()
         pairs, scaled = find_pairs(self.tensors)
         for name, t in self.tensors.items():
@@ -225,6 +237,24 @@ class LayoutBuilder:
 
     def _layout(self, scale: TensorInfo, weight: TensorInfo,
                 global_block: tuple[int, int] | None) -> tuple[ScaleLayout | None, Finding | None]:
+        """The layout of one pair. Everything but the two tensors follows from dtypes, shapes and
+        the weight name's dims rule: pairs alike (45,032 scales of DeepSeek-V3 come in a few dozen
+        kinds) reuse the first one's answer."""
+        if self.overrides:  # globs on names: nothing to share
+            return self._layout_of(scale, weight, global_block)
+        key = (scale.dtype, scale.shape, weight.dtype, weight.shape, weight.name.endswith("_blocks"),
+               dims_rule(weight.name), global_block)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return ScaleLayout(scale, weight, *hit), None
+        layout, finding = self._layout_of(scale, weight, global_block)
+        if layout is not None and finding is None:
+            self._memo[key] = (layout.kind, layout.encoding, layout.block, layout.weight_shape,
+                               layout.logical_weight_shape, layout.logical_shape, layout.source, layout.note)
+        return layout, finding
+
+    def _layout_of(self, scale: TensorInfo, weight: TensorInfo,
+                   global_block: tuple[int, int] | None) -> tuple[ScaleLayout | None, Finding | None]:
         encoding = ENCODINGS[scale.dtype]
         shape, kind = self._element_shape(scale, weight)
         override = self._override(scale, weight)

@@ -194,7 +194,8 @@ def _now() -> str:
 
 def _commit_json(j: Journal, crash: str | None = None) -> None:
     tmp = j.json_path + ".tmp"
-    write_durable(tmp, (json.dumps(j.to_dict(), indent=1) + "\n").encode())
+    # compact: `indent` would force json's pure-Python encoder (seconds for 300k patches) and triple the size
+    write_durable(tmp, (json.dumps(j.to_dict(), separators=(",", ":")) + "\n").encode())
     if crash:
         crash_point(crash)
     os.replace(tmp, j.json_path)

@@ -7,6 +7,7 @@ asserts it, so a layout bug can never turn into a write over real scales.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -117,14 +118,20 @@ def tensor_patches(layout: ScaleLayout, data: bytes, fill: str | int) -> list[Pa
     want = fill_bytes(fill, layout.encoding)
     want_raw = raw_view(layout.encoding, want, (1,))[0]
     raw = raw_view(layout.encoding, data, (t.numel,))
+    ranges = layout.padding_ranges()
+    # Runs of wrong entries over the whole tensor at once (a padded column is thousands of ranges)
+    bad = np.zeros(t.numel, dtype=bool)
+    for a, b in ranges:
+        bad[a:b] = True
+    bad &= raw != want_raw
+    starts = [a for a, _ in ranges]
     patches = []
-    for a, b in layout.padding_ranges():
-        for i, j in _runs(raw[a:b] != want_raw):
-            lo, hi = a + i, a + j
-            if not a <= lo < hi <= b <= t.numel:  # never outside this padding range (explicit: survives -O)
-                raise ValueError(f"{t.name}: planned entries {lo}..{hi} leave padding range {a}..{b}")
-            patches.append(Patch(t.file, t.offset + lo * isz, data[lo * isz:hi * isz], want * (hi - lo), t.name,
-                                 layout.encoding))
+    for lo, hi in _runs(bad):
+        a, b = ranges[bisect.bisect_right(starts, lo) - 1]
+        if not a <= lo < hi <= b <= t.numel:  # never outside one padding range (explicit: survives -O)
+            raise ValueError(f"{t.name}: planned entries {lo}..{hi} leave padding range {a}..{b}")
+        patches.append(Patch(t.file, t.offset + lo * isz, data[lo * isz:hi * isz], want * (hi - lo), t.name,
+                             layout.encoding))
     return patches
 
 

@@ -5,6 +5,7 @@ except through the `read_weight` callable used to confirm zero scales against th
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
+from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
 MarkSink = Callable[[Finding, np.ndarray], None]
@@ -56,10 +58,10 @@ def kind_of(name: str) -> str:
 
 
 def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
-    flat = np.flatnonzero(mask.reshape(-1))
-    if flat.size == 0:
+    flat = mask.reshape(-1)
+    i = int(flat.argmax()) if flat.size else 0
+    if not flat.size or not flat[i]:
         return None
-    i = int(flat[0])
     return i, tuple(int(x) for x in np.unravel_index(i, mask.shape)) if mask.ndim else ()
 
 
@@ -69,7 +71,7 @@ def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.n
     flat, index = first if first else (None, None)
     f = Finding(rule, sev, t.file, t.name, message, region,
                 byte_offset=t.offset + flat * itemsize if flat is not None else None,
-                count=int(mask.sum()) if count is None else count, index=index, fixable=fixable)
+                count=int(np.count_nonzero(mask)) if count is None else count, index=index, fixable=fixable)
     if sink is not None:
         sink(f, mask)
     return f
@@ -87,18 +89,25 @@ def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
         return
     want = fill_bytes(fill, layout.encoding)
     want_raw = raw_view(layout.encoding, want, (1,))[0]
-    bad = layout.padding_mask() & (raw != want_raw)
-    n = int(bad.sum())
+    bad = layout.padding_mask()
+    bad &= raw != want_raw
+    n = int(np.count_nonzero(bad))
     if not n:
         return
     t = layout.scale
-    vals, counts = np.unique(raw[bad], return_counts=True)
+    values = raw[bad]
+    if values.dtype.itemsize <= 2:  # a histogram instead of a sort
+        hist = np.bincount(values, minlength=1 << (8 * values.dtype.itemsize))
+        vals = np.flatnonzero(hist)
+        counts = hist[vals]
+    else:
+        vals, counts = np.unique(values, return_counts=True)
     top = sorted(zip(counts.tolist(), vals.tolist()), reverse=True)[:3]
     seen = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
     danger = ""
     if layout.encoding == "e8m0":
-        nans = int((raw[bad] == 0xFF).sum())
-        huge = int((raw[bad] > 127 + 16).sum()) - nans
+        nans = int(hist[0xFF])
+        huge = int(hist[127 + 17:].sum()) - nans
         if nans or huge > 0:
             danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
     trust = ""
@@ -132,11 +141,13 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
-                 budget: int) -> tuple[np.ndarray, int]:
+                 budget: int, state: list | None = None) -> tuple[np.ndarray, int]:
     """For flat scale indices `entries`, whether each one's weight block holds only signed zeros.
 
     Reads each needed band of weight rows once (all flagged columns of a block-row share it).
     Returns (is_zero per entry, entries left unchecked because the byte budget ran out).
+    `state` ([bytes spent, budget ran out]) carries the budget across calls on successive row
+    slabs of one tensor (check_tensor_slabs): together they check what one call would.
     """
     w = layout.weight
     assert w is not None and layout.block is not None
@@ -152,14 +163,16 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
     rows, cols = idx[-2], idx[-1]
     result = np.zeros(entries.size, dtype=bool)
     checked = np.zeros(entries.size, dtype=bool)
-    spent = 0
-    for key in dict.fromkeys(zip(lead_flat.tolist(), rows.tolist())):
+    spent = state[0] if state is not None else 0
+    for key in dict.fromkeys(zip(lead_flat.tolist(), rows.tolist())) if not (state and state[1]) else ():
         lead, r = key
         r0, r1 = r * bn, min((r + 1) * bn, n_rows)
         if r0 >= n_rows:
             continue
         nbytes = (r1 - r0) * row_bytes
         if spent + nbytes > budget:
+            if state is not None:
+                state[1] = True
             break
         spent += nbytes
         band = np.frombuffer(read_weight(w, (lead * n_rows + r0) * row_bytes, nbytes), dtype=np.uint8)
@@ -172,6 +185,8 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
         b0, b1 = np.minimum(b0, row_bytes), np.minimum(b1, row_bytes)
         result[sel] = prefix[b1] - prefix[b0] == 0
         checked[sel] = True
+    if state is not None:
+        state[0] = spent
     return result, int((~checked).sum())
 
 
@@ -284,4 +299,243 @@ def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: C
     summary = None
     if median is not None:
         summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name))
+    return findings, summary
+
+
+RULE_SLAB = 1 << 20
+"""Bytes of entries decoded at once by check_tensor_slabs (decoding takes ~10x that in arrays)."""
+
+_EXP_OFFSET = 160  # exponents of every encoding (f32 subnormals: -149) shifted to non-negative bins
+_EXP_BINS = 320
+
+
+def _hist_order_stat(cs: np.ndarray, i: int) -> int:
+    return int(np.argmax(cs > i)) - _EXP_OFFSET
+
+
+def _hist_median(hist: np.ndarray) -> int | None:
+    """int(np.median(values)) from a histogram of the values."""
+    cs = np.cumsum(hist)
+    m = int(cs[-1])
+    if not m:
+        return None
+    if m % 2:
+        return _hist_order_stat(cs, m // 2)
+    return int((_hist_order_stat(cs, m // 2 - 1) + _hist_order_stat(cs, m // 2)) / 2)
+
+
+class _First:
+    """Count and first flat index (stored shape) of the entries a rule is about, slab by slab."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: int | None = None
+
+    def add(self, mask: np.ndarray, base: int) -> None:
+        n = int(np.count_nonzero(mask))
+        if n:
+            if self.first is None:
+                self.first = base + int(mask.reshape(-1).argmax())
+            self.count += n
+
+
+def _pad_slab(pad: _First, values: dict[int, int], bad: np.ndarray, raw: np.ndarray, base: int) -> None:
+    """Padded entries of one slab that are not the fill: count, first index, values seen."""
+    pad.add(bad, base)
+    if pad.count:
+        vals, counts = np.unique(raw[bad], return_counts=True)
+        for v, c in zip(vals.tolist(), counts.tolist()):
+            values[v] = values.get(v, 0) + c
+
+
+def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes],
+                       opts: ContentOptions, read_weight: ReadWeight | None,
+                       slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], TensorSummary | None]:
+    """`check_tensor` on a large tensor in bounded memory: the same findings and summary, from row
+    slabs of the leading axis (`read_rows(first_row, rows)` returns their bytes). A first pass
+    keeps counts, first indices, the exponent histogram of the real box (medians come from it) and
+    the distinct values; a second pass, only when needed, verifies zero scales against their weight
+    blocks and finds the first outlier."""
+    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
+    shape = t.shape
+    box = layout.logical_shape if layout is not None else shape
+    if encoding is None or not shape or t.numel == 0 or len(box) != len(shape):
+        n = shape[0] if shape else 1
+        return check_tensor(layout, t, bytes(read_rows(0, n)), opts, read_weight)
+    itemsize = ITEMSIZE[encoding]
+    row_items = math.prod(shape[1:])
+    rows_per = max(1, slab_bytes // max(1, row_items * itemsize))
+    rest = tuple(slice(0, b) for b in box[1:])
+    n_box = math.prod(box)
+
+    def slabs() -> Iterator[tuple[int, Decoded, np.ndarray]]:
+        for r0 in range(0, shape[0], rows_per):
+            n = min(rows_per, shape[0] - r0)
+            dec = decode(encoding, read_rows(r0, n), (n, *shape[1:]))
+            in_box = np.zeros(dec.raw.shape, dtype=bool)
+            in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
+            yield r0 * row_items, dec, in_box
+
+    def unravel(flat: int | None) -> tuple[int, ...] | None:
+        return None if flat is None else tuple(int(x) for x in np.unravel_index(flat, shape))
+
+    def finding(rule: str, sev: Severity, region: Region, first: int | None, count: int, message: str,
+                fixable: bool = False) -> Finding:
+        return Finding(rule, sev, t.file, t.name, message, region,
+                       byte_offset=t.offset + first * itemsize if first is not None else None,
+                       count=count, index=unravel(first), fixable=fixable)
+
+    want_raw = None
+    if layout is not None and layout.has_padding:
+        want_raw = int(raw_view(layout.encoding, fill_bytes(opts.fill, layout.encoding), (1,))[0])
+    pad, invalid, nan, neg, zero, npow2 = _First(), _First(), _First(), _First(), _First(), _First()
+    pad_values: dict[int, int] = {}
+    hist = np.zeros(_EXP_BINS, dtype=np.int64)
+    wide = itemsize > 2
+    present = np.zeros(1 << (8 * itemsize), dtype=bool) if not wide else None
+    seen = np.zeros(0, dtype=np.uint32)
+    if encoding == "e8m0":  # every rule's count follows from a byte histogram of the real box
+        byte_hist = np.zeros(256, dtype=np.int64)
+        for r0 in range(0, shape[0], rows_per):
+            n = min(rows_per, shape[0] - r0)
+            raw = raw_view(encoding, read_rows(r0, n), (n, *shape[1:]))
+            base = r0 * row_items
+            if want_raw is not None:
+                in_box = np.zeros(raw.shape, dtype=bool)
+                in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
+                _pad_slab(pad, pad_values, ~in_box & (raw != want_raw), raw, base)
+            k = max(0, min(n, box[0] - r0))
+            real = raw[:k][(slice(None), *rest)] if rest else raw[:k]
+            flat_real = real.reshape(-1)
+            if not flat_real.size:
+                continue
+            h = byte_histogram(flat_real)
+            byte_hist += h
+            firsts = []
+            for acc, value in ((nan, 0xFF), (zero, 0x00)):
+                if h[value]:
+                    j = int((flat_real == value).argmax())
+                    local = int(np.ravel_multi_index(np.unravel_index(j, real.shape), raw.shape))
+                    firsts.append(local)
+                    if acc.first is None:
+                        acc.first = base + local
+                    acc.count += int(h[value])
+            if firsts:
+                invalid.count += int(h[0] + h[0xFF])
+                if invalid.first is None:
+                    invalid.first = base + min(firsts)
+        hist[1 - 127 + _EXP_OFFSET:254 - 127 + _EXP_OFFSET + 1] = byte_hist[1:255]
+        present = byte_hist > 0
+    else:
+        for base, dec, in_box in slabs():
+            if want_raw is not None:
+                _pad_slab(pad, pad_values, ~in_box & (dec.raw != want_raw), dec.raw, base)
+            valid = dec.valid
+            invalid.add(in_box & ~valid, base)
+            real_valid = in_box & valid
+            hist += np.bincount(dec.exponent[real_valid] + _EXP_OFFSET, minlength=_EXP_BINS)
+            real_raw = dec.raw[in_box]
+            if present is not None:
+                present[real_raw] = True
+            else:
+                seen = np.union1d(seen, real_raw)
+            nan.add(in_box & dec.nan, base)
+            neg.add(in_box & dec.negative, base)
+            zero.add(in_box & dec.zero, base)
+            npow2.add(real_valid & ~dec.pow2, base)
+
+    findings: list[Finding] = []
+    if pad.count and layout is not None:
+        top = sorted(((c, v) for v, c in pad_values.items()), reverse=True)[:3]
+        shown = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
+        danger = ""
+        if layout.encoding == "e8m0":
+            nans = pad_values.get(0xFF, 0)
+            huge = sum(c for v, c in pad_values.items() if v > 127 + 16) - nans
+            if nans or huge > 0:
+                danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
+        trust = "" if layout.trusted else f" ({layout.note}; not fixable until the layout is configured)"
+        findings.append(finding(
+            "scale-padding-nonzero", Severity.ERROR, Region.PADDING, pad.first, pad.count,
+            f"{pad.count} of {layout.padded_count} padded entries of {t.name} (stored {list(shape)}, real "
+            f"{list(layout.logical_shape)}) are not the fill {describe_value(layout.encoding, want_raw)}: "
+            f"{shown}{danger}{trust}", fixable=layout.trusted))
+
+    exps = np.arange(_EXP_BINS) - _EXP_OFFSET
+    valid_n = int(hist.sum())
+    if n_box >= 16:  # _is_uninitialized
+        center = _hist_median(hist) if valid_n else 0
+        far_n = invalid.count + int(hist[np.abs(exps - center) > UNINIT_FAR].sum())
+        frac = far_n / n_box
+        distinct = int(np.count_nonzero(present)) if present is not None else int(seen.size)
+        if frac > 0.25 and distinct >= min(48, n_box // 2):
+            why = (f"{frac:.0%} of entries are NaN, zero, negative or more than 2^{UNINIT_FAR} from the "
+                   f"median 2^{center}, over {distinct} distinct values")
+            findings.append(finding("scale-uninitialized", Severity.ERROR, Region.LOGICAL, invalid.first, n_box,
+                                    f"{t.name} looks like leftover memory, not scales: {why}"))
+            return findings, None
+
+    if nan.count:
+        findings.append(finding("scale-nan", Severity.ERROR, Region.LOGICAL, nan.first, nan.count,
+                                f"{nan.count} real entries of {t.name} are NaN/Inf (first at "
+                                f"{list(unravel(nan.first) or ())}): every output touching those blocks is NaN"))
+    if neg.count:
+        findings.append(finding("scale-negative", Severity.ERROR, Region.LOGICAL, neg.first, neg.count,
+                                f"{neg.count} real entries of {t.name} are negative"))
+    median = _hist_median(hist)
+    far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
+    can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
+                  and layout.weight is not None and layout.kind in ("block", "group"))
+    zero_bad, unchecked, far, far_value = _First(), 0, _First(), 0
+    failed = False
+    if (zero.count and can_verify) or far_n:  # the second pass
+        state = [0, False]
+        for base, dec, in_box in slabs():
+            z = in_box & dec.zero
+            if zero.count and can_verify and not failed and z.any():
+                flat = np.flatnonzero(z.reshape(-1)) + base
+                try:
+                    is_zero, left = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES, state)  # type: ignore[arg-type]
+                except OSError:
+                    failed = True
+                else:
+                    unchecked += left
+                    bad = flat[~is_zero]
+                    if bad.size:
+                        if zero_bad.first is None:
+                            zero_bad.first = int(bad[0])
+                        zero_bad.count += int(bad.size)
+            if far_n and far.first is None:
+                f = in_box & dec.valid & (np.abs(dec.exponent - median) > opts.outlier_span)
+                far.add(f, base)
+                if far.first is not None:
+                    far_value = int(dec.raw.reshape(-1)[far.first - base])
+            if not (zero.count and can_verify and not failed) and (not far_n or far.first is not None):
+                break  # nothing left to find
+    if zero.count:
+        if not can_verify:
+            findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero.first, zero.count,
+                                    f"{zero.count} real entries of {t.name} are zero: their weight blocks are "
+                                    "erased (weights not read to confirm)"))
+        else:
+            if failed:  # one failed weight read: no zero entry counts as proven harmless
+                zero_bad.count, zero_bad.first, unchecked = zero.count, zero.first, zero.count
+            if zero_bad.count:
+                extra = (f"; {unchecked} of them could not be checked against their weights" if unchecked else "")
+                findings.append(finding(
+                    "scale-zero", Severity.ERROR, Region.LOGICAL, zero_bad.first, zero_bad.count,
+                    f"{zero_bad.count} real entries of {t.name} are zero over non-zero weight blocks: those "
+                    f"weights are erased (fluent but wrong outputs){extra}"))
+    if far_n:
+        findings.append(finding("scale-outlier", Severity.WARNING, Region.LOGICAL, far.first, far_n,
+                                f"{far_n} entries of {t.name} are more than 2^{opts.outlier_span} from the "
+                                f"tensor's median 2^{median} (first {describe_value(encoding, far_value)} at "
+                                f"{list(unravel(far.first) or ())})"))
+    if opts.ue8m0 and encoding in ("f32", "bf16", "f16") and npow2.count:
+        findings.append(finding("scale-not-power-of-two", Severity.WARNING, Region.LOGICAL, npow2.first,
+                                npow2.count, f"{npow2.count} of {valid_n} real entries of {t.name} are not exact "
+                                "powers of two although config.json says scale_fmt ue8m0"))
+    summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     return findings, summary
