@@ -23,3 +23,16 @@ def odd_names_checkpoint(directory: str, prefix: str = ODD_NAME) -> str:
                                                    "weight_block_size": [128, 128]}})
     break_padding(directory, prefix="")
     return f"{prefix}.scale"
+
+
+def broken_checkpoint_repo(tmp_path) -> tuple:
+    """A git repository holding a broken V4 checkpoint two directories down (models/v4)."""
+    import subprocess
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    ckpt = root / "models" / "v4"
+    synth.deepseek_v4(str(ckpt))
+    break_padding(str(ckpt))
+    return root, ckpt

@@ -13,8 +13,7 @@ import sys
 import pytest
 from junitparser import JUnitXml
 
-from fp8doctor import synth
-from tests.ci_helpers import break_padding
+from tests.ci_helpers import broken_checkpoint_repo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,13 +65,7 @@ def run_entry(entry: str, args: list[str], cwd: str) -> subprocess.CompletedProc
 
 @pytest.fixture
 def git_repo(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    ckpt = repo / "models" / "v4"
-    synth.deepseek_v4(str(ckpt))
-    break_padding(str(ckpt))
-    return repo, ckpt
+    return broken_checkpoint_repo(tmp_path)
 
 
 def test_pre_commit_hook_fails_on_a_broken_checkpoint_and_passes_after_fix(git_repo):

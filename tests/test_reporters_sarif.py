@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import jsonschema
 import pytest
@@ -16,7 +15,7 @@ from fp8doctor.cli.app import app
 from fp8doctor.findings import Finding, Region, Report, Severity
 from fp8doctor.reporters import RenderContext, sarif
 from fp8doctor.rules.catalog import RULES
-from tests.ci_helpers import ODD_NAME, break_padding, odd_names_checkpoint
+from tests.ci_helpers import ODD_NAME, break_padding, broken_checkpoint_repo, odd_names_checkpoint
 from tests.conftest import run_cli
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "data", "sarif-schema-2.1.0.json")
@@ -32,13 +31,7 @@ def validate(doc: dict) -> None:
 @pytest.fixture
 def repo(tmp_path):
     """A git repository holding a broken checkpoint two directories down."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    ckpt = root / "models" / "v4"
-    synth.deepseek_v4(str(ckpt))
-    break_padding(str(ckpt))
-    return root, ckpt
+    return broken_checkpoint_repo(tmp_path)
 
 
 def sarif_of(path, *args, cwd) -> dict:
