@@ -197,9 +197,12 @@ class Journal:
     def patches(self, s: JournalShard) -> Iterator[JournalPatch]:
         """The patches of shard `s`, one at a time (built on the fly from the arrays)."""
         off, length, pos, tensor = self.arrays(s)
-        for o, n, b, t in zip(off.tolist(), length.tolist(), pos.tolist(), tensor.tolist()):
-            name, enc = s.tensors[t]
-            yield JournalPatch(o, n, b, name, enc)
+        names = s.tensors
+        for a in range(0, s.count, 8192):  # in slices: lists of every patch's ints would cost tens of MB
+            b = a + 8192
+            for o, n, p, t in zip(off[a:b].tolist(), length[a:b].tolist(), pos[a:b].tolist(), tensor[a:b].tolist()):
+                name, enc = names[t]
+                yield JournalPatch(o, n, p, name, enc)
 
     def old(self, p: JournalPatch) -> bytes:
         return self.data()[p.bin_offset:p.bin_offset + p.length]
@@ -273,7 +276,10 @@ def _commit_json(j: Journal, crash: str | None = None) -> None:
 def create(directory: str, plan: RepairPlan, target: str, tool_version: str) -> Journal:
     """Record every byte the plan overwrites, durably, before any shard is touched. ID.bin holds,
     per shard, each patch's old then new bytes followed by the shard's patch table."""
-    chunks: list[bytes] = []
+    # one preallocated buffer: bytes.join over ~2 items a patch would hold a Py_buffer per item (~80
+    # bytes each: tens of MB for a few hundred thousand runs)
+    buf = bytearray(sum(2 * sp.nbytes + len(sp.patches) * PATCH_TABLE.itemsize for sp in plan.shards))
+    view = memoryview(buf)
     pos = 0
     shards = []
     for sp in plan.shards:
@@ -291,24 +297,29 @@ def create(directory: str, plan: RepairPlan, target: str, tool_version: str) -> 
             if k is None:
                 k = index[key] = len(tensors)
                 tensors.append(key)
-            offset[i], length[i], tensor[i] = p.offset, p.length, k
-            chunks += [p.old, p.new]
-            pos += 2 * p.length
+            m = p.length
+            offset[i], length[i], tensor[i] = p.offset, m, k
+            view[pos:pos + m] = p.old
+            view[pos + m:pos + 2 * m] = p.new
+            pos += 2 * m
             old_h.update(p.old)
             new_h.update(p.new)
         if n and int(length.max()) >= 1 << 32:
             raise ValueError(f"{sp.file}: a patch of {int(length.max()):,} bytes does not fit the journal's table")
         table = np.empty(n, dtype=PATCH_TABLE)
         table["offset"], table["length"], table["tensor"] = offset, length, tensor
-        chunks.append(table.tobytes())
         table_pos = pos
+        view[pos:pos + table.nbytes] = table.tobytes()
         pos += table.nbytes
         bin_offset = data_pos + 2 * (np.cumsum(length) - length)
         shards.append(JournalShard(sp.file, sp.size, sp.mtime_ns, old_h.hexdigest(), new_h.hexdigest(), n,
                                    int(length.sum()), tensors, None, data_pos, table_pos,
                                    (offset, length, bin_offset, tensor)))
-    blob = b"".join(chunks)
-    del chunks
+    view.release()
+    if pos != len(buf):
+        raise ValueError(f"journal size mismatch: {pos} != {len(buf)}")
+    blob = bytes(buf)
+    del buf
     jid = f"{time.time_ns():020d}-{os.getpid()}"
     j = Journal(directory, jid, PENDING, os.path.realpath(plan.root), target, fill_name(plan.fill), _now(),
                 tool_version, len(blob), hashlib.sha256(blob).hexdigest(), shards, [[PENDING, _now()]], blob)
