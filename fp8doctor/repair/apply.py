@@ -94,7 +94,7 @@ def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str
     torn = bool(points) and os.environ.get(CRASH_ENV) == partial_point
     for s in j.shards:
         fd = fds[s.file]
-        for p in s.patches:
+        for p in j.patches(s):
             data = j.new(p) if new else j.old(p)
             if torn and len(data) > 1:  # a torn write of the first multi-byte run, for the crash tests
                 jr.write_all(fd, data[:len(data) // 2], p.offset)
@@ -111,7 +111,7 @@ def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str
 
 def _verify(j: jr.Journal, fds: dict[str, int], new: bool) -> None:
     for s in j.shards:
-        for p in s.patches:
+        for p in j.patches(s):
             want = j.new(p) if new else j.old(p)
             if pread_all(fds[s.file], p.length, p.offset) != want:
                 raise FixError(f"verification failed: {s.file} at 0x{p.offset:x} does not read back what was "
@@ -162,7 +162,7 @@ def _roll_back_after_failure(j: jr.Journal, fds: dict[str, int], msg: str) -> Fi
 def _check_old_or_new(j: jr.Journal, fds: dict[str, int]) -> None:
     """Every byte of every patched range must be its old or its new value, or we touch nothing."""
     for s in j.shards:
-        for p in s.patches:
+        for p in j.patches(s):
             cur = np.frombuffer(pread_all(fds[s.file], p.length, p.offset), dtype=np.uint8)
             old = np.frombuffer(j.old(p), dtype=np.uint8)
             new = np.frombuffer(j.new(p), dtype=np.uint8)
@@ -211,7 +211,7 @@ def undo_last(journal_dir: str, root: str) -> Applied:
     with _shards(j.root, [(s.file, s.size, None) for s in j.shards]) as fds:
         for s in j.shards:
             h = hashlib.sha256()
-            for p in s.patches:
+            for p in j.patches(s):
                 h.update(pread_all(fds[s.file], p.length, p.offset))
             if h.hexdigest() != s.new_sha256:
                 raise ShardChanged(f"shard {s.file} changed since the fix {j.id} (its patched bytes are not what "
@@ -228,7 +228,7 @@ def journal_changes(j: jr.Journal, undo: bool = False) -> tuple[TensorChange, ..
     """Per-tensor changes recorded in a journal (before/after swapped for an undo)."""
     acc: dict[tuple[str, str], list] = {}
     for s in j.shards:
-        for p in s.patches:
+        for p in j.patches(s):
             acc.setdefault((s.file, p.tensor), []).append(p)
     out = []
     for (file, tensor), ps in acc.items():

@@ -2,10 +2,15 @@
 completed and a finished one undone.
 
 Layout of a journal directory (default `ROOT/.fp8doctor-journal/`):
-  ID.bin   for each patch, its old bytes then its new bytes (ID sorts by creation time)
-  ID.json  what the bytes mean: shards (size, mtime before/after, sha256 of old and new range
-           contents), patches (offset, length, position in ID.bin), and `state`
+  ID.bin   per shard: each patch's old bytes then its new bytes, then the shard's patch table
+           (PATCH_TABLE: offset, length, tensor index; 16 bytes a patch). Written once.
+  ID.json  small: per shard its size, mtime before/after, sha256 of old and new range contents,
+           patch count, where its bytes and table start in ID.bin, its tensors; the size and sha256
+           of the whole ID.bin (a damaged .bin is refused); and `state` with its history
   lock     held (flock) by the running fix
+
+Version 1 journals (ID.bin holding only the bytes, every patch listed in ID.json) are still read,
+completed and undone; their state changes keep their own format.
 
 Commit order: ID.bin is written and fsynced, then ID.json is written to a temp file, fsynced and
 renamed into place, then the directory is fsynced. A journal exists only once ID.json does; shards
@@ -20,8 +25,11 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
@@ -30,7 +38,8 @@ from fp8doctor.repair.plan import RepairPlan, fill_name
 
 JOURNAL_DIRNAME = ".fp8doctor-journal"
 FORMAT = "fp8doctor-journal"
-VERSION = 1
+VERSION = 2
+"""Version written; version 1 journals (patches listed in ID.json) are still read and completed."""
 
 PENDING = "pending"          # committed; shards may be partly patched -> recovery rolls forward
 DONE = "done"                # every patch written, fsynced and verified -> `--undo` can restore
@@ -91,7 +100,13 @@ def _remove(path: str) -> None:
         pass
 
 
-@dataclass
+PATCH_TABLE = np.dtype([("offset", "<i8"), ("length", "<u4"), ("tensor", "<u4")])
+"""One row per patch in a version 2 ID.bin (16 bytes): shard offset, length, index into the shard's
+`tensors`. A patch's old bytes sit in ID.bin at the shard's `data` position plus twice the lengths
+of the patches before it; its new bytes follow them."""
+
+
+@dataclass(slots=True)
 class JournalPatch:
     offset: int
     length: int
@@ -102,17 +117,21 @@ class JournalPatch:
 
 @dataclass
 class JournalShard:
+    """One shard's patches, held as arrays (a fix can have hundreds of thousands of runs)."""
+
     file: str
     size: int
     mtime_ns_before: int
     old_sha256: str
     new_sha256: str
-    patches: list[JournalPatch]
+    count: int
+    nbytes: int
+    tensors: list[tuple[str, str]]
     mtime_ns_after: int | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return sum(p.length for p in self.patches)
+    data_pos: int = 0    # version 2: where the shard's old/new bytes start in ID.bin
+    table_pos: int = 0   # version 2: where the shard's patch table starts in ID.bin
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    """(offset, length, bin_offset, tensor index), int64; read from ID.bin on first use for version 2."""
 
 
 @dataclass
@@ -130,6 +149,7 @@ class Journal:
     shards: list[JournalShard]
     history: list[list[str]] = field(default_factory=list)
     _bin: bytes | None = field(default=None, repr=False)
+    version: int = VERSION
 
     @property
     def json_path(self) -> str:
@@ -144,7 +164,7 @@ class Journal:
         return sum(s.nbytes for s in self.shards)
 
     def data(self) -> bytes:
-        """The journal's old/new bytes, checked against the recorded sha256."""
+        """The journal's bytes, checked against the recorded sha256."""
         if self._bin is None:
             try:
                 with open(self.bin_path, "rb") as f:
@@ -156,6 +176,34 @@ class Journal:
             self._bin = blob
         return self._bin
 
+    def arrays(self, s: JournalShard) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(offset, length, bin_offset, tensor index) of every patch of `s`, in shard order."""
+        if s.arrays is None:
+            blob = self.data()
+            end = s.table_pos + s.count * PATCH_TABLE.itemsize
+            if s.table_pos < 0 or end > len(blob):
+                raise JournalError(f"journal {self.json_path}: the patch table of {s.file} lies outside "
+                                   f"{self.bin_path}")
+            t = np.frombuffer(blob, dtype=PATCH_TABLE, count=s.count, offset=s.table_pos)
+            length = t["length"].astype(np.int64)
+            pos = s.data_pos + 2 * (np.cumsum(length) - length)
+            tensor = t["tensor"].astype(np.int64)
+            if int(length.sum()) != s.nbytes or (s.count and (int(pos[-1]) + 2 * int(length[-1]) > len(blob)
+                                                             or int(tensor.max()) >= len(s.tensors))):
+                raise JournalError(f"journal {self.json_path}: the patch table of {s.file} is inconsistent")
+            s.arrays = (t["offset"].astype(np.int64), length, pos, tensor)
+        return s.arrays
+
+    def patches(self, s: JournalShard) -> Iterator[JournalPatch]:
+        """The patches of shard `s`, one at a time (built on the fly from the arrays)."""
+        off, length, pos, tensor = self.arrays(s)
+        names = s.tensors
+        for a in range(0, s.count, 8192):  # in slices: lists of every patch's ints would cost tens of MB
+            b = a + 8192
+            for o, n, p, t in zip(off[a:b].tolist(), length[a:b].tolist(), pos[a:b].tolist(), tensor[a:b].tolist()):
+                name, enc = names[t]
+                yield JournalPatch(o, n, p, name, enc)
+
     def old(self, p: JournalPatch) -> bytes:
         return self.data()[p.bin_offset:p.bin_offset + p.length]
 
@@ -163,29 +211,52 @@ class Journal:
         return self.data()[p.bin_offset + p.length:p.bin_offset + 2 * p.length]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "version": VERSION, "id": self.id, "state": self.state, "root": self.root,
+        d: dict[str, Any] = {
+            "format": FORMAT, "version": self.version, "id": self.id, "state": self.state, "root": self.root,
             "target": self.target, "fill": self.fill, "created": self.created, "tool_version": self.tool_version,
             "bin": os.path.basename(self.bin_path), "bin_size": self.bin_size, "bin_sha256": self.bin_sha256,
             "history": self.history,
-            "shards": [{
-                "file": s.file, "size": s.size, "mtime_ns_before": s.mtime_ns_before,
-                "mtime_ns_after": s.mtime_ns_after, "old_sha256": s.old_sha256, "new_sha256": s.new_sha256,
-                "patches": [[p.offset, p.length, p.bin_offset, p.tensor, p.encoding] for p in s.patches],
-            } for s in self.shards],
         }
+        shards = []
+        for s in self.shards:
+            sd: dict[str, Any] = {"file": s.file, "size": s.size, "mtime_ns_before": s.mtime_ns_before,
+                                  "mtime_ns_after": s.mtime_ns_after, "old_sha256": s.old_sha256,
+                                  "new_sha256": s.new_sha256}
+            if self.version == 1:  # an old journal keeps its own format: its ID.bin has no patch table
+                sd["patches"] = [[p.offset, p.length, p.bin_offset, p.tensor, p.encoding] for p in self.patches(s)]
+            else:
+                sd.update({"patches": s.count, "bytes": s.nbytes, "data": s.data_pos, "table": s.table_pos,
+                           "tensors": [list(t) for t in s.tensors]})
+            shards.append(sd)
+        d["shards"] = shards
+        return d
 
     @classmethod
     def from_dict(cls, directory: str, d: dict[str, Any]) -> Journal:
-        if d.get("format") != FORMAT or d.get("version") != VERSION:
-            raise ValueError(f"not a version {VERSION} {FORMAT}")
-        shards = [JournalShard(s["file"], int(s["size"]), int(s["mtime_ns_before"]), s["old_sha256"],
-                               s["new_sha256"], [JournalPatch(int(o), int(n), int(b), str(t), str(e))
-                                                 for o, n, b, t, e in s["patches"]], s.get("mtime_ns_after"))
-                  for s in d["shards"]]
+        version = d.get("version")
+        if d.get("format") != FORMAT or version not in (1, 2):
+            raise ValueError(f"not a version 1 or 2 {FORMAT}")
+        shards = []
+        for s in d["shards"]:
+            head = (str(s["file"]), int(s["size"]), int(s["mtime_ns_before"]), str(s["old_sha256"]),
+                    str(s["new_sha256"]))
+            after = s.get("mtime_ns_after")
+            after = None if after is None else int(after)
+            if version == 1:
+                rows = [(int(o), int(n), int(b), str(t), str(e)) for o, n, b, t, e in s["patches"]]
+                tensors = sorted({(t, e) for _, _, _, t, e in rows})
+                index = {te: i for i, te in enumerate(tensors)}
+                cols = [[r[k] for r in rows] for k in range(3)] + [[index[(r[3], r[4])] for r in rows]]
+                a, b, c, e = (np.array(col, dtype=np.int64) for col in cols)
+                arrays = (a, b, c, e)
+                shards.append(JournalShard(*head, len(rows), sum(r[1] for r in rows), tensors, after, arrays=arrays))
+            else:
+                shards.append(JournalShard(*head, int(s["patches"]), int(s["bytes"]),
+                                           [(str(t), str(e)) for t, e in s["tensors"]], after, int(s["data"]),
+                                           int(s["table"])))
         return cls(directory, str(d["id"]), str(d["state"]), str(d["root"]), str(d["target"]), str(d["fill"]),
                    str(d["created"]), str(d.get("tool_version", "")), int(d["bin_size"]), str(d["bin_sha256"]),
-                   shards, [list(h) for h in d.get("history", [])])
+                   shards, [list(h) for h in d.get("history", [])], version=int(version))
 
 
 def _now() -> str:
@@ -203,21 +274,52 @@ def _commit_json(j: Journal, crash: str | None = None) -> None:
 
 
 def create(directory: str, plan: RepairPlan, target: str, tool_version: str) -> Journal:
-    """Record every byte the plan overwrites, durably, before any shard is touched."""
-    chunks: list[bytes] = []
+    """Record every byte the plan overwrites, durably, before any shard is touched. ID.bin holds,
+    per shard, each patch's old then new bytes followed by the shard's patch table."""
+    # one preallocated buffer: bytes.join over ~2 items a patch would hold a Py_buffer per item (~80
+    # bytes each: tens of MB for a few hundred thousand runs)
+    buf = bytearray(sum(2 * sp.nbytes + len(sp.patches) * PATCH_TABLE.itemsize for sp in plan.shards))
+    view = memoryview(buf)
     pos = 0
     shards = []
     for sp in plan.shards:
-        patches = []
         old_h, new_h = hashlib.sha256(), hashlib.sha256()
-        for p in sp.patches:
-            patches.append(JournalPatch(p.offset, p.length, pos, p.tensor, p.encoding))
-            chunks += [p.old, p.new]
-            pos += 2 * p.length
+        tensors: list[tuple[str, str]] = []
+        index: dict[tuple[str, str], int] = {}
+        n = len(sp.patches)
+        offset = np.empty(n, dtype=np.int64)
+        length = np.empty(n, dtype=np.int64)
+        tensor = np.empty(n, dtype=np.int64)
+        data_pos = pos
+        for i, p in enumerate(sp.patches):
+            key = (p.tensor, p.encoding)
+            k = index.get(key)
+            if k is None:
+                k = index[key] = len(tensors)
+                tensors.append(key)
+            m = p.length
+            offset[i], length[i], tensor[i] = p.offset, m, k
+            view[pos:pos + m] = p.old
+            view[pos + m:pos + 2 * m] = p.new
+            pos += 2 * m
             old_h.update(p.old)
             new_h.update(p.new)
-        shards.append(JournalShard(sp.file, sp.size, sp.mtime_ns, old_h.hexdigest(), new_h.hexdigest(), patches))
-    blob = b"".join(chunks)
+        if n and int(length.max()) >= 1 << 32:
+            raise ValueError(f"{sp.file}: a patch of {int(length.max()):,} bytes does not fit the journal's table")
+        table = np.empty(n, dtype=PATCH_TABLE)
+        table["offset"], table["length"], table["tensor"] = offset, length, tensor
+        table_pos = pos
+        view[pos:pos + table.nbytes] = table.tobytes()
+        pos += table.nbytes
+        bin_offset = data_pos + 2 * (np.cumsum(length) - length)
+        shards.append(JournalShard(sp.file, sp.size, sp.mtime_ns, old_h.hexdigest(), new_h.hexdigest(), n,
+                                   int(length.sum()), tensors, None, data_pos, table_pos,
+                                   (offset, length, bin_offset, tensor)))
+    view.release()
+    if pos != len(buf):
+        raise ValueError(f"journal size mismatch: {pos} != {len(buf)}")
+    blob = bytes(buf)
+    del buf
     jid = f"{time.time_ns():020d}-{os.getpid()}"
     j = Journal(directory, jid, PENDING, os.path.realpath(plan.root), target, fill_name(plan.fill), _now(),
                 tool_version, len(blob), hashlib.sha256(blob).hexdigest(), shards, [[PENDING, _now()]], blob)

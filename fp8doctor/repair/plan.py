@@ -26,7 +26,7 @@ SAMPLE_BYTES = 16
 """Bytes of before/after shown per tensor."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Patch:
     """One run of consecutive padded entries to overwrite: `old` is what the plan read there."""
 
