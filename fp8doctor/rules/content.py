@@ -77,6 +77,61 @@ def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.n
     return f
 
 
+# Finding messages, shared by the whole-tensor and the row-slab paths so both say exactly the same.
+def _real(n: int) -> str:
+    return f"{n:,} real {'entry' if n == 1 else 'entries'}"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
+def _msg_nan(n: int, name: str, first: tuple[int, ...]) -> str:
+    return (f"{_real(n)} of {name} {_are(n)} NaN/Inf (first at {list(first)}): every output touching "
+            f"{'that block' if n == 1 else 'those blocks'} is NaN")
+
+
+def _msg_negative(n: int, name: str) -> str:
+    return f"{_real(n)} of {name} {_are(n)} negative"
+
+
+def _msg_zero_unverified(n: int, name: str) -> str:
+    return f"{_real(n)} of {name} {_are(n)} zero: their weight blocks are erased (weights not read to confirm)"
+
+
+def _msg_zero_erased(n: int, name: str, unchecked: int) -> str:
+    extra = f"; {unchecked:,} of them could not be checked against their weights" if unchecked else ""
+    return (f"{_real(n)} of {name} {_are(n)} zero over non-zero weight blocks: those weights are erased "
+            f"(fluent but wrong outputs){extra}")
+
+
+def _msg_outlier(n: int, name: str, span: int, median: int, first_value: str, first: tuple[int, ...]) -> str:
+    return (f"{n:,} {'entry' if n == 1 else 'entries'} of {name} {_are(n)} more than 2^{span} from the "
+            f"tensor's median 2^{median} (first {first_value} at {list(first)})")
+
+
+def _msg_not_pow2(n: int, valid: int, name: str) -> str:
+    return (f"{n:,} of {valid:,} real entries of {name} {_are(n)} not exact powers of two although config.json "
+            "says scale_fmt ue8m0")
+
+
+def _msg_padding(layout: ScaleLayout, n: int, values: dict[int, int], want_raw: int) -> str:
+    """`values`: raw entry -> how many padded entries hold it (only entries that differ from the fill)."""
+    top = sorted(((c, v) for v, c in values.items()), reverse=True)[:3]
+    seen = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
+    danger = ""
+    if layout.encoding == "e8m0":
+        nans = values.get(0xFF, 0)
+        huge = sum(c for v, c in values.items() if v > 127 + 16) - nans
+        if nans or huge > 0:
+            danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
+    trust = "" if layout.trusted else f" ({layout.note}; not fixable until the layout is configured)"
+    t = layout.scale
+    return (f"{n:,} of {layout.padded_count:,} padded entries of {t.name} (stored {list(t.shape)}, real "
+            f"{list(layout.logical_shape)}) {_are(n)} not the fill {describe_value(layout.encoding, want_raw)}: "
+            f"{seen}{danger}{trust}")
+
+
 def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int,
                   sink: MarkSink | None = None) -> Iterator[Finding]:
     return check_padding_raw(layout, dec.raw, fill, sink)
@@ -102,20 +157,7 @@ def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
         counts = hist[vals]
     else:
         vals, counts = np.unique(values, return_counts=True)
-    top = sorted(zip(counts.tolist(), vals.tolist()), reverse=True)[:3]
-    seen = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
-    danger = ""
-    if layout.encoding == "e8m0":
-        nans = int(hist[0xFF])
-        huge = int(hist[127 + 17:].sum()) - nans
-        if nans or huge > 0:
-            danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
-    trust = ""
-    if not layout.trusted:
-        trust = f" ({layout.note}; not fixable until the layout is configured)"
-    msg = (f"{n} of {layout.padded_count} padded entries of {t.name} (stored {list(t.shape)}, real "
-           f"{list(layout.logical_shape)}) are not the fill {describe_value(layout.encoding, int(want_raw))}: "
-           f"{seen}{danger}{trust}")
+    msg = _msg_padding(layout, n, dict(zip(vals.tolist(), counts.tolist())), int(want_raw))
     yield _finding("scale-padding-nonzero", Severity.ERROR, t, Region.PADDING, bad, msg, layout.itemsize,
                    fixable=layout.trusted, sink=sink)
 
@@ -210,12 +252,11 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     if nan.any():
         first = _first(nan)
         out.append(_finding("scale-nan", Severity.ERROR, t, Region.LOGICAL, nan,
-                            f"{int(nan.sum())} real entries of {t.name} are NaN/Inf (first at {list(first[1])}): "
-                            "every output touching those blocks is NaN", itemsize, sink=sink))
+                            _msg_nan(int(nan.sum()), t.name, first[1]), itemsize, sink=sink))
     neg = in_box & dec.negative
     if neg.any():
         out.append(_finding("scale-negative", Severity.ERROR, t, Region.LOGICAL, neg,
-                            f"{int(neg.sum())} real entries of {t.name} are negative", itemsize, sink=sink))
+                            _msg_negative(int(neg.sum()), t.name), itemsize, sink=sink))
     zero = in_box & dec.zero
     if zero.any():
         out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize, sink))
@@ -228,15 +269,13 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
             first = _first(far)
             val = int(dec.raw[first[1]]) if first[1] else int(dec.raw.reshape(-1)[first[0]])
             out.append(_finding("scale-outlier", Severity.WARNING, t, Region.LOGICAL, far,
-                                f"{int(far.sum())} entries of {t.name} are more than 2^{opts.outlier_span} from the "
-                                f"tensor's median 2^{median} (first {describe_value(encoding, val)} at "
-                                f"{list(first[1])})", itemsize, sink=sink))
+                                _msg_outlier(int(far.sum()), t.name, opts.outlier_span, median,
+                                             describe_value(encoding, val), first[1]), itemsize, sink=sink))
     if opts.ue8m0 and encoding in ("f32", "bf16", "f16"):
         npow2 = valid & ~dec.pow2
         if npow2.any():
             out.append(_finding("scale-not-power-of-two", Severity.WARNING, t, Region.LOGICAL, npow2,
-                                f"{int(npow2.sum())} of {int(valid.sum())} real entries of {t.name} are not exact "
-                                "powers of two although config.json says scale_fmt ue8m0", itemsize, sink=sink))
+                                _msg_not_pow2(int(npow2.sum()), int(valid.sum()), t.name), itemsize, sink=sink))
     return out, median
 
 
@@ -248,8 +287,7 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
                   and layout.weight is not None and layout.kind in ("block", "group"))
     if not can_verify:
         return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, zero,
-                         f"{flat.size} real entries of {t.name} are zero: their weight blocks are erased "
-                         "(weights not read to confirm)", itemsize, sink=sink)]
+                         _msg_zero_unverified(flat.size, t.name), itemsize, sink=sink)]
     try:
         is_zero, unchecked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
     except OSError:
@@ -259,9 +297,7 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     count = int(bad.sum())
     if not count:
         return []
-    extra = (f"; {unchecked} of them could not be checked against their weights" if unchecked else "")
-    msg = (f"{count} real entries of {t.name} are zero over non-zero weight blocks: those weights are "
-           f"erased (fluent but wrong outputs){extra}")
+    msg = _msg_zero_erased(count, t.name, unchecked)
     return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, bad.reshape(zero.shape), msg, itemsize,
                      count=count, sink=sink)]
 
@@ -448,20 +484,9 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
-        top = sorted(((c, v) for v, c in pad_values.items()), reverse=True)[:3]
-        shown = ", ".join(f"{describe_value(layout.encoding, int(v))} x{c}" for c, v in top)
-        danger = ""
-        if layout.encoding == "e8m0":
-            nans = pad_values.get(0xFF, 0)
-            huge = sum(c for v, c in pad_values.items() if v > 127 + 16) - nans
-            if nans or huge > 0:
-                danger = f"; {nans} NaN and {max(huge, 0)} above 2^16 will leak into outputs"
-        trust = "" if layout.trusted else f" ({layout.note}; not fixable until the layout is configured)"
-        findings.append(finding(
-            "scale-padding-nonzero", Severity.ERROR, Region.PADDING, pad.first, pad.count,
-            f"{pad.count} of {layout.padded_count} padded entries of {t.name} (stored {list(shape)}, real "
-            f"{list(layout.logical_shape)}) are not the fill {describe_value(layout.encoding, want_raw)}: "
-            f"{shown}{danger}{trust}", fixable=layout.trusted))
+        findings.append(finding("scale-padding-nonzero", Severity.ERROR, Region.PADDING, pad.first, pad.count,
+                                _msg_padding(layout, pad.count, pad_values, int(want_raw)),
+                                fixable=layout.trusted))
 
     exps = np.arange(_EXP_BINS) - _EXP_OFFSET
     valid_n = int(hist.sum())
@@ -479,11 +504,10 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
 
     if nan.count:
         findings.append(finding("scale-nan", Severity.ERROR, Region.LOGICAL, nan.first, nan.count,
-                                f"{nan.count} real entries of {t.name} are NaN/Inf (first at "
-                                f"{list(unravel(nan.first) or ())}): every output touching those blocks is NaN"))
+                                _msg_nan(nan.count, t.name, unravel(nan.first) or ())))
     if neg.count:
         findings.append(finding("scale-negative", Severity.ERROR, Region.LOGICAL, neg.first, neg.count,
-                                f"{neg.count} real entries of {t.name} are negative"))
+                                _msg_negative(neg.count, t.name)))
     median = _hist_median(hist)
     far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
@@ -517,25 +541,19 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     if zero.count:
         if not can_verify:
             findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero.first, zero.count,
-                                    f"{zero.count} real entries of {t.name} are zero: their weight blocks are "
-                                    "erased (weights not read to confirm)"))
+                                    _msg_zero_unverified(zero.count, t.name)))
         else:
             if failed:  # one failed weight read: no zero entry counts as proven harmless
                 zero_bad.count, zero_bad.first, unchecked = zero.count, zero.first, zero.count
             if zero_bad.count:
-                extra = (f"; {unchecked} of them could not be checked against their weights" if unchecked else "")
-                findings.append(finding(
-                    "scale-zero", Severity.ERROR, Region.LOGICAL, zero_bad.first, zero_bad.count,
-                    f"{zero_bad.count} real entries of {t.name} are zero over non-zero weight blocks: those "
-                    f"weights are erased (fluent but wrong outputs){extra}"))
+                findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero_bad.first,
+                                        zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
     if far_n:
         findings.append(finding("scale-outlier", Severity.WARNING, Region.LOGICAL, far.first, far_n,
-                                f"{far_n} entries of {t.name} are more than 2^{opts.outlier_span} from the "
-                                f"tensor's median 2^{median} (first {describe_value(encoding, far_value)} at "
-                                f"{list(unravel(far.first) or ())})"))
+                                _msg_outlier(far_n, t.name, opts.outlier_span, median,
+                                             describe_value(encoding, far_value), unravel(far.first) or ())))
     if opts.ue8m0 and encoding in ("f32", "bf16", "f16") and npow2.count:
         findings.append(finding("scale-not-power-of-two", Severity.WARNING, Region.LOGICAL, npow2.first,
-                                npow2.count, f"{npow2.count} of {valid_n} real entries of {t.name} are not exact "
-                                "powers of two although config.json says scale_fmt ue8m0"))
+                                npow2.count, _msg_not_pow2(npow2.count, valid_n, t.name)))
     summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     return findings, summary
