@@ -106,35 +106,6 @@ def _batches(tensors: list[TensorInfo]) -> Iterator[list[TensorInfo]]:
         yield batch
 
 
-def read_scale_bytes(ckpt: Checkpoint, tensors: list[TensorInfo],
-                     progress: Progress | None = None) -> Iterator[tuple[TensorInfo, bytes | OSError]]:
-    """Yield (tensor, its bytes) in file order, coalescing nearby tensors into single reads."""
-    by_file: dict[str, list[TensorInfo]] = {}
-    for t in tensors:
-        by_file.setdefault(t.file, []).append(t)
-    for file in sorted(by_file):
-        batches = list(_batches(by_file[file]))
-        if hasattr(ckpt.source(file), "prefetch"):  # remote sources fetch the batches ahead, several at once
-            ckpt.source(file).prefetch([(b[0].offset, max(t.offset + t.nbytes for t in b)) for b in batches])
-        for batch in batches:
-            start = batch[0].offset
-            end = max(t.offset + t.nbytes for t in batch)
-            try:
-                if end - start > MAX_READ:  # one tensor larger than a read: take it whole anyway
-                    blob = b"".join(ckpt.source(file).pread(o, min(MAX_READ, end - o))
-                                    for o in range(start, end, MAX_READ))
-                else:
-                    blob = ckpt.source(file).pread(start, end - start)
-            except OSError as e:
-                for t in batch:
-                    yield t, e
-                continue
-            for t in batch:
-                yield t, blob[t.offset - start: t.offset - start + t.nbytes]
-            if progress is not None:
-                progress.advance(sum(t.nbytes for t in batch))
-
-
 SMALL_TENSOR = 64 << 10
 """Below this average scale tensor size a scan is bound by per-tensor Python (GIL-held), where
 extra threads only add contention: the automatic choice is then one worker."""
@@ -156,9 +127,11 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
     """Every scale tensor of one file, in offset order; the unit of work of the thread pool."""
     out: list[_Checked] = []
     src = ckpt.source(tensors[0].file)
-    for batch in _batches(tensors):
-        start = batch[0].offset
-        end = max(t.offset + t.nbytes for t in batch)
+    batches = [(b, b[0].offset, max(t.offset + t.nbytes for t in b)) for b in _batches(tensors)]
+    prefetch = getattr(src, "prefetch", None)
+    if prefetch is not None:  # remote sources fetch the reads ahead, several at once (streamed ones: not)
+        prefetch([(start, end) for _, start, end in batches if end - start <= MAX_READ])
+    for batch, start, end in batches:
         done = len(out)
         try:
             if end - start > MAX_READ:  # one tensor larger than a read: stream it

@@ -450,3 +450,25 @@ def test_dump_of_a_url_matches_the_local_dump(site, serve):
                           "--format", "raw"], capture_output=True, timeout=60)
     with open_checkpoint(os.path.join(site, "v4")) as ck:
         assert raw.returncode == 0 and raw.stdout == ck.read(ck.tensors[PADDING])
+
+
+def test_scan_announces_its_reads_to_remote_sources(site, serve, monkeypatch):
+    """The scanner hands every shard's coalesced reads to RemoteFile.prefetch before reading them,
+    so they are fetched ahead, several at once; each announced range is then fetched exactly once."""
+    from fp8doctor.checkpoint.remote import RemoteFile
+
+    announced: list[tuple[int, int]] = []
+    real = RemoteFile.prefetch
+
+    def spy(self, ranges):
+        announced.extend(ranges)
+        return real(self, ranges)
+
+    monkeypatch.setattr(RemoteFile, "prefetch", spy)
+    srv = serve(root=site)
+    report = scan(f"{srv.url}/v4")
+    assert _dicts(report) == _dicts(scan(os.path.join(site, "v4")))
+    assert announced, "scan did not prefetch"
+    shard_gets = [h for h in srv.hits if h.path.endswith(".safetensors")]
+    # two header probes (one per shard), at most one header remainder each, then each announced read once
+    assert len(shard_gets) <= 2 + 2 + len(announced)
