@@ -8,12 +8,10 @@ finding, never an exception.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8doctor.checkpoint.source import read_small_file
 from fp8doctor.findings import Finding, Region, Severity
 
 # Model dims the layout model uses, with the aliases different configs spell them with.
@@ -140,12 +138,6 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
 
 CONFIG_LIMIT = 64 << 20
 """config.json is read up to this many bytes."""
-
-
-def load_config(directory: str) -> tuple[ModelConfig | None, list[Finding]]:
-    """Read config.json beside the shards, if there is one."""
-    path = os.path.join(directory, "config.json")
-    return read_config(lambda: read_small_file(path, CONFIG_LIMIT) if os.path.exists(path) else None)
 
 
 def read_config(read: Callable[[], bytes | None]) -> tuple[ModelConfig | None, list[Finding]]:
