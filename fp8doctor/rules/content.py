@@ -162,6 +162,15 @@ def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
                    fixable=layout.trusted, sink=sink)
 
 
+def _uninitialized_why(frac_far: float, distinct: int, n: int, median: int) -> str | None:
+    """Leftover memory spreads over the byte range: over a quarter of the entries far out (NaN, zero,
+    negative, or beyond 2^UNINIT_FAR of the median) across many distinct values. The reason, or None."""
+    if frac_far > 0.25 and distinct >= min(48, n // 2):
+        return (f"{frac_far:.0%} of entries are NaN, zero, negative or more than 2^{UNINIT_FAR} from the "
+                f"median 2^{median}, over {distinct} distinct values")
+    return None
+
+
 def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, str]:
     """Leftover memory spreads over the byte range; real scales sit within a few dozen binades."""
     n = dec.raw[logical].size
@@ -176,10 +185,8 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
     far = (~valid) | (np.abs(exps - median) > UNINIT_FAR)
     frac = float(far.mean())
     distinct = np.unique(dec.raw[logical]).size
-    if frac > 0.25 and distinct >= min(48, n // 2):
-        return True, (f"{frac:.0%} of entries are NaN, zero, negative or more than 2^{UNINIT_FAR} from the "
-                      f"median 2^{median}, over {distinct} distinct values")
-    return False, ""
+    why = _uninitialized_why(frac, distinct, n, median)
+    return why is not None, why or ""
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
@@ -495,9 +502,8 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
         far_n = invalid.count + int(hist[np.abs(exps - center) > UNINIT_FAR].sum())
         frac = far_n / n_box
         distinct = int(np.count_nonzero(present)) if present is not None else int(seen.size)
-        if frac > 0.25 and distinct >= min(48, n_box // 2):
-            why = (f"{frac:.0%} of entries are NaN, zero, negative or more than 2^{UNINIT_FAR} from the "
-                   f"median 2^{center}, over {distinct} distinct values")
+        why = _uninitialized_why(frac, distinct, n_box, center)
+        if why is not None:
             findings.append(finding("scale-uninitialized", Severity.ERROR, Region.LOGICAL, invalid.first, n_box,
                                     f"{t.name} looks like leftover memory, not scales: {why}"))
             return findings, None
