@@ -22,6 +22,7 @@ from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.codecs import raw_view
+from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
@@ -184,7 +185,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
         item = TALLY_ITEMSIZE[encoding]
         starts = [(batch[i].offset - start - rem) // item for i in members]
         counts = [batch[i].nbytes // item for i in members]
-        ue8m0 = content.ue8m0 and encoding in ("f32", "bf16", "f16")
+        ue8m0 = content.ue8m0 and encoding in FLOAT_ENCODINGS
         medians = medians_of_many(encoding, blob[rem:], starts, counts, ue8m0, content.outlier_span, UNINIT_FAR)
         for i, median in zip(members, medians):
             if median is not None:
@@ -210,7 +211,7 @@ def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -
             return None
         if layout.has_padding:
             want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
-    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in ("f32", "bf16", "f16"))
+    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in FLOAT_ENCODINGS)
 
 
 def _clean(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,

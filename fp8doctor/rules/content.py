@@ -15,6 +15,7 @@ import numpy as np
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
+from fp8doctor.layouts.encodings import EXPONENT_OFFSET, FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
 from fp8doctor.rules.tally import byte_histogram
 
@@ -278,7 +279,7 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
             out.append(_finding("scale-outlier", Severity.WARNING, t, Region.LOGICAL, far,
                                 _msg_outlier(int(far.sum()), t.name, opts.outlier_span, median,
                                              describe_value(encoding, val), first[1]), itemsize, sink=sink))
-    if opts.ue8m0 and encoding in ("f32", "bf16", "f16"):
+    if opts.ue8m0 and encoding in FLOAT_ENCODINGS:
         npow2 = valid & ~dec.pow2
         if npow2.any():
             out.append(_finding("scale-not-power-of-two", Severity.WARNING, t, Region.LOGICAL, npow2,
@@ -348,7 +349,7 @@ def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: C
 RULE_SLAB = 1 << 20
 """Bytes of entries decoded at once by check_tensor_slabs (decoding takes ~10x that in arrays)."""
 
-_EXP_OFFSET = 160  # exponents of every encoding (f32 subnormals: -149) shifted to non-negative bins
+_EXP_OFFSET = EXPONENT_OFFSET  # exponents of every encoding shifted to non-negative bins (160)
 _EXP_BINS = 320
 
 
@@ -558,7 +559,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
         findings.append(finding("scale-outlier", Severity.WARNING, Region.LOGICAL, far.first, far_n,
                                 _msg_outlier(far_n, t.name, opts.outlier_span, median,
                                              describe_value(encoding, far_value), unravel(far.first) or ())))
-    if opts.ue8m0 and encoding in ("f32", "bf16", "f16") and npow2.count:
+    if opts.ue8m0 and encoding in FLOAT_ENCODINGS and npow2.count:
         findings.append(finding("scale-not-power-of-two", Severity.WARNING, Region.LOGICAL, npow2.first,
                                 npow2.count, _msg_not_pow2(npow2.count, valid_n, t.name)))
     summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
