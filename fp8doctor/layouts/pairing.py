@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.conventions import (
     BY_SCALE_SUFFIX,
@@ -26,6 +26,7 @@ from fp8doctor.layouts.conventions import (
 from fp8doctor.layouts.conventions.base import MX_GROUP
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
+from fp8doctor.rules.catalog import emit
 
 BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
                                                   (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
@@ -121,31 +122,26 @@ class LayoutBuilder:
             if name in scaled or name in pairs:
                 continue
             if needs_scale(t, self.config):
-                res.findings.append(Finding(
-                    "scale-missing", Severity.ERROR, t.file, name,
+                res.findings.append(emit("scale-missing", t.file, name,
                     f"{t.dtype} weight {name} {list(t.shape)} has no scale tensor beside it "
-                    f"(looked for {expected_scale_names(name)})", Region.LOGICAL))
+                    f"(looked for {expected_scale_names(name)})"))
         block_pairs = []
         for sname, weight in pairs.items():
             scale = self.tensors[sname]
             if weight is None:
-                res.findings.append(Finding(
-                    "scale-orphan", Severity.WARNING, scale.file, sname,
-                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to",
-                    Region.LOGICAL))
+                res.findings.append(emit("scale-orphan", scale.file, sname,
+                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to"))
                 res.value_only.append(scale)
                 continue
             if scale.dtype not in ENCODINGS:
-                res.findings.append(Finding(
-                    "layout-unknown", Severity.WARNING, scale.file, sname,
-                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked",
-                    Region.LOGICAL))
+                res.findings.append(emit("layout-unknown", scale.file, sname,
+                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked"))
                 continue
             block_pairs.append((scale, weight))
         global_block, vote_note = self._vote_block(block_pairs)
         self._vote_ambiguous = bool(vote_note)
         if vote_note:
-            res.findings.append(Finding("layout-ambiguous", Severity.WARNING, None, None, vote_note, Region.LOGICAL))
+            res.findings.append(emit("layout-ambiguous", None, None, vote_note))
         for scale, weight in block_pairs:
             layout, finding = self._layout(scale, weight, global_block)
             if finding is not None:
@@ -236,15 +232,15 @@ class LayoutBuilder:
         logical_w = logical_weight_shape(weight.name, shape, self.dims)
         if override is not None and override.logical_shape is not None:
             if len(override.logical_shape) != len(shape) or any(a > b for a, b in zip(override.logical_shape, shape)):
-                return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+                return None, emit("layout-unknown", scale.file, scale.name,
                                      f"configured logical shape {list(override.logical_shape)} does not fit weight "
-                                     f"{weight.name} {list(shape)}; layout not modelled", Region.LOGICAL)
+                                     f"{weight.name} {list(shape)}; layout not modelled")
             logical_w = tuple(override.logical_shape)
 
         def mismatch(why: str) -> tuple[None, Finding]:
-            return None, Finding("scale-shape-mismatch", Severity.ERROR, scale.file, scale.name,
+            return None, emit("scale-shape-mismatch", scale.file, scale.name,
                                  f"scale {scale.name} {list(scale.shape)} cannot cover weight {weight.name} "
-                                 f"{list(weight.shape)} ({why})", Region.LOGICAL)
+                                 f"{list(weight.shape)} ({why})")
 
         if scale.numel == 1 and len(scale.shape) <= 2:
             full = (math.prod(shape[:-1]) if shape else 1, shape[-1] if shape else 1)
@@ -285,9 +281,9 @@ class LayoutBuilder:
                         block, source = b, "inferred"
                         break
         else:
-            return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+            return None, emit("layout-unknown", scale.file, scale.name,
                                  f"no block size fits scale {scale.name} {list(scale.shape)} for weight "
-                                 f"{weight.name} {list(weight.shape)}; padding not located", Region.LOGICAL)
+                                 f"{weight.name} {list(weight.shape)}; padding not located")
         if len(sshape_eff) == 1:
             needed_stored = (_cdiv(shape[-1], block[1]),)
         else:
