@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
+from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Region
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.rules.catalog import rule as catalog_rule
@@ -28,7 +29,7 @@ INDEX_LIMIT = 256 << 20
 """The index is read up to this many bytes."""
 
 
-class CheckpointError(Exception):
+class CheckpointError(Fp8DoctorError):
     """The path cannot be scanned at all (missing, not a checkpoint). Maps to exit code 2."""
 
 

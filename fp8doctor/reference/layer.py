@@ -23,6 +23,7 @@ import torch
 
 from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.errors import VerifyError
 from fp8doctor.layouts.model import ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.reference import attention as A
@@ -37,10 +38,6 @@ FP8 rounding of the KV cache (E4M3: 3 mantissa bits, up to 2^-4 relative per ele
 
 EXPERT_BYTES_AUTO = 1 << 30
 """--experts auto checks every expert when the layer's expert weights are at most this many bytes."""
-
-
-class VerifyError(Exception):
-    """The layer cannot be verified (unknown architecture, missing tensors). Exit code 2."""
 
 
 @dataclass(frozen=True)
