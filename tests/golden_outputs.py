@@ -20,8 +20,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-try:  # the builder's home moved in issue 15; this script runs on both sides of the move
-    from helpers import synth  # type: ignore[import-not-found]
+try:  # the builder moved to fp8doctor.testing in issue 15; this script runs on both sides of the move
+    from fp8doctor.testing import synth
 except ImportError:
     from fp8doctor import synth  # type: ignore[attr-defined,no-redef]
 
@@ -29,7 +29,6 @@ import corpus
 from typer.testing import CliRunner
 
 from fp8doctor.cli.app import app
-
 
 _TIMING = re.compile(r'("(?:seconds|startTimeUtc|endTimeUtc|elapsed_s|wall_s)": )("[^"]*"|[0-9.eE+-]+)')
 """Wall-clock fields, the only outputs that may differ between two runs."""
@@ -79,7 +78,8 @@ def record() -> dict[str, object]:
                                 ("scan-sarif", ["scan", "--format", "sarif", path]),
                                 ("dump-json", ["dump", "--findings", "--format", "json", path])):
                 r = runner.invoke(app, args)
-                text = _TIMING.sub(r'\1"<T>"', (r.stdout or "").replace(base, "<BASE>").replace(os.path.basename(base), "<B>"))
+                text = (r.stdout or "").replace(base, "<BASE>").replace(os.path.basename(base), "<B>")
+                text = _TIMING.sub(r'\1"<T>"', text)
                 results[f"{name}/{label}"] = {"exit": r.exit_code, "stdout": text}
         r = runner.invoke(app, ["rules", "--json"])
         results["rules"] = {"exit": r.exit_code, "stdout": r.stdout}

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from fp8doctor import CheckpointError, scan, synth
+from fp8doctor import CheckpointError, scan
 from fp8doctor.rules.catalog import RULES
+from fp8doctor.testing import synth
 from tests.corpus import HEADER_CASES, INDEX_CASES, make_template
 
 
