@@ -163,6 +163,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
     if len(batch) > 1:
         for i, t in enumerate(batch):
             layout = layouts.get(t.name)
+            encoding: str | None
             if layout is not None:
                 encoding = layout.encoding
                 if layout.logical_shape != t.shape:

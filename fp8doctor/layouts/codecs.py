@@ -27,10 +27,11 @@ class Decoded:
     @property
     def valid(self) -> np.ndarray:
         """Entries with a usable exponent: finite, non-zero, non-negative."""
-        return ~(self.nan | self.zero | self.negative)
+        valid: np.ndarray = ~(self.nan | self.zero | self.negative)
+        return valid
 
 
-def raw_view(encoding: str, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+def raw_view(encoding: str, data: bytes | memoryview, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(data, dtype=BY_NAME[encoding].raw).reshape(shape)
 
 
@@ -38,7 +39,7 @@ def _floats(encoding: str, raw: np.ndarray) -> np.ndarray:
     return BY_NAME[encoding].to_float(raw)
 
 
-def decode(encoding: str, data: bytes, shape: tuple[int, ...]) -> Decoded:
+def decode(encoding: str, data: bytes | memoryview, shape: tuple[int, ...]) -> Decoded:
     raw = raw_view(encoding, data, shape)
     if encoding == "e8m0":
         nan = raw == 0xFF

@@ -62,7 +62,8 @@ def _f16(raw: np.ndarray) -> np.ndarray:
 
 
 def _e4m3(raw: np.ndarray) -> np.ndarray:
-    return E4M3FN_TABLE[raw]
+    values: np.ndarray = E4M3FN_TABLE[raw]
+    return values
 
 
 def _e8m0(raw: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -190,7 +191,7 @@ class ScaleLayout:
         }
 
 
-class DescribedLayouts(Sequence):
+class DescribedLayouts(Sequence[dict[str, object]]):
     """`Report.layouts`: the `describe()` dicts of a scan's layouts, built on first use (a scan of
     DeepSeek-V3 has 45,032 of them, and most callers never look). Compares equal to the tuple."""
 
@@ -208,7 +209,7 @@ class DescribedLayouts(Sequence):
     def __len__(self) -> int:
         return len(self._layouts)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
         return self._all()[i]
 
     def __iter__(self) -> Iterator[dict[str, object]]:

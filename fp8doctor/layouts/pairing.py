@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.header import TensorInfo
@@ -108,7 +109,7 @@ class LayoutBuilder:
         self.dims = config.dims if config else {}
         self.quant = config.quant if config else None
         self._vote_ambiguous = False
-        self._memo: dict[tuple, tuple] = {}
+        self._memo: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self._conventions: dict[str, Convention] = {}
 
     def build(self) -> PairingResult:
@@ -284,6 +285,7 @@ class LayoutBuilder:
             return None, emit("layout-unknown", scale.file, scale.name,
                                  f"no block size fits scale {scale.name} {list(scale.shape)} for weight "
                                  f"{weight.name} {list(weight.shape)}; padding not located")
+        needed_stored: tuple[int, ...]
         if len(sshape_eff) == 1:
             needed_stored = (_cdiv(shape[-1], block[1]),)
         else:

@@ -65,8 +65,9 @@ def render_grid(d: TensorDump, console: Console, decode: bool = False) -> None:
     off_w = max(8, len(f"{last:x}"))
     prefix = 2 + label_w + 2 + 2 + off_w + 1
     per = _per_line(d, console.width, prefix, cell)
-    hexes = d.entries().reshape(-1, d.itemsize)
-    hexes = [bytes(h).hex() for h in hexes] if d.itemsize > 1 else [f"{int(b):02x}" for b in hexes[:, 0]]
+    entry_bytes = d.entries().reshape(-1, d.itemsize)
+    hexes = ([bytes(h).hex() for h in entry_bytes] if d.itemsize > 1 else
+             [f"{int(b):02x}" for b in entry_bytes[:, 0]])
 
     head = Text()
     head.append(f"  {'row':>{label_w}}  {'offset':<{off_w + 2}} ", "dim")

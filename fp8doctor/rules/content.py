@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +193,7 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
-                 budget: int, state: list | None = None) -> tuple[np.ndarray, int]:
+                 budget: int, state: list[Any] | None = None) -> tuple[np.ndarray, int]:
     """For flat scale indices `entries`, whether each one's weight block holds only signed zeros.
 
     Reads each needed band of weight rows once (all flagged columns of a block-row share it).
@@ -260,6 +261,7 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     nan = in_box & dec.nan
     if nan.any():
         first = _first(nan)
+        assert first is not None
         out.append(_finding("scale-nan", t, nan,
                             _msg_nan(int(nan.sum()), t.name, first[1]), itemsize, sink=sink))
     neg = in_box & dec.negative
@@ -276,6 +278,7 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
         far = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
         if far.any():
             first = _first(far)
+            assert first is not None
             val = int(dec.raw[first[1]]) if first[1] else int(dec.raw.reshape(-1)[first[0]])
             out.append(_finding("scale-outlier", t, far,
                                 _msg_outlier(int(far.sum()), t.name, opts.outlier_span, median,
@@ -297,6 +300,7 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     if not can_verify:
         return [_finding("scale-zero", t, zero,
                          _msg_zero_unverified(flat.size, t.name), itemsize, sink=sink)]
+    assert layout is not None and read_weight is not None  # can_verify
     try:
         is_zero, unchecked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
     except OSError:
@@ -395,7 +399,7 @@ def _pad_slab(pad: _First, values: dict[int, int], bad: np.ndarray, raw: np.ndar
             values[v] = values.get(v, 0) + c
 
 
-def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes],
+def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes | memoryview],
                        opts: ContentOptions, read_weight: ReadWeight | None,
                        slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], TensorSummary | None]:
     """`check_tensor` on a large tensor in bounded memory: the same findings and summary, from row
@@ -492,6 +496,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
+        assert want_raw is not None  # padded entries differ from the fill only when there is one
         findings.append(finding("scale-padding-nonzero", pad.first, pad.count,
                                 _msg_padding(layout, pad.count, pad_values, int(want_raw)),
                                 fixable=layout.trusted))
@@ -499,7 +504,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     exps = np.arange(_EXP_BINS) - _EXP_OFFSET
     valid_n = int(hist.sum())
     if n_box >= 16:  # _is_uninitialized
-        center = _hist_median(hist) if valid_n else 0
+        center = (_hist_median(hist) or 0) if valid_n else 0
         far_n = invalid.count + int(hist[np.abs(exps - center) > UNINIT_FAR].sum())
         frac = far_n / n_box
         distinct = int(np.count_nonzero(present)) if present is not None else int(seen.size)
@@ -556,6 +561,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                 findings.append(finding("scale-zero", zero_bad.first,
                                         zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
     if far_n:
+        assert median is not None  # far entries are counted from the median
         findings.append(finding("scale-outlier", far.first, far_n,
                                 _msg_outlier(far_n, t.name, opts.outlier_span, median,
                                              describe_value(encoding, far_value), unravel(far.first) or ())))

@@ -37,7 +37,8 @@ def byte_histogram(codes: np.ndarray) -> np.ndarray:
     hist = pairs.sum(axis=0) + pairs.sum(axis=1)
     if n % 2:
         hist[codes[-1]] += 1
-    return hist
+    out: np.ndarray = hist
+    return out
 
 
 TALLY_ITEMSIZE = {e.name: e.itemsize for e in ALL_ENCODINGS if e.exponent_field is not None}
