@@ -68,6 +68,13 @@ def quantized_fp8_weight(t: TensorInfo, config: ModelConfig | None) -> bool:
     return t.dtype in FP8_WEIGHT_DTYPES and t.numel > 0 and t.name.endswith("weight")
 
 
+def packed_weight_named(suffix: str) -> Callable[[TensorInfo, ModelConfig | None], bool]:
+    """`needs_scale` of packed FP4 weights (two codes per U8/I8 byte) named `...<suffix>`."""
+    def needs(t: TensorInfo, config: ModelConfig | None) -> bool:
+        return t.dtype in ("U8", "I8") and t.name.endswith(suffix)
+    return needs
+
+
 def is_quantized(weight: TensorInfo | None) -> bool:
     return weight is not None and weight.dtype in FP8_WEIGHT_DTYPES | PACKED_WEIGHT_DTYPES
 

@@ -3,15 +3,8 @@ codes a byte) + `X.weight_scale` U8/E8M0 [N, K/group]; the group from config.jso
 
 from __future__ import annotations
 
-from fp8doctor.checkpoint.config import ModelConfig
-from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.layouts.conventions.base import Convention
+from fp8doctor.layouts.conventions.base import Convention, packed_weight_named
 from fp8doctor.layouts.conventions.experts import ROUTED_EXPERT_DIMS
-
-
-def _packed_weight(t: TensorInfo, config: ModelConfig | None) -> bool:
-    return t.dtype in ("U8", "I8") and t.name.endswith(".weight_packed")
-
 
 CONVENTION = Convention(
     name="compressed-tensors-packed",
@@ -19,6 +12,6 @@ CONVENTION = Convention(
     scale_suffix=".weight_scale",
     weight_suffixes=(".weight_packed",),
     dims=ROUTED_EXPERT_DIMS,
-    needs_scale=_packed_weight,
+    needs_scale=packed_weight_named(".weight_packed"),
     ignored_suffixes=(".input_scale", ".weight_global_scale", ".input_global_scale", ".output_scale"),
 )

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import re
 
-from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.layouts.conventions.base import Convention, DimRule, Shape, dim, stored_element_shape
+from fp8doctor.layouts.conventions.base import (
+    Convention,
+    DimRule,
+    Shape,
+    dim,
+    packed_weight_named,
+    stored_element_shape,
+)
 
 
 def _element_shape(weight: TensorInfo) -> tuple[Shape, str]:
@@ -15,10 +21,6 @@ def _element_shape(weight: TensorInfo) -> tuple[Shape, str]:
     if len(shape) >= 2:
         return (*shape[:-2], shape[-2] * shape[-1] * 2), "group"
     return stored_element_shape(weight)
-
-
-def _blocks(t: TensorInfo, config: ModelConfig | None) -> bool:
-    return t.dtype in ("U8", "I8") and t.name.endswith("_blocks")
 
 
 CONVENTION = Convention(
@@ -32,5 +34,5 @@ CONVENTION = Convention(
                   {-3: dim("num_experts"), -2: dim("intermediate_size", 2), -1: dim("hidden_size")}),
           DimRule(re.compile(r"(^|\.)experts\.down_proj_blocks$"),
                   {-3: dim("num_experts"), -2: dim("hidden_size"), -1: dim("intermediate_size")})),
-    needs_scale=_blocks,
+    needs_scale=packed_weight_named("_blocks"),
 )
