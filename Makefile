@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
 	$(BIN)/python -m pytest
 
 CASES ?= 100000
@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
 
 clean:
 	rm -rf $(VENV) demo-checkpoint .pytest_cache
