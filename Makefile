@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint fuzz bench clean
+.PHONY: demo test lint fuzz bench clean dist
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ fuzz: $(STAMP)
 # benchmarks/RESULTS.md. Full size: $(BIN)/python benchmarks/run.py --v4-layers 43 --oss-layers 36
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# sdist and wheel in dist/ (the test suite builds them too, from a copy of the tree)
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 lint: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
