@@ -17,6 +17,7 @@ that code: 0 clean, 1 findings at or above fail-on, 2 a scan could not run.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shlex
@@ -145,6 +146,21 @@ def plan(env: Mapping[str, str]) -> list[Planned]:
     return planned
 
 
+def command_data(text: str) -> str:
+    """Text safe in a workflow command's message (the runner's escaping, as reporters/github.py;
+    this script cannot import fp8doctor: it runs before fp8doctor is installed)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def command_property(text: str) -> str:
+    return command_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def markdown_code(text: str) -> str:
+    """Text from a path or an error message as inline code that cannot open markup or a table."""
+    return "<code>" + html.escape(text, quote=False).replace("|", "&#124;").replace("`", "&#96;") + "</code>"
+
+
 def _append(path: str | None, text: str) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as fh:
@@ -174,11 +190,12 @@ def scan(env: Mapping[str, str]) -> int:
         md = p.reports.get("markdown")
         if r.returncode in (0, 1) and md is not None and os.path.isfile(md):
             with open(md, encoding="utf-8") as fh:
-                _append(summary, fh.read())
+                _append(summary, fh.read().rstrip("\n") + "\n\n")  # a blank line between reports
         elif r.returncode not in (0, 1):  # the scan could not run: say so everywhere, never stay silent
             why = next((line for line in reversed(r.stderr.splitlines()) if line.strip()), f"exit {r.returncode}")
-            print(f"::error title=fp8doctor could not scan {p.path}::{why}", flush=True)
-            _append(summary, f"## ❌ fp8doctor could not scan `{p.path}`\n\n{why}\n")
+            print(f"::error title={command_property('fp8doctor could not scan ' + p.path)}::{command_data(why)}",
+                  flush=True)
+            _append(summary, f"## ❌ fp8doctor could not scan {markdown_code(p.path)}\n\n{markdown_code(why)}\n\n")
     code = max(codes) if all(c in (0, 1, 2) for c in codes) else EXIT_ERROR
     sarifs = [p.reports["sarif"] for p in planned if p.reports.get("sarif") and os.path.isfile(p.reports["sarif"])]
     set_outputs(env, {"exit-code": str(code), "reports-dir": out_dir, "sarif-dir": out_dir if sarifs else ""})
@@ -195,11 +212,11 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         return steps[args[0]](env)
     except ActionError as e:
-        print(f"::error title=fp8doctor action::{e}", flush=True)
+        print(f"::error title=fp8doctor action::{command_data(str(e))}", flush=True)
         set_outputs(env, {"exit-code": str(EXIT_ERROR)})
         return EXIT_ERROR
     except (OSError, subprocess.CalledProcessError) as e:
-        print(f"::error title=fp8doctor action::{args[0]} failed: {e}", flush=True)
+        print(f"::error title=fp8doctor action::{command_data(f'{args[0]} failed: {e}')}", flush=True)
         set_outputs(env, {"exit-code": str(EXIT_ERROR)})
         return EXIT_ERROR
 

@@ -222,12 +222,14 @@ def test_action_fail_on_baseline_and_config_reach_the_scan(workspace, action_ins
 
 def test_action_says_when_a_scan_could_not_run(workspace, action_install):
     root, temp = workspace
-    run = run_action({"paths": "models/missing\nmodels/clean"}, str(root), str(temp),
+    run = run_action({"paths": "'models/<b>|miss`ing, 50%: x'\nmodels/clean"}, str(root), str(temp),
                      preset={"install": action_install.outputs})
     assert run.exit_code == 2 and run.outputs["exit-code"] == "2"
-    assert "## ❌ fp8doctor could not scan `models/missing`" in run.summary
+    # the path reaches the summary and the annotation escaped: no markup, no table cell, no command break
+    assert "## ❌ fp8doctor could not scan <code>models/&lt;b&gt;&#124;miss&#96;ing, 50%: x</code>" in run.summary
     assert "## ✅ fp8doctor scan of <code>models/clean</code>" in run.summary  # the other path still scanned
-    assert any(kind == "error" and "could not scan" in props["title"] for kind, props, _ in annotations(run.stdout))
+    [(_kind, props, message)] = [a for a in annotations(run.stdout) if a[0] == "error"]
+    assert props["title"] == "fp8doctor could not scan models/<b>|miss`ing, 50%: x" and "no such file" in message
 
 
 def test_action_refuses_a_bad_input_with_one_line(workspace, action_install):
