@@ -55,15 +55,14 @@ def annotations(stdout: str) -> list[tuple[str, dict, str]]:
 # --- action.yml itself -------------------------------------------------------------------------
 
 
-def test_action_yml_validates_against_the_action_metadata_schema():
+def test_action_yml_validates_against_the_action_metadata_schema(tmp_path):
     r = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-actions",
                         ACTION], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     # the check really checks: a composite step without `shell` is refused
     action = load_action()
     del action["runs"]["steps"][0]["shell"]
-    bad = os.path.join(os.path.dirname(SCRIPT), "..", ".pytest_cache", "bad-action.json")
-    os.makedirs(os.path.dirname(bad), exist_ok=True)
+    bad = str(tmp_path / "bad-action.json")
     with open(bad, "w") as fh:
         json.dump(action, fh)
     r = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-actions", bad],
