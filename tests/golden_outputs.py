@@ -17,13 +17,19 @@ import re
 import shutil
 import sys
 import tempfile
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-try:  # the builder moved to fp8doctor.testing in issue 15; this script runs on both sides of the move
-    from fp8doctor.testing import synth
+try:  # before issue 15 the builder was fp8doctor.synth; this script runs on both sides of the move
+    from fp8doctor import synth  # type: ignore[attr-defined]
+
+    _testing = types.ModuleType("fp8doctor.testing")
+    _testing.synth = synth  # type: ignore[attr-defined]
+    sys.modules["fp8doctor.testing"] = _testing  # tests/corpus.py imports it from there
+    sys.modules["fp8doctor.testing.synth"] = synth
 except ImportError:
-    from fp8doctor import synth  # type: ignore[attr-defined,no-redef]
+    from fp8doctor.testing import synth  # type: ignore[no-redef]
 
 import corpus
 from typer.testing import CliRunner
@@ -32,6 +38,8 @@ from fp8doctor.cli.app import app
 
 _TIMING = re.compile(r'("(?:seconds|startTimeUtc|endTimeUtc|elapsed_s|wall_s)": )("[^"]*"|[0-9.eE+-]+)')
 """Wall-clock fields, the only outputs that may differ between two runs."""
+_PATH_HASH = re.compile(r'("primaryLocationLineHash": )"[^"]*"')
+"""SARIF's line hash covers the (temporary) artifact path."""
 
 
 def _checkpoints(base: str) -> list[tuple[str, str]]:
@@ -79,7 +87,7 @@ def record() -> dict[str, object]:
                                 ("dump-json", ["dump", "--findings", "--format", "json", path])):
                 r = runner.invoke(app, args)
                 text = (r.stdout or "").replace(base, "<BASE>").replace(os.path.basename(base), "<B>")
-                text = _TIMING.sub(r'\1"<T>"', text)
+                text = _PATH_HASH.sub(r'\1"<H>"', _TIMING.sub(r'\1"<T>"', text))
                 results[f"{name}/{label}"] = {"exit": r.exit_code, "stdout": text}
         r = runner.invoke(app, ["rules", "--json"])
         results["rules"] = {"exit": r.exit_code, "stdout": r.stdout}
