@@ -175,11 +175,11 @@ def act_quant(x: torch.Tensor, round_scale: bool, group: int = ACT_GROUP) -> tup
     """x [T, K] (K a multiple of `group`) -> (E4M3 code values [T, K] as float32, scales [T, K/group]).
 
     DeepSeek-V3.2-Exp inference/kernel.py act_quant_kernel: amax = max(|x|, 1e-4) per group,
-    s = amax / 448, or with scale_fmt (ue8m0) s = 2^ceil(log2(amax / 448)); y = E4M3(clamp(x / s))."""
+    s = amax * (1/448), or with scale_fmt (ue8m0) s = 2^ceil(log2(that)); y = E4M3(clamp(x / s))."""
     t, k = x.shape
     g = x.reshape(t, k // group, group)
     amax = g.abs().amax(-1).clamp_min(1e-4)
-    s = amax / FP8_MAX
+    s = amax * (1 / FP8_MAX)  # the kernel multiplies by fp8_max_inv
     if round_scale:
         s = torch.exp2(torch.ceil(torch.log2(s)))
     y = (g / s.unsqueeze(-1)).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).float()
