@@ -219,17 +219,17 @@ def test_clean_checkpoint_passes_every_profile_full_size(arch, tmp_path):
     assert len(res.profiles) == len(PROFILES)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("arch", ["v4", "v32"])
 def test_clean_checkpoint_passes_every_profile_several_seeds(arch, seed, tmp_path):
     d = str(tmp_path / "ck")
     (synth.deepseek_v4_mla if arch == "v4" else synth.deepseek_v32_mla)(d, align=1, seed=seed)
-    res = verify(d, VerifyOptions(tokens=16, context=512, seed=seed))
+    res = verify(d, VerifyOptions(tokens=16, context=256, seed=seed))
     assert all(p.verdict == "PASS" for p in res.profiles), [(p.name, p.first_failure) for p in res.profiles]
     # and the padded-grid build: every profile that loads it passes, the strict ones refuse
     d2 = str(tmp_path / "ck2")
     (synth.deepseek_v4_mla if arch == "v4" else synth.deepseek_v32_mla)(d2, seed=seed)
-    res = verify(d2, VerifyOptions(tokens=16, context=512, seed=seed))
+    res = verify(d2, VerifyOptions(tokens=16, context=256, seed=seed))
     assert res.passed and all(verdicts(res)[n] == "PASS" for n in LOADERS)
 
 
