@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -20,6 +19,7 @@ from fp8doctor.reference.dequant import QuantWeight, linear_exact, linear_served
 from fp8doctor.reference.layer import VerifyOptions, verify  # noqa: E402
 from fp8doctor.reference.profiles import PROFILES  # noqa: E402
 from fp8doctor.scanner import analyze  # noqa: E402
+from tests import test_verify as _tv  # noqa: E402
 from tests.conftest import poke  # noqa: E402
 
 SMALL = VerifyOptions(tokens=8, context=40)
@@ -48,18 +48,12 @@ def fill_padding(root: str, select, byte: bytes) -> int:
     return n
 
 
-@pytest.fixture(scope="module")
-def v4_master(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("v4p") / "ck")
-    synth.deepseek_v4_mla(d)
-    return d
+v4_dir, v4_copy = _tv.v4_dir, _tv.v4_copy  # the fixtures of test_verify: one V4 layer, copied per test
 
 
 @pytest.fixture
-def v4(v4_master, tmp_path):
-    d = str(tmp_path / "ck")
-    shutil.copytree(v4_master, d)
-    return d
+def v4(v4_copy):
+    return v4_copy
 
 
 # -- what poisons a layer: never PASS ----------------------------------------------------------------

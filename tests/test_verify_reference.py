@@ -30,7 +30,7 @@ def ref_fast_round_scale(amax: torch.Tensor) -> torch.Tensor:
 def ref_act_quant(x: torch.Tensor, round_scale: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """kernel.py act_quant_kernel: per row and 128-column group, amax = max(absmax, 1e-4),
     s = amax / 448 (or fast_round_scale), y = clamp(x / s, -448, 448) cast to float8_e4m3."""
-    m, n = x.shape
+    n = x.shape[1]
     ys, ss = [], []
     for g in range(n // 128):
         blk = x[:, g * 128:(g + 1) * 128]
@@ -109,7 +109,7 @@ def ref_quantize_k_cache(k: torch.Tensor, kind: str) -> torch.Tensor:
     tokens per block. MODEL1_FP8Sparse (d_nope 448, tile 64): per block [block_size x (448 E4M3 + 64 BF16)]
     then [block_size x (7 E8M0 + 1)], padded to a multiple of 576. scale = 2^ceil(log2(max(amax / 448,
     1e-4))) per tile (_cast_scale_inv_to_ue8m0); codes = E4M3(x / scale)."""
-    nb, bs, d = k.shape
+    nb, bs, _ = k.shape
     d_nope, tile = (512, 128) if kind == "v32" else (448, 64)
     tiles = d_nope // tile
     codes, scales = [], []
