@@ -151,11 +151,10 @@ def verdict_line(result: Any) -> Text:
     under = f" under {', '.join(failing)}" if failing else ""
     if first.verdict == "cannot verify":
         n = first.exact_nonfinite
-        what = (f"the exact reference itself is non-finite ({n:,} values), so nothing can be compared"
-                if n else "nothing was compared")
+        what = f"the exact reference itself is non-finite ({n:,} values)" if n else "nothing was compared"
         return Text.assemble(("FAIL", "bold red"), " (cannot verify) at stage ", (first.name, "bold"),
-                             f": {what}: ", plain(first.cause), " (a real scale entry: scan reports it, fix cannot "
-                             "repair it)" if "real scale entry" in first.cause else "")
+                             f": {what}: ", plain(first.cause), "; scan reports it, fix repairs only padding"
+                             if "real scale entry" in first.cause else "")
     what = f"{first.nonfinite:,} non-finite values" if first.nonfinite else f"relative error {first.max_rel:.2e}"
     if first.cause:  # a runtime property (the pool), not the checkpoint: no tensor named
         return Text.assemble(("FAIL", "bold red"), " at stage ", (first.name, "bold"), f"{under}: {what}; ",
