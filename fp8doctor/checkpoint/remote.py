@@ -38,7 +38,7 @@ from fp8doctor.checkpoint.loader import (
     is_remote,
     load_files,
 )
-from fp8doctor.checkpoint.loader import _unsafe_name as _unsafe
+from fp8doctor.checkpoint.paths import unsafe_name as _unsafe
 from fp8doctor.checkpoint.source import ByteSource, ReadError
 
 HEAD_PROBE = 100_000

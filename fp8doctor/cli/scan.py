@@ -76,17 +76,9 @@ def checkpoint_root(checkpoint_path: str) -> str:
 
 
 def _write(dest: str, text: str) -> None:
-    tmp = f"{dest}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, dest)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from fp8doctor.userfiles import write_file
+
+    write_file(dest, text)
 
 
 def scan_command(

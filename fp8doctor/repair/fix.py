@@ -85,7 +85,16 @@ def _carried(root: str, target: str, shard_files: list[str]) -> tuple[list[str],
 
 
 def _prepare_journal_dir(directory: str) -> None:
+    """Create the journal directory if needed; refuse a symlink, a non-directory, a read-only one."""
+    if os.path.islink(directory):
+        raise FixError(f"the journal directory {directory} is a symlink; refusing to follow it (remove it, or "
+                       "pass --journal-dir DIR)")
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise FixError(f"--journal-dir {directory} is not a directory")
     if os.path.isdir(directory):
+        if not os.stat(directory).st_mode & 0o222:  # by mode bits, as for shards: root could write anyway
+            raise jr.ReadOnly(f"the journal directory {directory} is read-only; nothing was written (make it "
+                              "writable, or pass --journal-dir DIR on a writable filesystem)")
         return
     parent = os.path.dirname(os.path.abspath(directory))
     try:
@@ -133,7 +142,7 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
         return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__)
 
     _prepare_journal_dir(jdir)
-    with Lock(jdir) as lock:
+    with Lock(root, jdir) as lock:
         finished = ap.recover(jdir, root, roll_back=undo)
         recovered = [f"{what} (journal {j.id}, {n:,} bytes)" for j, what, n in finished]
         notes = [f"took over a stale lock ({lock.stale})"] if lock.stale else []
@@ -146,12 +155,14 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
             j = done.journal
             return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), done.bytes_written,
                              done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes))
+        # the scanned shards stay open until the write: their inodes cannot be reused by a file swapped in,
+        # so the (st_dev, st_ino) the write checks really is the file the scan read
         with open_checkpoint(path) as ckpt:
             plan = build_plan(analyze(ckpt, options, progress), options)
-        if plan.empty:
-            return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
-                             time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes))
-        done = ap.apply_in_place(plan, jdir, path, __version__)
+            if plan.empty:
+                return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
+                                 time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes))
+            done = ap.apply_in_place(plan, jdir, path, __version__)
         return FixResult(path, "in-place", fill_name(options.fill), plan.changes, plan.unfixable, done.bytes_written,
                          done.shards_touched, time.perf_counter() - t0, done.journal.json_path, None, True,
                          tuple(recovered), tuple(notes))

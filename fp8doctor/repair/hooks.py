@@ -36,3 +36,8 @@ def write_delay() -> None:
     delay = os.environ.get(DELAY_ENV)
     if delay:
         time.sleep(float(delay))
+
+
+def before_shard_open(root: str, file: str) -> None:
+    """Called right before fix opens a shard for writing (tests replace it to swap the shard in that
+    window, deterministically); does nothing otherwise."""
