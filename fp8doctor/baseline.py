@@ -15,13 +15,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections import Counter
 from typing import Any
 
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
-from fp8doctor.userfiles import read_file, write_file
 from fp8doctor.findings import Finding, Report
+from fp8doctor.userfiles import read_file, write_file
 
 BASELINE_FORMAT = 1
 HASH_LIMIT = 256 << 20

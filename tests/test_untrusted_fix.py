@@ -97,9 +97,8 @@ def test_journal_cleanup_keeps_user_files(dirty, tmp_path):
 
 
 def test_orphans_fp8doctor_wrote_are_still_cleaned(dirty, tmp_path):
-    from tests.conftest import run_cli
-
     from fp8doctor.repair.hooks import CRASH_ENV
+    from tests.conftest import run_cli
 
     proc = run_cli("fix", dirty, env={CRASH_ENV: "journal-bin"})
     assert proc.returncode == -9
@@ -159,7 +158,7 @@ def test_shard_swapped_between_scan_and_write(dirty, tmp_path, monkeypatch, swap
             os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     _before_write(monkeypatch, act)
-    with pytest.raises(FixError, match="changed since the scan|not inside the checkpoint"):
+    with pytest.raises(FixError, match=r"changed since the scan|not inside the checkpoint"):
         fp8doctor.fix(dirty)
     assert _read(outside) == original
     if swap == "copy":

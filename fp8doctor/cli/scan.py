@@ -11,11 +11,21 @@ import dataclasses
 import enum
 import os
 import sys
+from collections import Counter
 from typing import Annotated
 
 import typer
 
-from fp8doctor.cli.options import IgnoreOpt, LayoutOpt, NoColorOpt, PathArg, QuietOpt, SelectOpt
+from fp8doctor.cli.options import (
+    ConfigOpt,
+    IgnoreOpt,
+    IsolatedOpt,
+    LayoutOpt,
+    NoColorOpt,
+    PathArg,
+    QuietOpt,
+    SelectOpt,
+)
 from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stderr_console, stdout_console
 from fp8doctor.reporters import FORMATS
 
@@ -98,10 +108,8 @@ def scan_command(
         "--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), or 0xNN. Float scales use "
         "0.0 / 1.0. Default: zero (or the configuration's).", show_default=False)] = None,
     layout: LayoutOpt = None,
-    config: Annotated[str | None, typer.Option(
-        "--config", help="Configuration file (fp8doctor.toml, or a pyproject.toml with \\[tool.fp8doctor]); "
-        "default: the closest one above the checkpoint, else above the current directory.",
-        show_default=False)] = None,
+    config: ConfigOpt = None,
+    isolated: IsolatedOpt = False,
     baseline: Annotated[str | None, typer.Option(
         "--baseline", help="Report only findings that are new or changed since this baseline file.",
         show_default=False)] = None,
@@ -127,7 +135,7 @@ def scan_command(
     try:
         pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
         # no discovery for a missing path: the scanner says it is missing, in one line
-        cfg = load_for(path, config) if config is not None or os.path.lexists(path) or is_remote(path) \
+        cfg = load_for(path, config, isolated) if config is not None or os.path.lexists(path) or is_remote(path) \
             else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
@@ -138,14 +146,16 @@ def scan_command(
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
-        report = scan(path, run.options, progress=progress)
+        # every finding, then select/ignore here, so the report can count what they suppressed
+        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress)
     except CheckpointError as e:
         raise typer.Exit(fail(str(e))) from None
     finally:
         if progress is not None:
             progress.finish()
 
-    report = dataclasses.replace(report, findings=run.keep(report.findings))
+    kept, hidden = run.apply(report.findings)
+    report = dataclasses.replace(report, findings=kept)
     color = not no_color(no_color_flag)
     if write_baseline is not None:
         try:
@@ -158,18 +168,21 @@ def scan_command(
     baseline_file = run.baseline if write_baseline is None else None
     if baseline_file is not None:
         try:
+            before = Counter(f.rule for f in report.findings)
             report, suppressed = apply_baseline(report, baseline_file)
         except BaselineError as e:
             raise typer.Exit(fail(str(e))) from None
+        hidden.update(before - Counter(f.rule for f in report.findings))
 
     ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
-                        baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options))
+                        baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
+                        config=run.config_path, suppressed_by_rule=dict(hidden))
     to_file = False
     for fmt, dest in pairs:
         if dest == STDOUT and fmt == "console":
             console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
-                                    suppressed)
+                                    suppressed, ctx.config, ctx.config_suppressed)
             continue
         text = renderer(fmt)(report, dataclasses.replace(ctx, color=False))
         if dest == STDOUT:
@@ -182,7 +195,8 @@ def scan_command(
         except OSError as e:
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
-        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed)
+        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed,
+                                ctx.config, ctx.config_suppressed)
     if write_baseline is not None:
         raise typer.Exit(EXIT_OK)
     raise typer.Exit(EXIT_FINDINGS if report.failed(run.fail_on) else EXIT_OK)

@@ -29,7 +29,8 @@ class RenderContext:
 
     `source_root` is the directory artifact paths are made relative to (the git toplevel holding
     the checkpoint, else the current directory); `checkpoint_root` is the directory finding files
-    are relative to. `suppressed` counts findings the baseline hid; `rules` the rule ids that ran.
+    are relative to. `suppressed` counts findings the baseline hid; `rules` the rule ids that ran;
+    `config` names the configuration file used and `suppressed_by_rule` counts everything hidden.
     """
 
     version: str = ""
@@ -42,6 +43,15 @@ class RenderContext:
     baseline: str | None = None
     suppressed: int = 0
     rules: tuple[str, ...] = field(default_factory=tuple)
+    config: str | None = None
+    """The configuration file the run used (None: none, or --isolated)."""
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    """Findings hidden by select/ignore, per-tensor ignores and the baseline, by rule."""
+
+    @property
+    def config_suppressed(self) -> int:
+        """Findings hidden by the configuration and flags (the baseline's are `suppressed`)."""
+        return sum(self.suppressed_by_rule.values()) - self.suppressed
 
     def artifact_path(self, file: str | None) -> tuple[str, bool]:
         """(path, inside): a checkpoint file's path relative to `source_root` with forward slashes

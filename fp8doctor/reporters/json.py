@@ -28,6 +28,8 @@ def render(report: Report, version: str) -> str:
 def render_report(report: Report, ctx: RenderContext) -> str:
     """The JSON report; with a baseline, a top-level `baseline` object says what it suppressed."""
     data = report_dict(report, ctx.version)
+    data["config"] = ctx.config
+    data["summary"]["suppressed"] = dict(sorted(ctx.suppressed_by_rule.items()))
     if ctx.baseline is not None:
         data["baseline"] = {"file": ctx.baseline, "suppressed": ctx.suppressed}
     return json.dumps(data, indent=2, ensure_ascii=True) + "\n"

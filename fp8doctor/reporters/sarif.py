@@ -94,6 +94,7 @@ def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
                          "properties": {"target": report.target, "summary": report.summary(),
                                         "baseline": ctx.baseline, "suppressedByBaseline": ctx.suppressed}}],
         "results": results,
+        "properties": {"config": ctx.config, "suppressed": dict(sorted(ctx.suppressed_by_rule.items()))},
     }
     if not ctx.version:
         del run["tool"]["driver"]["version"], run["tool"]["driver"]["semanticVersion"]
