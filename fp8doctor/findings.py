@@ -7,9 +7,10 @@ rule ids never change meaning; new fields may be added.
 from __future__ import annotations
 
 import enum
+import functools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -45,6 +46,11 @@ class Region(str, enum.Enum):
     INDEX = "index"
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem found in a checkpoint.
@@ -65,7 +71,8 @@ class Finding:
     fixable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # every field by name, without asdict's recursive deep copy (10^5 findings render in seconds)
+        data = {name: getattr(self, name) for name in _field_names(type(self))}
         data["severity"] = self.severity.value
         data["region"] = self.region.value
         data["index"] = list(self.index) if self.index is not None else None

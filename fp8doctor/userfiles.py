@@ -14,14 +14,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterable
 
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_file(dest: str, data: str | bytes) -> None:
-    """Write `data` to `dest` as described above; OSError (with strerror) when it cannot."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+def write_file(dest: str, data: str | bytes | Iterable[str]) -> None:
+    """Write `data` (text, bytes, or pieces of text written as they come) to `dest` as described
+    above; OSError (with strerror) when it cannot."""
     try:
         st = os.lstat(dest)
     except FileNotFoundError:
@@ -34,7 +35,7 @@ def write_file(dest: str, data: str | bytes) -> None:
         try:
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 os.ftruncate(fd, 0)  # a symlink to a regular file: its target gets the new content
-            _write_all(fd, raw)
+            _write_all(fd, data)
         finally:
             os.close(fd)
         return
@@ -43,7 +44,7 @@ def write_file(dest: str, data: str | bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
     try:
         try:
-            _write_all(fd, raw)
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -61,7 +62,22 @@ def write_file(dest: str, data: str | bytes) -> None:
         raise
 
 
-def _write_all(fd: int, raw: bytes) -> None:
+def _write_all(fd: int, data: str | bytes | Iterable[str]) -> None:
+    pieces = [data] if isinstance(data, (str, bytes)) else data
+    buf: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        raw = piece.encode("utf-8") if isinstance(piece, str) else piece
+        buf.append(raw)
+        size += len(raw)
+        if size >= 1 << 20:  # in blocks of about 1 MiB: few syscalls, bounded memory
+            _write_bytes(fd, b"".join(buf))
+            buf, size = [], 0
+    if buf:
+        _write_bytes(fd, b"".join(buf))
+
+
+def _write_bytes(fd: int, raw: bytes) -> None:
     view = memoryview(raw)
     while view:
         n = os.write(fd, view)

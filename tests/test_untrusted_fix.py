@@ -288,3 +288,46 @@ def test_report_to_a_directory_is_refused(v4, tmp_path):
     res = runner.invoke(app, ["scan", v4, "-f", "json", "-o", str(d)])
     _one_line_error(res)
     assert d.is_dir()
+
+
+def test_one_lock_per_checkpoint_whatever_the_journal_dir(dirty, tmp_path):
+    """Two fixes with different --journal-dir on one checkpoint cannot run at once."""
+    from fp8doctor.repair.errors import LockHeld
+    from fp8doctor.repair.lock import Lock
+
+    a, b = str(tmp_path / "ja"), str(tmp_path / "jb")
+    os.mkdir(a)
+    before = checkpoint_files(dirty)
+    with Lock(dirty, a):
+        with pytest.raises(LockHeld, match="another fix is running on this checkpoint"):
+            fp8doctor.fix(dirty, journal_dir=b)
+    assert checkpoint_files(dirty) == before
+    assert fp8doctor.fix(dirty, journal_dir=b).bytes_written == 165
+
+
+def test_missing_shards_are_indexed_in_linear_time(tmp_path, monkeypatch):
+    """N missing shards: the per-shard tensor counts come from one pass over the index, not one pass per
+    missing shard (counted: iterations over the weight map, not seconds)."""
+    from fp8doctor.checkpoint import loader
+    from fp8doctor.checkpoint.loader import open_checkpoint
+
+    d = tmp_path / "ck"
+    d.mkdir()
+    n = 2000
+    wm = {f"t{i}.weight": f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(n)}
+    (d / loader.INDEX_NAME).write_text(json.dumps({"weight_map": wm}))
+    passes = 0
+    real_values = dict.values
+
+    class CountingDict(dict):
+        def values(self):
+            nonlocal passes
+            passes += 1
+            return real_values(self)
+
+    real_read = loader._read_index
+    monkeypatch.setattr(loader, "_read_index", lambda *a: CountingDict(real_read(*a)))
+    with open_checkpoint(str(d)) as ck:
+        missing = [f for f in ck.findings if f.rule == "index-shard-missing"]
+    assert len(missing) == n and all(f.count == 1 for f in missing)
+    assert passes < 10, passes

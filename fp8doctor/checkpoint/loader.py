@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -107,6 +108,8 @@ class Checkpoint:
     unread_files: set[str] = field(default_factory=set)
     store: Store | None = field(default=None, repr=False)
     _sources: dict[str, ByteSource] = field(default_factory=dict, repr=False)
+    _index_counts: Counter[str] | None = field(default=None, repr=False)
+    """Tensors the index names per shard (built on the first missing shard)."""
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -271,7 +274,9 @@ def _read_index(ckpt: Checkpoint, index_file: str, findings: list[Finding]) -> d
 
 
 def _missing(ckpt: Checkpoint, name: str) -> None:
-    n = sum(1 for v in (ckpt.index or {}).values() if v == name)
+    if ckpt._index_counts is None:  # one pass over the index for every missing shard together: O(N)
+        ckpt._index_counts = Counter((ckpt.index or {}).values())
+    n = ckpt._index_counts.get(name, 0)
     ckpt.findings.append(_finding("index-shard-missing", name,
                                   f"shard {name} is named by the index for {n} tensors but does not exist",
                                   count=n))

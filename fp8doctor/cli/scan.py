@@ -12,6 +12,7 @@ import enum
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
@@ -85,7 +86,7 @@ def checkpoint_root(checkpoint_path: str) -> str:
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
 
-def _write(dest: str, text: str) -> None:
+def _write(dest: str, text: Iterable[str]) -> None:
     from fp8doctor.userfiles import write_file
 
     write_file(dest, text)
@@ -128,7 +129,8 @@ def scan_command(
     from fp8doctor.checkpoint.loader import CheckpointError, is_remote
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
-    from fp8doctor.reporters import RenderContext, renderer
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters import chunks as report_chunks
     from fp8doctor.reporters import console as console_reporter
     from fp8doctor.scanner import scan
 
@@ -184,14 +186,15 @@ def scan_command(
             console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
                                     suppressed, ctx.config, ctx.config_suppressed)
             continue
-        text = renderer(fmt)(report, dataclasses.replace(ctx, color=False))
+        pieces = report_chunks(fmt, report, dataclasses.replace(ctx, color=False))  # streamed: 10^5 findings
         if dest == STDOUT:
-            sys.stdout.write(text)
+            for piece in pieces:
+                sys.stdout.write(piece)
             sys.stdout.flush()
             continue
         to_file = True
         try:
-            _write(dest, text)
+            _write(dest, pieces)
         except OSError as e:
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
