@@ -15,8 +15,8 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fp8doctor.findings import Finding, Region, Report, ScanStats, Severity  # noqa: E402
-from fp8doctor.reporters import RenderContext, chunks  # noqa: E402
+from fp8doctor.findings import Finding, Region, Report, ScanStats, Severity
+from fp8doctor.reporters import RenderContext, chunks
 
 
 def report(n: int) -> Report:
@@ -44,11 +44,12 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|")
     for n in sizes:
         r = report(n)
-        base, _ = measure(lambda: json.dumps([f.__dict__ | {"severity": "error", "region": "padding"}
-                                              for f in r.findings]))
+        base, _ = measure(lambda r=r: json.dumps([f.__dict__ | {"severity": "error", "region": "padding"}
+                                                  for f in r.findings]))
         for fmt in ("json", "sarif"):
             with open(os.devnull, "w") as out:
-                seconds, peak = measure(lambda: [out.write(p) for p in chunks(fmt, r, RenderContext(version="1"))])
+                seconds, peak = measure(lambda fmt=fmt, r=r, out=out: [
+                    out.write(p) for p in chunks(fmt, r, RenderContext(version="1"))])
             print(f"| {n:,} | {fmt} | {seconds:.2f} | {seconds / base:.1f} | {peak / 2**20:.0f} |")
 
 

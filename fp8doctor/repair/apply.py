@@ -23,7 +23,7 @@ from fp8doctor.layouts.model import ITEMSIZE
 from fp8doctor.repair import hooks
 from fp8doctor.repair import journal as jr
 from fp8doctor.repair.errors import FixError, JournalError, ReadOnly, ShardChanged
-from fp8doctor.repair.hooks import CRASH_ENV, crash_point, write_delay
+from fp8doctor.repair.hooks import CRASH_ENV, crash_point
 from fp8doctor.repair.plan import SAMPLE_BYTES, RepairPlan, TensorChange
 
 
@@ -123,7 +123,6 @@ def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str
                 crash_point(partial_point)
             jr.write_all(fd, data, p.offset)
             written += len(data)
-            write_delay()
         os.fsync(fd)
         if points:
             crash_point(shard_point)

@@ -35,6 +35,7 @@ import numpy as np
 
 from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
 from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
 from fp8doctor.repair.hooks import crash_point
 from fp8doctor.repair.plan import RepairPlan, fill_name
@@ -71,6 +72,7 @@ def os_error(e: OSError, what: str) -> FixError:
 
 def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
     """os.write/os.pwrite until every byte is written (short writes happen on full disks)."""
+    hooks.count_write()
     view = memoryview(data)
     done = 0
     while done < len(view):
