@@ -162,10 +162,16 @@ def test_deeply_nested_toml_is_one_line(dirty, tmp_path):
     _one_line(runner.invoke(app, ["scan", dirty, "--config", str(cfg)]))
 
 
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression is a MemoryError, not an OOM
+
+
 def _cli(*args, timeout=60):
     env = {**os.environ, "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-m", "fp8doctor", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+                          env=env, timeout=timeout, preexec_fn=_limit_memory)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero"])
