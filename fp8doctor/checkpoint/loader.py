@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
-from fp8doctor.checkpoint.paths import escapes, open_inside, unsafe_name
+from fp8doctor.checkpoint.paths import allowed_root, escapes, open_inside, unsafe_name
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.gcpause import gc_paused
@@ -55,7 +55,7 @@ class LocalStore:
 
     def __init__(self, root: str, allowed: str | None = None) -> None:
         self.root = root
-        self.allowed = allowed if allowed is not None else root
+        self.allowed = allowed if allowed is not None else allowed_root(root)
         """Every shard path must resolve inside this folder (fp8doctor.checkpoint.paths)."""
 
     def path_of(self, name: str) -> str:

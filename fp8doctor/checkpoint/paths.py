@@ -28,17 +28,24 @@ def unsafe_name(name: str) -> bool:
             or "\x00" in name or name in ("", "."))
 
 
+def allowed_root(root: str) -> str:
+    """The folder every path of the checkpoint at `root` must stay inside: the checkpoint directory
+    itself. (The one place to widen it, e.g. to a Hugging Face cache repo folder `models--ORG--NAME/`
+    whose snapshot files link into its blobs/.)"""
+    return root
+
+
 def _within(real: str, real_root: str) -> bool:
     return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def escapes(root: str, name: str, allowed: str | None = None) -> str | None:
-    """Where `root/name` really leads when that is outside `allowed` (default `root`), else None.
+    """Where `root/name` really leads when that is outside `allowed` (default allowed_root(root)), else None.
     Every component counts, not only the last one."""
     if unsafe_name(name):
         return name
     real = os.path.realpath(os.path.join(root, name))
-    return None if _within(real, os.path.realpath(allowed if allowed is not None else root)) else real
+    return None if _within(real, os.path.realpath(allowed if allowed is not None else allowed_root(root))) else real
 
 
 def open_dir_nofollow(path: str) -> int:
@@ -47,9 +54,9 @@ def open_dir_nofollow(path: str) -> int:
 
 
 def open_inside(root: str, name: str, flags: int, allowed: str | None = None, mode: int = 0o644) -> int:
-    """Open `root/name` with `flags`, never leaving `allowed` (default `root`): PathEscape when its
+    """Open `root/name` with `flags`, never leaving `allowed` (default allowed_root(root)): PathEscape when its
     resolved path is outside; OSError(ELOOP) when a component turns into a symlink during the open."""
-    allowed = allowed if allowed is not None else root
+    allowed = allowed if allowed is not None else allowed_root(root)
     where = escapes(root, name, allowed)
     if where is not None:
         raise PathEscape(errno.EXDEV, f"{name} leads to {where}, outside {allowed}")
