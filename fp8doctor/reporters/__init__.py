@@ -33,6 +33,8 @@ class RenderContext:
     the checkpoint, else the current directory); `checkpoint_root` is the directory finding files
     are relative to. `suppressed` counts findings the baseline hid; `rules` the rule ids that ran;
     `config` names the configuration file used and `suppressed_by_rule` counts everything hidden.
+    `exit_code` is the code the command exits with (None: not known, e.g. a library caller);
+    `configuration` the settings the run used (`Settings.describe()`), where the caller has them.
     """
 
     version: str = ""
@@ -49,6 +51,9 @@ class RenderContext:
     """The configuration file the run used (None: none, or --isolated)."""
     suppressed_by_rule: dict[str, int] = field(default_factory=dict)
     """Findings hidden by select/ignore, per-tensor ignores and the baseline, by rule."""
+
+    exit_code: int | None = None
+    configuration: dict[str, Any] | None = None
 
     @property
     def config_suppressed(self) -> int:
