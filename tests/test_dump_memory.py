@@ -8,11 +8,11 @@ import tracemalloc
 
 import numpy as np
 
-from fp8doctor import synth
 from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.dumper import DumpOptions, RowRange, _geometry, dump
 from fp8doctor.layouts.pairing import LayoutBuilder
-from fp8doctor.synth import Tensor, write_safetensors
+from fp8doctor.testing import synth
+from fp8doctor.testing.synth import Tensor, write_safetensors
 
 
 def test_padding_rows_match_the_layouts_mask(tmp_path):

@@ -235,7 +235,8 @@ def test_output_copy_never_holds_symlinks_pointing_outside(dirty, tmp_path):
     os.symlink(secret, os.path.join(dirty, "zz-leak.safetensors"))
     out = str(tmp_path / "out")
     res = runner.invoke(app, ["fix", dirty, "--output", out])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code in (0, 1), res.output  # 1: the stray zz-leak.safetensors is a finding of its own
+    assert os.path.isdir(out)
     for dirpath, dirs, files in os.walk(out):
         for n in dirs + files:
             p = os.path.join(dirpath, n)

@@ -33,7 +33,8 @@ def fix_command(
                                        "(or roll back an interrupted one).")] = False,
     journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Journal and lock directory (default "
                                                     "PATH/.fp8doctor-journal).")] = None,
-    format: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format on stdout.")] = ScanFormat.console,
+    format: Annotated[ScanFormat, typer.Option("--format", "-f",
+                                               help="Report format on stdout.")] = ScanFormat["console"],
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: "
                                                 "error, warning, info. Default: error (or the configuration's).",
                                                 show_default=False)] = None,
@@ -61,7 +62,7 @@ def fix_command(
     except (ConfigError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
     threshold = run.fail_on
-    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat.console else None
+    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat["console"] else None
     try:
         result = fix(path, run.options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
                      progress=progress, ignore_tensors=run.ignore_tensors)
@@ -71,7 +72,7 @@ def fix_command(
         if progress is not None:
             progress.finish()
     result = dataclasses.replace(result, config=run.config_path)
-    if format is ScanFormat.json:
+    if format is ScanFormat["json"]:
         from fp8doctor.reporters import fix_json
 
         typer.echo(fix_json.render(result, __version__), nl=False)

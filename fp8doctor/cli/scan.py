@@ -176,12 +176,12 @@ def scan_command(
             raise typer.Exit(fail(str(e))) from None
         hidden.update(before - Counter(f.rule for f in report.findings))
 
+    exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
     ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
                         config=run.config_path, suppressed_by_rule=dict(hidden),
-                        exit_code=EXIT_OK if write_baseline is not None or not report.failed(run.fail_on)
-                        else EXIT_FINDINGS, configuration=run.describe())
+                        exit_code=exit_code, configuration=run.describe())
     to_file = False
     for fmt, dest in pairs:
         if dest == STDOUT and fmt == "console":
@@ -202,7 +202,7 @@ def scan_command(
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
         console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed,
                                 ctx.config, ctx.config_suppressed)
-    raise typer.Exit(ctx.exit_code)
+    raise typer.Exit(exit_code)
 
 
 def _active_rules(options) -> tuple[str, ...]:

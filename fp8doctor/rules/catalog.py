@@ -6,18 +6,27 @@ Rule ids are a public contract: never rename one, never change what it means.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from fp8doctor.findings import Region, Severity
+from fp8doctor.findings import Finding, Region, Severity
 
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule: its id (a public contract), default severity, whether `fix` can repair what it
+    finds, the region it is about, and its help. Every finding of the rule is made by `finding`,
+    so severity and region come from here and nowhere else."""
+
     id: str
     severity: Severity
     fixable: bool
     region: Region
     title: str
     help: str
+
+    def finding(self, file: str | None, tensor: str | None, message: str, **fields: Any) -> Finding:
+        """A finding of this rule (`fields`: byte_offset, count, index, fixable)."""
+        return Finding(self.id, self.severity, file, tensor, message, self.region, **fields)
 
 
 _RULES = [
@@ -99,6 +108,12 @@ _RULES = [
          "A scale entry that multiplies real, non-zero weights is the zero stand-in (E8M0 0x00 = "
          "2^-127, or 0.0): the block's weights are erased, giving fluent but wrong outputs. Entries "
          "whose weight block is all zero are not reported."),
+    Rule("scale-zero-unchecked", Severity.INFO, False, Region.LOGICAL,
+         "a real scale entry is zero and its weight block could not be read to check it",
+         "The weight blocks behind zero scales are read to tell harmless zeros (all-zero blocks) from "
+         "erased weights, up to a byte budget per tensor. Zero entries left when the budget ran out "
+         "could not be checked: not known to be harmful, so not an error; scan a copy with a larger "
+         "budget, or `fp8doctor dump` them, to look closer."),
     Rule("scale-negative", Severity.ERROR, False, Region.LOGICAL,
          "a real float scale entry is negative",
          "Block scales are positive by construction; a negative float scale flips the sign of its "
@@ -125,6 +140,11 @@ RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 
 def rule(rule_id: str) -> Rule:
     return RULES[rule_id]
+
+
+def emit(rule_id: str, file: str | None, tensor: str | None, message: str, **fields: Any) -> Finding:
+    """A finding of rule `rule_id`, with the catalog's severity and region (KeyError: unknown id)."""
+    return RULES[rule_id].finding(file, tensor, message, **fields)
 
 
 def validate_rule_ids(ids: list[str] | tuple[str, ...]) -> list[str]:
