@@ -7,7 +7,6 @@ rule ids never change meaning; new fields may be added.
 from __future__ import annotations
 
 import enum
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -46,11 +45,6 @@ class Region(str, enum.Enum):
     INDEX = "index"
 
 
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
 @dataclass(frozen=True)
 class Finding:
     """One problem found in a checkpoint.
@@ -72,7 +66,7 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         # every field by name, without asdict's recursive deep copy (10^5 findings render in seconds)
-        data = {name: getattr(self, name) for name in _field_names(type(self))}
+        data = {name: getattr(self, name) for name in _FINDING_FIELDS}
         data["severity"] = self.severity.value
         data["region"] = self.region.value
         data["index"] = list(self.index) if self.index is not None else None
@@ -96,6 +90,10 @@ class Finding:
     @property
     def sort_key(self) -> tuple[int, str, str, int, str]:
         return (-self.severity.rank, self.file or "", self.tensor or "", self.byte_offset or 0, self.rule)
+
+
+_FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+"""Finding's field names in order (to_dict builds its dict from them)."""
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
-                 budget: int, state: list[Any] | None = None) -> tuple[np.ndarray, int]:
+                 budget: int, state: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For flat scale indices `entries`, whether each one's weight block holds only signed zeros.
 
     Reads each needed band of weight rows once (all flagged columns of a block-row share it).
