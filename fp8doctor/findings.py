@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -65,7 +65,8 @@ class Finding:
     fixable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # every field by name, without asdict's recursive deep copy (10^5 findings render in seconds)
+        data = {name: getattr(self, name) for name in _FINDING_FIELDS}
         data["severity"] = self.severity.value
         data["region"] = self.region.value
         data["index"] = list(self.index) if self.index is not None else None
@@ -89,6 +90,10 @@ class Finding:
     @property
     def sort_key(self) -> tuple[int, str, str, int, str]:
         return (-self.severity.rank, self.file or "", self.tensor or "", self.byte_offset or 0, self.rule)
+
+
+_FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+"""Finding's field names in order (to_dict builds its dict from them)."""
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,12 @@ _RULES = [
          "A scale entry that multiplies real, non-zero weights is the zero stand-in (E8M0 0x00 = "
          "2^-127, or 0.0): the block's weights are erased, giving fluent but wrong outputs. Entries "
          "whose weight block is all zero are not reported."),
+    Rule("scale-zero-unchecked", Severity.INFO, False, Region.LOGICAL,
+         "a real scale entry is zero and its weight block could not be read to check it",
+         "The weight blocks behind zero scales are read to tell harmless zeros (all-zero blocks) from "
+         "erased weights, up to a byte budget per tensor. Zero entries left when the budget ran out "
+         "could not be checked: not known to be harmful, so not an error; scan a copy with a larger "
+         "budget, or `fp8doctor dump` them, to look closer."),
     Rule("scale-negative", Severity.ERROR, False, Region.LOGICAL,
          "a real float scale entry is negative",
          "Block scales are positive by construction; a negative float scale flips the sign of its "
