@@ -1,0 +1,184 @@
+"""The device side of the in-memory checks: the scan's Tally (rules/tally.py), filled on the GPU.
+
+For each CUDA scale tensor the scan's clean/unsure decision needs three things: a histogram of the
+sign+exponent field over the real box, the count of padded entries that are not the fill, and
+(ue8m0 float scales) the count of entries with mantissa bits. They are computed here with torch
+reductions over chunks of at most CHUNK entries: the chunk's pieces (real boxes and padding slabs
+of many small tensors, or row slabs of a large one) are concatenated, each entry is keyed by its
+tensor, and one bincount per chunk counts every tensor at once. Only those counts (a few hundred
+integers per tensor) come back to the host, where `Tally.verdict` decides as it does for files.
+The DeepGEMM bit check counts failing entries the same way. Extra device memory is a few times
+CHUNK entries (see benchmarks/RESULTS.md, "In-memory checks (CUDA)"), whatever the model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.layouts.model import ScaleLayout
+from fp8doctor.rules.content import ContentOptions
+from fp8doctor.rules.tally import Tally
+from fp8doctor.runtime.deepgemm import MASK
+from fp8doctor.runtime.seam import new_tally
+from fp8doctor.runtime.tensors import MemTensor, torch_module
+
+CHUNK = 1 << 20
+"""Entries counted by one batch of device reductions (bounds the extra device memory)."""
+MAX_TENSORS = 4096
+"""Tensors keyed in one batch (bounds the bincount's output: MAX_TENSORS x 512 bins)."""
+
+_MASK_I32 = MASK - (1 << 32)  # 0x807fffff as a signed int32
+
+
+def _row_pieces(view: Any, limit: int) -> list[Any]:
+    """`view` split along its leading axis into pieces of at most `limit` entries (one row when a
+    row is larger)."""
+    if view.numel() == 0:
+        return []
+    if view.dim() == 0:
+        return [view.reshape(1)]
+    row = max(1, math.prod(view.shape[1:]))
+    step = max(1, limit // row)
+    return [view[r:r + step] for r in range(0, view.shape[0], step)]
+
+
+def _padding_views(raw: Any, shape: tuple[int, ...], box: tuple[int, ...]) -> list[Any]:
+    """The complement of the box at the origin as disjoint views (as Tally._add walks it)."""
+    views = []
+    if box[0] < shape[0]:
+        views.append(raw[box[0]:])
+    lead = raw[:box[0]]
+    for axis in range(1, len(shape)):
+        if box[axis] < shape[axis]:
+            idx = (slice(None), *(slice(0, b) for b in box[1:axis]), slice(box[axis], None))
+            views.append(lead[idx])
+    return views
+
+
+class _Batch:
+    """Pieces of one encoding, counted together when CHUNK entries or MAX_TENSORS are reached."""
+
+    def __init__(self, torch: Any, device: Any, tally: Tally, dg: bool, out: dict[int, list]) -> None:
+        self.torch, self.device = torch, device
+        _, self.shift, self.bins, _, _, _, _ = tally.enc
+        self.mant = tally.mant
+        self.want = tally.want
+        self.dg = dg
+        self.out = out  # tensor index -> [hist, n_mant, pad_bad, dg_bad]
+        self.real: list[tuple[int, Any]] = []
+        self.pad: list[tuple[int, Any]] = []
+        self.entries = 0
+        self.local: dict[int, int] = {}
+
+    def add(self, i: int, view: Any, padding: bool) -> None:
+        n = view.numel()
+        if self.entries and (self.entries + n > CHUNK or (i not in self.local and len(self.local) >= MAX_TENSORS)):
+            self.flush()
+        self.local.setdefault(i, len(self.local))
+        (self.pad if padding else self.real).append((i, view))
+        self.entries += n
+
+    def _keyed(self, pieces: list[tuple[int, Any]]) -> tuple[Any, Any]:
+        torch = self.torch
+        codes = torch.cat([v.reshape(-1) for _, v in pieces])
+        ids_host = torch.tensor([self.local[i] for i, _ in pieces], dtype=torch.int32)
+        counts = torch.tensor([v.numel() for _, v in pieces], dtype=torch.int64)
+        ids = torch.repeat_interleave(ids_host.to(self.device, non_blocking=True),
+                                      counts.to(self.device, non_blocking=True), output_size=codes.numel())
+        return codes, ids
+
+    def _as_int(self, codes: Any) -> Any:
+        torch = self.torch
+        if codes.dtype == torch.uint8:
+            return codes.to(torch.int32)
+        if codes.dtype == torch.int16:
+            return codes.to(torch.int32) & 0xFFFF
+        return codes
+
+    def _count(self, ids: Any, mask: Any, k: int) -> Any:
+        return self.torch.bincount(ids * 2 + mask.to(self.torch.int32), minlength=2 * k).view(k, 2)[:, 1]
+
+    def flush(self) -> None:
+        if not self.local:
+            return
+        torch = self.torch
+        k = len(self.local)
+        zeros = torch.zeros(k, dtype=torch.int64, device=self.device)
+        hist = torch.zeros(k * self.bins, dtype=torch.int64, device=self.device)
+        n_mant, pad_bad, dg_bad = zeros, zeros, zeros
+        if self.real:
+            codes, ids = self._keyed(self.real)
+            c = self._as_int(codes)
+            field = (c >> self.shift) & (self.bins - 1) if self.shift else c
+            hist = torch.bincount(ids * self.bins + field, minlength=k * self.bins)
+            del field
+            if self.mant:
+                n_mant = self._count(ids, (c & self.mant) != 0, k)
+            if self.dg:
+                dg_bad = dg_bad + self._count(ids, (c & _MASK_I32) != 0, k)
+            del codes, ids, c
+        if self.pad:
+            codes, ids = self._keyed(self.pad)
+            c = self._as_int(codes)
+            pad_bad = self._count(ids, c != self.want, k)
+            if self.dg:
+                dg_bad = dg_bad + self._count(ids, (c & _MASK_I32) != 0, k)
+            del codes, ids, c
+        host = torch.cat([hist, n_mant, pad_bad, dg_bad]).cpu().numpy()
+        hists = host[:k * self.bins].reshape(k, self.bins)
+        rest = host[k * self.bins:].reshape(3, k)
+        for i, j in self.local.items():
+            acc = self.out[i]
+            acc[0] += hists[j]
+            acc[1] += int(rest[0, j])
+            acc[2] += int(rest[1, j])
+            acc[3] += int(rest[2, j])
+        self.real, self.pad, self.entries, self.local = [], [], 0, {}
+
+
+def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, bool]],
+                   content: ContentOptions) -> dict[str, tuple[Tally | None, bool]]:
+    """For each (CUDA tensor, layout, info, deepgemm?) item: its Tally filled on the device (None
+    when the tally does not know the encoding: the host judges it), and whether any entry fails the
+    DeepGEMM check (only ever True for items that asked for it)."""
+    torch = torch_module()
+    results: dict[str, tuple[Tally | None, bool]] = {}
+    out: dict[int, list] = {}
+    batches: dict[tuple, _Batch] = {}
+    tallies: dict[int, Tally] = {}
+    with torch.no_grad():
+        for i, (mt, layout, info, dg) in enumerate(items):
+            tally = new_tally(layout, info, content)
+            if tally is None:
+                results[info.name] = (None, dg)
+                continue
+            tallies[i] = tally
+            out[i] = [np.zeros(tally.hist.size, dtype=np.int64), 0, 0, 0]
+            device = mt.raw.device
+            key = (str(device), tally.enc[:3], tally.mant, tally.want, dg)
+            batch = batches.get(key)
+            if batch is None:
+                batch = batches[key] = _Batch(torch, device, tally, dg, out)
+            raw = mt.raw
+            box = tally.box
+            real = raw[tuple(slice(0, b) for b in box)] if raw.dim() else raw
+            for piece in _row_pieces(real, CHUNK):
+                batch.add(i, piece, padding=False)
+            if tally.want is not None:
+                for view in _padding_views(raw, tuple(raw.shape), box):
+                    for piece in _row_pieces(view, CHUNK):
+                        batch.add(i, piece, padding=True)
+        for batch in batches.values():
+            batch.flush()
+    for i, tally in tallies.items():
+        hist, n_mant, pad_bad, dg_bad = out[i]
+        tally.hist = hist
+        tally.n_mant = n_mant
+        tally.pad_bad = pad_bad
+        mt, _, info, dg = items[i]
+        results[info.name] = (tally, dg and dg_bad > 0)
+    return results
