@@ -11,14 +11,13 @@ of bounded size, through the same judge. Findings name the tensor, the index and
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from fp8doctor.checkpoint.config import ModelConfig, parse_config
+from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, parse_config, read_config
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.layouts.model import DescribedLayouts, LayoutOverride, ScaleLayout
@@ -42,21 +41,24 @@ LayoutLike = RuntimeLayout | LayoutOverride
 
 
 def _config(config: ConfigLike | None) -> tuple[ModelConfig | None, list[Finding]]:
-    """A ModelConfig from a parsed config.json dict, a path to config.json (or its directory), an
-    object with `to_dict()` (transformers' configs) or a ModelConfig."""
+    """A ModelConfig from a parsed config.json (dict or any JSON value: a bad one is a config-invalid
+    finding, as in a scan), a path to config.json or its directory, an object with `to_dict()`
+    (transformers' configs) or a ModelConfig."""
     if config is None or isinstance(config, ModelConfig):
         return config, []
     if isinstance(config, (str, os.PathLike)):
         path = os.fspath(config)
         if os.path.isdir(path):
             path = os.path.join(path, "config.json")
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    elif not isinstance(config, Mapping) and callable(getattr(config, "to_dict", None)):
+
+        def read() -> bytes:
+            with open(path, "rb") as f:
+                return f.read(CONFIG_LIMIT)
+
+        return read_config(read)
+    if not isinstance(config, Mapping) and callable(getattr(config, "to_dict", None)):
         config = config.to_dict()
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a config.json dict, a path or a ModelConfig, not {type(config).__name__}")
-    return parse_config(dict(config))
+    return parse_config(dict(config) if isinstance(config, Mapping) else config)
 
 
 def _in_memory(f: Finding, tensors: dict[str, MemTensor]) -> Finding:

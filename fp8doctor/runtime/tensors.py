@@ -83,7 +83,7 @@ class MemTensor:
         part = self.raw[r0:r0 + n] if self.stored else self.raw
         if is_torch(part):
             part = part.contiguous().cpu().numpy()
-        return memoryview(np.ascontiguousarray(part)).cast("B")
+        return memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
 
     def all_bytes(self) -> bytes | memoryview:
         return self.rows(0, self.stored[0] if self.stored else 1)
