@@ -3,8 +3,9 @@
 The public API mirrors the CLI verbs: `scan` (read-only check), `dump` (the raw scale bytes), `fix`
 (repair padded scale entries, journaled), `verify` (reference forward; needs torch), and the data
 types they return; `check_tensors` / `check_module` run the scan's checks over tensors in memory
-(`RuntimeLayout` describes a runtime layout no convention knows). Names are imported on first use (PEP 562), so `fp8doctor --help` never pays for
-numpy and only `verify` imports torch.
+(`RuntimeLayout` describes a runtime layout no convention knows). Names are imported on first use
+(PEP 562), so `fp8doctor --help` never pays for numpy, and only `verify` and the in-memory checks of
+torch tensors use torch.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from fp8doctor.rules.content import (
 )
 from fp8doctor.runtime.deepgemm import check_deepgemm
 from fp8doctor.runtime.layout import RuntimeLayout, build_layouts
-from fp8doctor.runtime.seam import judge_scale, new_tally
+from fp8doctor.runtime.seam import judge_scale
 from fp8doctor.runtime.tensors import MemTensor, wrap
 from fp8doctor.scanner import ScanOptions
 

@@ -146,8 +146,8 @@ def build_layouts(tensors: dict[str, MemTensor], config: ModelConfig | None,
     findings: list[Finding] = []
     candidates = [*res.layouts, *res.value_only]
     names = [x.scale.name if isinstance(x, ScaleLayout) else x.name for x in candidates]
-    names += [n for n, t in tensors.items() if n not in set(names) and spec_for(n) and spec_for(n).describes
-              and t.dtype in ENCODINGS]
+    known = set(names)  # a tensor a runtime layout names is a scale, whatever its name
+    names += [n for n, t in tensors.items() if n not in known and spec_for(n) and t.dtype in ENCODINGS]
     for name in names:
         spec = spec_for(name)
         t = tensors[name]

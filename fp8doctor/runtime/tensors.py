@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -135,7 +136,7 @@ def strided_extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[in
     if strides[order[0]] != 1:
         return None
     padded = list(shape)
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         if strides[b] % strides[a] or strides[b] // strides[a] < shape[a]:
             return None
         padded[a] = strides[b] // strides[a]
