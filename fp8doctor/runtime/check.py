@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, parse_config, read_config
 from fp8doctor.checkpoint.header import TensorInfo
@@ -23,8 +23,8 @@ from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.layouts.model import DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.rules.content import (
     RULE_SLAB,
-    UNINIT_FAR,
     ContentOptions,
+    ReadWeight,
     TensorSummary,
     check_kinds,
     check_tensor_slabs,
@@ -35,6 +35,9 @@ from fp8doctor.runtime.layout import RuntimeLayout, build_layouts
 from fp8doctor.runtime.seam import judge_scale
 from fp8doctor.runtime.tensors import MemTensor, wrap
 from fp8doctor.scanner import ScanOptions
+
+if TYPE_CHECKING:
+    from fp8doctor.runtime.cuda import DeviceOutcome
 
 ConfigLike = Mapping[str, Any] | ModelConfig | str | os.PathLike[str] | Any
 LayoutLike = RuntimeLayout | LayoutOverride
@@ -98,7 +101,7 @@ def check_tensors(named: Mapping[str, Any], *, config: ConfigLike | None = None,
 
     summaries: list[TensorSummary] = []
     cuda = [t for t in scales if tensors[t.name].on_cuda]
-    device_state = {}
+    device_state: dict[str, DeviceOutcome] = {}
     if cuda:
         from fp8doctor.runtime.cuda import device_tallies
 
@@ -110,8 +113,9 @@ def check_tensors(named: Mapping[str, Any], *, config: ConfigLike | None = None,
         layout = by_name.get(t.name)
         dg_suspect = t.name in mem.deepgemm
         if t.name in device_state:
-            tally, dg_suspect = device_state[t.name]
-            outcome = _from_device(tally, mt, t, layout, content, read_weight)
+            decided = device_state[t.name]
+            dg_suspect = decided.deepgemm_bad > 0
+            outcome = _from_device(decided, mt, t, layout, content, read_weight)
         else:
             outcome = judge_scale(t, layout, mt.all_bytes(), content, read_weight)
         found, summary = outcome
@@ -131,14 +135,12 @@ def check_tensors(named: Mapping[str, Any], *, config: ConfigLike | None = None,
     return Report(target=target, findings=out, stats=stats, layouts=DescribedLayouts(pairing.layouts))
 
 
-def _from_device(tally, mt: MemTensor, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
-                 read_weight) -> tuple[list[Finding], TensorSummary | None]:
-    """The outcome of a CUDA tensor: clean from its device tally, or judged on the host (in row slabs
-    when large) when the tally is unsure or its padding has entries that are not the fill."""
-    if tally is not None:
-        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-        if ok and not tally.pad_bad:
-            return [], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+def _from_device(decided: DeviceOutcome, mt: MemTensor, t: TensorInfo, layout: ScaleLayout | None,
+                 content: ContentOptions, read_weight: ReadWeight) -> tuple[list[Finding], TensorSummary | None]:
+    """The outcome of a CUDA tensor: clean from what the device counted, or judged on the host (in
+    row slabs when large) when the device was unsure or its padding has entries that are not the fill."""
+    if decided.clean:
+        return [], TensorSummary(t.name, t.file, t.offset, decided.median, kind_of(t.name))  # type: ignore[arg-type]
     if t.nbytes <= RULE_SLAB or not t.shape or not t.shape[0]:
         return judge_scale(t, layout, mt.all_bytes(), content, read_weight)
     return check_tensor_slabs(layout, t, mt.rows, content, read_weight)

@@ -14,14 +14,15 @@ CHUNK entries (see benchmarks/RESULTS.md, "In-memory checks (CUDA)"), whatever t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.layouts.model import ScaleLayout
-from fp8doctor.rules.content import ContentOptions
-from fp8doctor.rules.tally import Tally
+from fp8doctor.layouts.model import ENCODINGS, ScaleLayout
+from fp8doctor.rules.content import UNINIT_FAR, ContentOptions
+from fp8doctor.rules.tally import Tally, verdicts
 from fp8doctor.runtime.deepgemm import MASK
 from fp8doctor.runtime.seam import new_tally
 from fp8doctor.runtime.tensors import MemTensor, torch_module
@@ -59,28 +60,57 @@ def _padding_views(raw: Any, shape: tuple[int, ...], box: tuple[int, ...]) -> li
     return views
 
 
-class _Batch:
-    """Pieces of one encoding, counted together when CHUNK entries or MAX_TENSORS are reached."""
+@dataclass(frozen=True)
+class DeviceOutcome:
+    """What the device decided about one scale tensor."""
 
-    def __init__(self, torch: Any, device: Any, tally: Tally, dg: bool, out: dict[int, list]) -> None:
-        self.torch, self.device = torch, device
+    judged: bool
+    """False when the tally does not know the encoding (E4M3 scales): the host judges it."""
+    median: int | None = None
+    """The median exponent when no rule on the real box can fire (Tally.verdict), else None."""
+    pad_bad: int = 0
+    """Padded entries that are not the fill."""
+    deepgemm_bad: int = 0
+    """Entries failing the DeepGEMM check (counted only for tensors that asked for it)."""
+
+    @property
+    def clean(self) -> bool:
+        return self.judged and self.median is not None and not self.pad_bad
+
+
+class _Batch:
+    """Pieces of one encoding, counted together when CHUNK entries or MAX_TENSORS are reached. A
+    tensor split over several batches is summed on the host; each tensor is decided (tally.verdicts,
+    many at once) in the flush after its last piece."""
+
+    def __init__(self, torch: Any, device: Any, encoding: str, tally: Tally, dg: bool, content: ContentOptions,
+                 results: dict[int, DeviceOutcome]) -> None:
+        self.torch, self.device, self.encoding, self.content = torch, device, encoding, content
         _, self.shift, self.bins, _, _, _, _ = tally.enc
         self.mant = tally.mant
         self.want = tally.want
         self.dg = dg
-        self.out = out  # tensor index -> [hist, n_mant, pad_bad, dg_bad]
+        self.results = results
         self.real: list[tuple[int, Any]] = []
         self.pad: list[tuple[int, Any]] = []
         self.entries = 0
         self.local: dict[int, int] = {}
+        self.open: int | None = None  # the tensor whose pieces are being added
+        self.partial: dict[int, list] = {}  # tensor -> [hist, n_mant, pad_bad, dg_bad] summed so far
 
     def add(self, i: int, view: Any, padding: bool) -> None:
         n = view.numel()
         if self.entries and (self.entries + n > CHUNK or (i not in self.local and len(self.local) >= MAX_TENSORS)):
             self.flush()
+        self.open = i
         self.local.setdefault(i, len(self.local))
         (self.pad if padding else self.real).append((i, view))
         self.entries += n
+
+    def close(self, i: int) -> None:
+        """Every piece of tensor `i` has been added."""
+        self.local.setdefault(i, len(self.local))  # a tensor with no entries is decided too
+        self.open = None
 
     def _keyed(self, pieces: list[tuple[int, Any]]) -> tuple[Any, Any]:
         torch = self.torch
@@ -131,54 +161,59 @@ class _Batch:
         host = torch.cat([hist, n_mant, pad_bad, dg_bad]).cpu().numpy()
         hists = host[:k * self.bins].reshape(k, self.bins)
         rest = host[k * self.bins:].reshape(3, k)
+        done_i: list[int] = []
+        done_j: list[int] = []
         for i, j in self.local.items():
-            acc = self.out[i]
-            acc[0] += hists[j]
-            acc[1] += int(rest[0, j])
-            acc[2] += int(rest[1, j])
-            acc[3] += int(rest[2, j])
+            if i in self.partial or i == self.open:  # split over batches: sum on the host
+                acc = self.partial.setdefault(i, [np.zeros(self.bins, dtype=np.int64), 0, 0, 0])
+                acc[0] += hists[j]
+                acc[1] += int(rest[0, j])
+                acc[2] += int(rest[1, j])
+                acc[3] += int(rest[2, j])
+                if i == self.open:
+                    continue
+                hists[j], rest[:, j] = acc[0], acc[1:]
+                del self.partial[i]
+            done_i.append(i)
+            done_j.append(j)
+        if done_j:
+            sel = np.asarray(done_j)
+            medians = verdicts(self.encoding, hists[sel], rest[0, sel] if self.mant else None,
+                               self.content.outlier_span, UNINIT_FAR)
+            for i, j, median in zip(done_i, done_j, medians):
+                self.results[i] = DeviceOutcome(True, median, int(rest[1, j]), int(rest[2, j]))
         self.real, self.pad, self.entries, self.local = [], [], 0, {}
 
 
 def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, bool]],
-                   content: ContentOptions) -> dict[str, tuple[Tally | None, bool]]:
-    """For each (CUDA tensor, layout, info, deepgemm?) item: its Tally filled on the device (None
-    when the tally does not know the encoding: the host judges it), and whether any entry fails the
-    DeepGEMM check (only ever True for items that asked for it)."""
+                   content: ContentOptions) -> dict[str, DeviceOutcome]:
+    """For each (CUDA tensor, layout, info, deepgemm?) item, what the device decided (see
+    DeviceOutcome); the scan's Tally sets up what is counted (box, fill, mantissa check)."""
     torch = torch_module()
-    results: dict[str, tuple[Tally | None, bool]] = {}
-    out: dict[int, list] = {}
+    results: dict[int, DeviceOutcome] = {}
     batches: dict[tuple, _Batch] = {}
-    tallies: dict[int, Tally] = {}
     with torch.no_grad():
         for i, (mt, layout, info, dg) in enumerate(items):
             tally = new_tally(layout, info, content)
             if tally is None:
-                results[info.name] = (None, dg)
+                results[i] = DeviceOutcome(False, deepgemm_bad=1 if dg else 0)  # the host checks it all
                 continue
-            tallies[i] = tally
-            out[i] = [np.zeros(tally.hist.size, dtype=np.int64), 0, 0, 0]
+            encoding = layout.encoding if layout is not None else ENCODINGS[info.dtype]
             device = mt.raw.device
-            key = (str(device), tally.enc[:3], tally.mant, tally.want, dg)
+            key = (str(device), encoding, tally.mant, tally.want, dg)
             batch = batches.get(key)
             if batch is None:
-                batch = batches[key] = _Batch(torch, device, tally, dg, out)
+                batch = batches[key] = _Batch(torch, device, encoding, tally, dg, content, results)
             raw = mt.raw
             box = tally.box
-            real = raw[tuple(slice(0, b) for b in box)] if raw.dim() else raw
+            real = raw if tuple(box) == tuple(raw.shape) else raw[tuple(slice(0, b) for b in box)]
             for piece in _row_pieces(real, CHUNK):
                 batch.add(i, piece, padding=False)
             if tally.want is not None:
                 for view in _padding_views(raw, tuple(raw.shape), box):
                     for piece in _row_pieces(view, CHUNK):
                         batch.add(i, piece, padding=True)
+            batch.close(i)
         for batch in batches.values():
             batch.flush()
-    for i, tally in tallies.items():
-        hist, n_mant, pad_bad, dg_bad = out[i]
-        tally.hist = hist
-        tally.n_mant = n_mant
-        tally.pad_bad = pad_bad
-        mt, _, info, dg = items[i]
-        results[info.name] = (tally, dg and dg_bad > 0)
-    return results
+    return {items[i][2].name: outcome for i, outcome in results.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
@@ -61,10 +61,15 @@ class MemTensor:
     stored: tuple[int, ...] = ()
     padded: bool = False
     """True when `stored` reaches past the view, over padding its strides skip."""
+    _info: TensorInfo | None = field(default=None, repr=False)
 
     @property
     def raw_itemsize(self) -> int:
-        return self.raw.element_size() if is_torch(self.raw) else self.raw.dtype.itemsize
+        return self.raw.element_size() if self.torch else self.raw.dtype.itemsize
+
+    @property
+    def torch(self) -> bool:
+        return not isinstance(self.raw, np.ndarray)
 
     @property
     def on_cuda(self) -> bool:
@@ -76,8 +81,10 @@ class MemTensor:
 
     def info(self) -> TensorInfo:
         """The TensorInfo the layout model and the rules take (no file: offsets are 0-based)."""
-        shape = self.stored if self.padded else self.shape
-        return TensorInfo(self.name, self.dtype, shape, 0, self.nbytes, "", 0)
+        if self._info is None or self._info.shape != (self.stored if self.padded else self.shape):
+            shape = self.stored if self.padded else self.shape
+            self._info = TensorInfo(self.name, self.dtype, shape, 0, self.nbytes, "", 0)
+        return self._info
 
     def rows(self, r0: int, n: int) -> bytes | memoryview:
         """Raw bytes of rows [r0, r0 + n) of the leading axis of `stored` (host memory)."""
