@@ -63,9 +63,12 @@ class MemTensor:
     """True when `stored` reaches past the view, over padding its strides skip."""
     _info: TensorInfo | None = field(default=None, repr=False)
 
+    itemsize: int = 0
+    """Bytes per entry."""
+
     @property
     def raw_itemsize(self) -> int:
-        return self.raw.element_size() if self.torch else self.raw.dtype.itemsize
+        return self.itemsize
 
     @property
     def torch(self) -> bool:
@@ -113,22 +116,23 @@ def _torch_raw(itemsize: int) -> Any:
 def wrap(name: str, obj: Any) -> MemTensor:
     """A MemTensor for a torch tensor or numpy array; UnsupportedTensor for anything else."""
     if is_torch(obj):
-        dname = str(obj.dtype).removeprefix("torch.")
+        dname = str(obj.dtype)[6:]  # "torch.float32"
         dtype = _TORCH_DTYPES.get(dname)
         if dtype is None:
             raise UnsupportedTensor(f"{name}: torch dtype {dname} has no safetensors name")
         shape = tuple(int(d) for d in obj.shape)
         if dtype == "F4" and shape:
             shape = (*shape[:-1], shape[-1] * 2)
-        raw = obj.view(_torch_raw(obj.element_size()))
-        return MemTensor(name, dtype, shape, str(obj.device), obj, raw, tuple(int(d) for d in obj.shape))
+        size = obj.element_size()
+        raw = obj.view(_torch_raw(size))
+        return MemTensor(name, dtype, shape, str(obj.device), obj, raw, tuple(obj.shape), itemsize=size)
     if isinstance(obj, np.ndarray):
         dtype = _NUMPY_DTYPES.get(obj.dtype.name)
         if dtype is None:
             raise UnsupportedTensor(f"{name}: numpy dtype {obj.dtype} has no safetensors name")
         raw = obj.view(_RAW_NUMPY[obj.dtype.itemsize])
         shape = tuple(int(d) for d in obj.shape)
-        return MemTensor(name, dtype, shape, "cpu", obj, raw, shape)
+        return MemTensor(name, dtype, shape, "cpu", obj, raw, shape, itemsize=obj.dtype.itemsize)
     raise UnsupportedTensor(f"{name}: {type(obj).__name__} is neither a torch tensor nor a numpy array")
 
 
