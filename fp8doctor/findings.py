@@ -72,6 +72,8 @@ class Finding:
         data["severity"] = self.severity.value
         data["region"] = self.region.value
         data["index"] = list(self.index) if self.index is not None else None
+        if self.device is None:  # only in-memory findings have one; file reports keep their keys
+            del data["device"]
         return data
 
     @classmethod
