@@ -29,7 +29,7 @@ from fp8doctor.runtime.tensors import MemTensor, torch_module
 
 CHUNK = 1 << 20
 """Entries counted by one batch of device reductions (bounds the extra device memory)."""
-MAX_TENSORS = 4096
+MAX_TENSORS = 1024
 """Tensors keyed in one batch (bounds the bincount's output: MAX_TENSORS x 512 bins)."""
 
 _MASK_I32 = MASK - (1 << 32)  # 0x807fffff as a signed int32
