@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, parse_config, read_config
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Report, ScanStats
+from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.model import DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.rules.content import (
     RULE_SLAB,
@@ -79,6 +80,12 @@ def check_tensors(named: Mapping[str, Any], *, config: ConfigLike | None = None,
     convention knows) or LayoutOverride items. `options`: fill, select, ignore, outlier span as for
     `scan` (`workers` is not used). torch is never imported here: numpy arrays need no torch.
     """
+    with gc_paused():  # tens of thousands of small acyclic objects, as in a scan
+        return _check_tensors(named, config, layouts, options)
+
+
+def _check_tensors(named: Mapping[str, Any], config: ConfigLike | None, layouts: Iterable[LayoutLike] | None,
+                   options: ScanOptions | None) -> Report:
     t0 = time.perf_counter()
     options = options or ScanOptions()
     tensors: dict[str, MemTensor] = {}

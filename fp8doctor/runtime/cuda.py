@@ -27,7 +27,7 @@ from fp8doctor.runtime.deepgemm import MASK
 from fp8doctor.runtime.seam import new_tally
 from fp8doctor.runtime.tensors import MemTensor, torch_module
 
-CHUNK = 1 << 20
+CHUNK = 1 << 22
 """Entries counted by one batch of device reductions (bounds the extra device memory)."""
 MAX_TENSORS = 1024
 """Tensors keyed in one batch (bounds the bincount's output: MAX_TENSORS x 512 bins)."""
@@ -112,55 +112,48 @@ class _Batch:
         self.local.setdefault(i, len(self.local))  # a tensor with no entries is decided too
         self.open = None
 
-    def _keyed(self, pieces: list[tuple[int, Any]]) -> tuple[Any, Any]:
-        torch = self.torch
-        codes = torch.cat([v.reshape(-1) for _, v in pieces])
-        ids_host = torch.tensor([self.local[i] for i, _ in pieces], dtype=torch.int32)
-        counts = torch.tensor([v.numel() for _, v in pieces], dtype=torch.int64)
-        ids = torch.repeat_interleave(ids_host.to(self.device, non_blocking=True),
-                                      counts.to(self.device, non_blocking=True), output_size=codes.numel())
-        return codes, ids
-
-    def _as_int(self, codes: Any) -> Any:
-        torch = self.torch
-        if codes.dtype == torch.uint8:
-            return codes.to(torch.int32)
-        if codes.dtype == torch.int16:
-            return codes.to(torch.int32) & 0xFFFF
-        return codes
-
     def _count(self, ids: Any, mask: Any, k: int) -> Any:
-        return self.torch.bincount(ids * 2 + mask.to(self.torch.int32), minlength=2 * k).view(k, 2)[:, 1]
+        """Per tensor, how many entries `mask` holds (one bincount over (tensor, bit) keys)."""
+        return self.torch.bincount(ids * 2 + mask, minlength=2 * k).view(k, 2)[:, 1]
 
     def flush(self) -> None:
+        """Count every piece of the batch: one concatenation, one bincount over keys that say
+        (tensor, field) for real entries and (tensor, is-not-the-fill) for padded ones, one copy
+        of the counts to the host."""
         if not self.local:
             return
         torch = self.torch
         k = len(self.local)
-        zeros = torch.zeros(k, dtype=torch.int64, device=self.device)
-        hist = torch.zeros(k * self.bins, dtype=torch.int64, device=self.device)
-        n_mant, pad_bad, dg_bad = zeros, zeros, zeros
-        if self.real:
-            codes, ids = self._keyed(self.real)
-            c = self._as_int(codes)
-            field = (c >> self.shift) & (self.bins - 1) if self.shift else c
-            hist = torch.bincount(ids * self.bins + field, minlength=k * self.bins)
+        pieces = self.real + self.pad
+        n_real = sum(v.numel() for _, v in self.real)
+        total = self.entries
+        meta = torch.tensor([[self.local[i] for i, _ in pieces], [v.numel() for _, v in pieces]], dtype=torch.int64)
+        meta = meta.to(self.device, non_blocking=True)
+        codes = torch.cat([v.reshape(-1) for _, v in pieces])
+        ids = torch.repeat_interleave(meta[0].to(torch.int32), meta[1], output_size=total)
+        if codes.dtype == torch.int16:
+            codes = codes.to(torch.int32).bitwise_and_(0xFFFF)
+        extra = []
+        if self.mant:
+            extra.append(self._count(ids[:n_real], (codes[:n_real] & self.mant) != 0, k))
+        if self.dg:
+            extra.append(self._count(ids, (codes & _MASK_I32) != 0, k))
+        keys = ids  # reused in place: (tensor, field) for real entries, (tensor, mismatch) for padded ones
+        if n_real:
+            field = (codes[:n_real] >> self.shift) & (self.bins - 1) if self.shift else codes[:n_real]
+            keys[:n_real].mul_(self.bins).add_(field)
             del field
-            if self.mant:
-                n_mant = self._count(ids, (c & self.mant) != 0, k)
-            if self.dg:
-                dg_bad = dg_bad + self._count(ids, (c & _MASK_I32) != 0, k)
-            del codes, ids, c
-        if self.pad:
-            codes, ids = self._keyed(self.pad)
-            c = self._as_int(codes)
-            pad_bad = self._count(ids, c != self.want, k)
-            if self.dg:
-                dg_bad = dg_bad + self._count(ids, (c & _MASK_I32) != 0, k)
-            del codes, ids, c
-        host = torch.cat([hist, n_mant, pad_bad, dg_bad]).cpu().numpy()
+        if n_real < total:
+            keys[n_real:].mul_(2).add_(codes[n_real:] != self.want).add_(k * self.bins)
+        counts = torch.bincount(keys, minlength=k * self.bins + 2 * k)
+        del codes, ids, keys
+        host = torch.cat([counts, *extra]).cpu().numpy()
         hists = host[:k * self.bins].reshape(k, self.bins)
-        rest = host[k * self.bins:].reshape(3, k)
+        pad_bad = host[k * self.bins:k * self.bins + 2 * k].reshape(k, 2)[:, 1]
+        tail = host[k * self.bins + 2 * k:].reshape(-1, k)
+        n_mant = tail[0] if self.mant else np.zeros(k, dtype=np.int64)
+        dg_bad = tail[-1] if self.dg else np.zeros(k, dtype=np.int64)
+        rest = np.stack([n_mant, pad_bad, dg_bad])
         done_i: list[int] = []
         done_j: list[int] = []
         for i, j in self.local.items():
@@ -192,9 +185,12 @@ def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, 
     torch = torch_module()
     results: dict[int, DeviceOutcome] = {}
     batches: dict[tuple, _Batch] = {}
+    made: dict[tuple, Tally | None] = {}  # what is counted depends only on these: one Tally per kind
     with torch.no_grad():
         for i, (mt, layout, info, dg) in enumerate(items):
-            tally = new_tally(layout, info, content)
+            kind = (info.dtype, info.shape, None if layout is None else (layout.encoding, layout.logical_shape,
+                                                                          layout.has_padding))
+            tally = made[kind] if kind in made else made.setdefault(kind, new_tally(layout, info, content))
             if tally is None:
                 results[i] = DeviceOutcome(False, deepgemm_bad=1 if dg else 0)  # the host checks it all
                 continue
