@@ -86,8 +86,8 @@ class _Batch:
     def __init__(self, torch: Any, device: Any, encoding: str, tally: Tally, dg: bool, content: ContentOptions,
                  results: dict[int, DeviceOutcome]) -> None:
         self.torch, self.device, self.encoding, self.content = torch, device, encoding, content
-        _, self.shift, self.bins, _, _, _, _ = tally.enc
-        self.mant = tally.mant
+        _, self.shift, self.bins, _, _, _, self.mant_mask = tally.enc
+        self.mant = tally.mant  # non-zero when mantissa bits are a finding (ue8m0 float scales)
         self.want = tally.want
         self.dg = dg
         self.results = results
@@ -112,14 +112,11 @@ class _Batch:
         self.local.setdefault(i, len(self.local))  # a tensor with no entries is decided too
         self.open = None
 
-    def _count(self, ids: Any, mask: Any, k: int) -> Any:
-        """Per tensor, how many entries `mask` holds (one bincount over (tensor, bit) keys)."""
-        return self.torch.bincount(ids * 2 + mask, minlength=2 * k).view(k, 2)[:, 1]
-
     def flush(self) -> None:
-        """Count every piece of the batch: one concatenation, one bincount over keys that say
-        (tensor, field) for real entries and (tensor, is-not-the-fill) for padded ones, one copy
-        of the counts to the host."""
+        """Count every piece of the batch: one concatenation, then one bincount over keys that say
+        (tensor, sign+exponent field, mantissa bits?) for real entries and (tensor, not the fill?,
+        fails DeepGEMM?) for padded ones, and one copy of the counts to the host. The keys reuse the
+        id buffer and the concatenated codes are rewritten in place: a few bytes per entry."""
         if not self.local:
             return
         torch = self.torch
@@ -130,30 +127,43 @@ class _Batch:
         meta = torch.tensor([[self.local[i] for i, _ in pieces], [v.numel() for _, v in pieces]], dtype=torch.int64)
         meta = meta.to(self.device, non_blocking=True)
         codes = torch.cat([v.reshape(-1) for _, v in pieces])
-        ids = torch.repeat_interleave(meta[0].to(torch.int32), meta[1], output_size=total)
+        keys = torch.repeat_interleave(meta[0].to(torch.int32), meta[1], output_size=total)
         if codes.dtype == torch.int16:
             codes = codes.to(torch.int32).bitwise_and_(0xFFFF)
-        extra = []
-        if self.mant:
-            extra.append(self._count(ids[:n_real], (codes[:n_real] & self.mant) != 0, k))
-        if self.dg:
-            extra.append(self._count(ids, (codes & _MASK_I32) != 0, k))
-        keys = ids  # reused in place: (tensor, field) for real entries, (tensor, mismatch) for padded ones
+        split = self.mant_mask != 0 and (self.mant or self.dg)  # real keys carry a mantissa-bits bit
+        real_bins = k * self.bins * (2 if split else 1)
         if n_real:
-            field = (codes[:n_real] >> self.shift) & (self.bins - 1) if self.shift else codes[:n_real]
-            keys[:n_real].mul_(self.bins).add_(field)
-            del field
+            real, key = codes[:n_real], keys[:n_real]
+            bit = (real & self.mant_mask).ne_(0) if split else None
+            if self.shift:
+                real.bitwise_right_shift_(self.shift).bitwise_and_(self.bins - 1)
+            key.mul_(self.bins).add_(real)
+            if bit is not None:
+                key.mul_(2).add_(bit)
+            del real, key, bit
         if n_real < total:
-            keys[n_real:].mul_(2).add_(codes[n_real:] != self.want).add_(k * self.bins)
-        counts = torch.bincount(keys, minlength=k * self.bins + 2 * k)
-        del codes, ids, keys
-        host = torch.cat([counts, *extra]).cpu().numpy()
-        hists = host[:k * self.bins].reshape(k, self.bins)
-        pad_bad = host[k * self.bins:k * self.bins + 2 * k].reshape(k, 2)[:, 1]
-        tail = host[k * self.bins + 2 * k:].reshape(-1, k)
-        n_mant = tail[0] if self.mant else np.zeros(k, dtype=np.int64)
-        dg_bad = tail[-1] if self.dg else np.zeros(k, dtype=np.int64)
-        rest = np.stack([n_mant, pad_bad, dg_bad])
+            pad, key = codes[n_real:], keys[n_real:]
+            key.mul_(2).add_(pad != self.want).mul_(2)
+            if self.dg:
+                key.add_((pad & _MASK_I32).ne_(0))
+            key.add_(real_bins)
+            del pad, key
+        del codes
+        counts = torch.bincount(keys, minlength=real_bins + 4 * k)
+        del keys
+        host = counts.cpu().numpy()
+        if split:
+            by_bit = host[:real_bins].reshape(k, self.bins, 2)
+            hists = by_bit.sum(axis=2)
+            n_mant = by_bit[:, :, 1].sum(axis=1)
+            dg_real = by_bit[:, self.bins // 2:, :].sum(axis=(1, 2)) + by_bit[:, :self.bins // 2, 1].sum(axis=1)
+        else:
+            hists = host[:real_bins].reshape(k, self.bins).copy()
+            n_mant = dg_real = np.zeros(k, dtype=np.int64)
+        pad4 = host[real_bins:].reshape(k, 2, 2)
+        pad_bad = pad4[:, 1, :].sum(axis=1)
+        dg_bad = dg_real + pad4[:, :, 1].sum(axis=1) if self.dg else np.zeros(k, dtype=np.int64)
+        rest = np.stack([n_mant if self.mant else np.zeros(k, dtype=np.int64), pad_bad, dg_bad])
         done_i: list[int] = []
         done_j: list[int] = []
         for i, j in self.local.items():
@@ -196,10 +206,10 @@ def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, 
                 continue
             encoding = layout.encoding if layout is not None else ENCODINGS[info.dtype]
             device = mt.raw.device
-            key = (str(device), encoding, tally.mant, tally.want, dg)
+            key = (str(device), encoding, tally.mant, tally.want, dg and encoding == "f32")
             batch = batches.get(key)
             if batch is None:
-                batch = batches[key] = _Batch(torch, device, encoding, tally, dg, content, results)
+                batch = batches[key] = _Batch(torch, device, encoding, tally, key[-1], content, results)
             raw = mt.raw
             box = tally.box
             real = raw if tuple(box) == tuple(raw.shape) else raw[tuple(slice(0, b) for b in box)]
