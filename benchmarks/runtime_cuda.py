@@ -52,7 +52,8 @@ def v3_set(layers: int, experts: int = 256) -> tuple[dict, dict]:
         linear(f"{p}.self_attn.kv_b_proj", 32768, 512)
         linear(f"{p}.self_attn.o_proj", 7168, 16384)
         if L < 3:
-            for proj, (n, k) in (("gate_proj", (18432, 7168)), ("up_proj", (18432, 7168)), ("down_proj", (7168, 18432))):
+            for proj, (n, k) in (("gate_proj", (18432, 7168)), ("up_proj", (18432, 7168)),
+                                 ("down_proj", (7168, 18432))):
                 linear(f"{p}.mlp.{proj}", n, k)
             continue
         for e in range(experts):
@@ -74,7 +75,8 @@ def v4_set(layers: int, experts: int = 256, inter: int = 2000, stored_inter: int
     for L in range(layers):
         for e in range(experts):
             p = f"layers.{L}.ffn.experts.{e}"
-            for w, (n, k) in (("w1", (stored_inter, hidden)), ("w3", (stored_inter, hidden)), ("w2", (hidden, stored_inter))):
+            for w, (n, k) in (("w1", (stored_inter, hidden)), ("w3", (stored_inter, hidden)),
+                              ("w2", (hidden, stored_inter))):
                 named[f"{p}.{w}.weight"] = torch.empty((n, k // 2), dtype=torch.int8, device="meta")
                 s = torch.zeros((n, k // 32), dtype=torch.float8_e8m0fnu, device=DEVICE)
                 real = (inter, k // 32) if w != "w2" else (n, -(-inter // 32))
@@ -106,14 +108,14 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
         for t in scales:
             t.view(torch.uint8).amax()
 
-    flat = torch.empty(nbytes // 4, dtype=torch.int32, device=DEVICE)
+    flat = [torch.empty(nbytes // 4, dtype=torch.int32, device=DEVICE)]
 
     def one_pass() -> None:  # the same bytes in one buffer: memory bandwidth
-        flat.amax()
+        flat[0].amax()
 
     base_tensor = _timed(per_tensor_pass)
     base_flat = _timed(one_pass)
-    del flat
+    flat.clear()
     _sync()
     cuda = DEVICE == "cuda"
     if cuda:
@@ -180,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if DEVICE == "cuda":
         torch.cuda.empty_cache()
     named, config = v4_set(args.v4_layers, args.experts)
-    results["sets"].append(measure(f"DeepSeek-V4-like padded E8M0 MX scales, {args.v4_layers} layers x {args.experts} experts",
-                                   named, config, garble=64))
+    label = f"DeepSeek-V4-like padded E8M0 MX scales, {args.v4_layers} layers x {args.experts} experts"
+    results["sets"].append(measure(label, named, config, garble=64))
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
