@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo runtime-check test lint fuzz bench clean
+.PHONY: demo runtime-check test lint fuzz bench clean dist
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ runtime-check: $(STAMP)
 	$(BIN)/python examples/runtime_check.py --device $(DEVICE)
 
 test: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
 	$(BIN)/python -m pytest
 
 CASES ?= 100000
@@ -37,8 +37,12 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# sdist and wheel in dist/ (the test suite builds them too, from a copy of the tree)
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+
 lint: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
 
 clean:
 	rm -rf $(VENV) demo-checkpoint .pytest_cache
