@@ -126,7 +126,7 @@ def _check_tensors(named: Mapping[str, Any], config: ConfigLike | None, layouts:
         else:
             outcome = judge_scale(t, layout, mt.all_bytes(), content, read_weight)
         found, summary = outcome
-        findings.extend(found)
+        findings.extend(found or ())
         if summary is not None:
             summaries.append(summary)
         if dg_suspect:
@@ -150,7 +150,7 @@ def _from_device(decided: DeviceOutcome, mt: MemTensor, t: TensorInfo, layout: S
         return [], TensorSummary(t.name, t.file, t.offset, decided.median, kind_of(t.name))  # type: ignore[arg-type]
     if t.nbytes <= RULE_SLAB or not t.shape or not t.shape[0]:
         return judge_scale(t, layout, mt.all_bytes(), content, read_weight)
-    return check_tensor_slabs(layout, t, mt.rows, content, read_weight)
+    return check_tensor_slabs(layout, t, lambda r0, n: bytes(mt.rows(r0, n)), content, read_weight)
 
 
 def _module_tensors(module: Any) -> dict[str, Any]:

@@ -29,14 +29,14 @@ def check_deepgemm(t: TensorInfo, layout: ScaleLayout | None,
     of at most RULE_SLAB bytes, so any size is checked in bounded memory)."""
     shape = t.shape
     box = layout.logical_shape if layout is not None else shape
+    regions = {Region.LOGICAL: _Bad(), Region.PADDING: _Bad()}
     if not shape:
-        raw = np.frombuffer(read_rows(0, 1), dtype="<u4").reshape(())
-        regions = {Region.LOGICAL: [int(bad_mask(raw)), 0 if bad_mask(raw) else None, int(raw)]}
+        raw = np.frombuffer(read_rows(0, 1), dtype="<u4").reshape(1)
+        regions[Region.LOGICAL].add(bad_mask(raw), raw, 0)
         return _findings(t, layout, regions)
     row_items = math.prod(shape[1:])
     rows_per = max(1, RULE_SLAB // max(1, 4 * row_items))
     rest = tuple(slice(0, b) for b in box[1:])
-    regions: dict[Region, list] = {Region.LOGICAL: [0, None, 0], Region.PADDING: [0, None, 0]}
     for r0 in range(0, shape[0], rows_per):
         n = min(rows_per, shape[0] - r0)
         raw = np.frombuffer(read_rows(r0, n), dtype="<u4").reshape(n, *shape[1:])
@@ -45,21 +45,34 @@ def check_deepgemm(t: TensorInfo, layout: ScaleLayout | None,
             continue
         in_box = np.zeros(raw.shape, dtype=bool)
         in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
-        for region, sel in ((Region.LOGICAL, bad & in_box), (Region.PADDING, bad & ~in_box)):
-            acc = regions[region]
-            k = int(np.count_nonzero(sel))
-            if k:
-                if acc[1] is None:
-                    local = int(sel.reshape(-1).argmax())
-                    acc[1], acc[2] = r0 * row_items + local, int(raw.reshape(-1)[local])
-                acc[0] += k
+        regions[Region.LOGICAL].add(bad & in_box, raw, r0 * row_items)
+        regions[Region.PADDING].add(bad & ~in_box, raw, r0 * row_items)
     return _findings(t, layout, regions)
 
 
-def _findings(t: TensorInfo, layout: ScaleLayout | None, regions: dict[Region, list]) -> list[Finding]:
+class _Bad:
+    """Entries of one region that fail the check: how many, the first (flat index) and its bits."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: int | None = None
+        self.value = 0
+
+    def add(self, sel: np.ndarray, raw: np.ndarray, base: int) -> None:
+        k = int(np.count_nonzero(sel))
+        if not k:
+            return
+        if self.first is None:
+            local = int(sel.reshape(-1).argmax())
+            self.first, self.value = base + local, int(raw.reshape(-1)[local])
+        self.count += k
+
+
+def _findings(t: TensorInfo, layout: ScaleLayout | None, regions: dict[Region, _Bad]) -> list[Finding]:
     out = []
-    for region, (count, first, value) in regions.items():
-        if not count:
+    for region, acc in regions.items():
+        count, first, value = acc.count, acc.first, acc.value
+        if not count or first is None:
             continue
         index = tuple(int(i) for i in np.unravel_index(first, t.shape)) if t.shape else ()
         which = "real" if region is Region.LOGICAL else "padded"

@@ -144,7 +144,7 @@ def build_layouts(tensors: dict[str, MemTensor], config: ModelConfig | None,
     stated: set[str] = set()
     weights_of_stated: set[str] = set()
     findings: list[Finding] = []
-    candidates = [*res.layouts, *res.value_only]
+    candidates: list[ScaleLayout | TensorInfo] = [*res.layouts, *res.value_only]
     names = [x.scale.name if isinstance(x, ScaleLayout) else x.name for x in candidates]
     known = set(names)  # a tensor a runtime layout names is a scale, whatever its name
     names += [n for n, t in tensors.items() if n not in known and spec_for(n) and t.dtype in ENCODINGS]

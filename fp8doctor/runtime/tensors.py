@@ -32,8 +32,8 @@ not the packed layout safetensors stores, so not accepted)."""
 _RAW_NUMPY = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
 
-def torch_module() -> Any | None:
-    """torch when the caller has imported it (else no object can be a torch tensor)."""
+def torch_module() -> Any:
+    """torch when the caller has imported it, else None (then no object can be a torch tensor)."""
     return sys.modules.get("torch")
 
 
@@ -94,7 +94,7 @@ class MemTensor:
         part = self.raw[r0:r0 + n] if self.stored else self.raw
         if is_torch(part):
             part = part.contiguous().cpu().numpy()
-        return memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8))
+        return np.ascontiguousarray(part).reshape(-1).view(np.uint8).data
 
     def all_bytes(self) -> bytes | memoryview:
         return self.rows(0, self.stored[0] if self.stored else 1)
