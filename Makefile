@@ -25,6 +25,7 @@ runtime-check: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 CASES ?= 100000
@@ -43,6 +44,7 @@ dist: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) demo-checkpoint .pytest_cache
+	rm -rf $(VENV) demo-checkpoint .pytest_cache .mypy_cache

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import fp8doctor
-from fp8doctor import RuntimeLayout, check_tensors, scan, synth
+from fp8doctor import RuntimeLayout, check_tensors, scan
 from fp8doctor.findings import Finding, Region
 from fp8doctor.runtime import cuda as cuda_path
 from fp8doctor.runtime.tensors import MemTensor, UnsupportedTensor, strided_extent
+from fp8doctor.testing import synth
 from tests.conftest import poke
 from tests.runtime_helpers import key, load, same_as_scan
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fp8doctor import RuntimeLayout, check_tensors, scan, synth
+from fp8doctor import RuntimeLayout, check_tensors, scan
+from fp8doctor.testing import synth
 from tests.runtime_helpers import key, load, same_as_scan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fp8doctor import check_module, check_tensors, scan, synth
+from fp8doctor import check_module, check_tensors, scan
+from fp8doctor.testing import synth
 from tests.conftest import poke
 from tests.corpus import HEADER_CASES, INDEX_CASES, make_template
 from tests.runtime_helpers import load, same_as_scan

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding, Region
 from fp8doctor.layouts.codecs import describe_value
 from fp8doctor.layouts.model import ScaleLayout
+from fp8doctor.rules.catalog import emit
 from fp8doctor.rules.content import RULE_SLAB
 
 RULE = "scale-deepgemm-invalid"
@@ -81,6 +83,7 @@ def _findings(t: TensorInfo, layout: ScaleLayout | None, regions: dict[Region, _
         msg = (f"{count:,} of {total:,} {which} entries of {t.name} {'is' if count == 1 else 'are'} neither +0.0 "
                f"nor a positive power of two (first {describe_value('f32', value)}, bits 0x{value:08X}, at "
                f"{list(index)}): DeepGEMM asserts (bits & 0x807fffff) == 0 and stops with CUDA error 719")
-        out.append(Finding(RULE, Severity.ERROR, None, t.name, msg, region, count=count, index=index,
-                           fixable=region is Region.PADDING and layout is not None and layout.trusted))
+        found = emit(RULE, None, t.name, msg, count=count, index=index,
+                     fixable=region is Region.PADDING and layout is not None and layout.trusted)
+        out.append(replace(found, region=region))  # the catalog's region is logical; padded entries say so
     return out

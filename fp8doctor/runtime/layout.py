@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder, PairingResult
+from fp8doctor.rules.catalog import emit
 from fp8doctor.runtime.tensors import MemTensor, with_strided_padding
 
 
@@ -93,9 +94,8 @@ def _described(spec: RuntimeLayout, t: MemTensor, tensors: dict[str, MemTensor])
     encoding = ENCODINGS.get(t.dtype)
 
     def unknown(why: str) -> tuple[None, Finding]:
-        return None, Finding("layout-unknown", Severity.WARNING, None, t.name,
-                             f"runtime layout {spec.pattern!r} for {t.name} {list(view)}: {why}; "
-                             "layout not modelled", Region.LOGICAL)
+        return None, emit("layout-unknown", None, t.name,
+                          f"runtime layout {spec.pattern!r} for {t.name} {list(view)}: {why}; layout not modelled")
 
     if encoding is None:
         return unknown(f"dtype {t.dtype} is not a scale encoding fp8doctor decodes")
