@@ -236,8 +236,8 @@ def test_device_path_deepgemm(device_path):
 def test_device_outcomes_equal_host_tally(tmp_path, monkeypatch, chunk):
     """What the device decides is the host Tally's verdict, tensor by tensor (split or batched)."""
     from fp8doctor.rules.content import ContentOptions
+    from fp8doctor.rules.judge import tally_for
     from fp8doctor.runtime.layout import build_layouts
-    from fp8doctor.runtime.seam import new_tally
     from fp8doctor.runtime.tensors import wrap
 
     monkeypatch.setattr(cuda_path, "CHUNK", chunk)
@@ -255,7 +255,7 @@ def test_device_outcomes_equal_host_tally(tmp_path, monkeypatch, chunk):
     dev = cuda_path.device_tallies(items, content)
     outcomes = set()
     for mt, lay, info, _ in items:
-        host = new_tally(lay, info, content)
+        host = tally_for(lay, info, content)
         host.add(mt.all_bytes(), 0)
         ok, median = host.verdict(content.outlier_span, 24)
         got = dev[info.name]

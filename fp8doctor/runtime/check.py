@@ -2,11 +2,11 @@
 
 Pairing, blocks and padding come from the checkpoint conventions (layouts/pairing.py) applied to
 a name -> (dtype, shape) map; each scale tensor is judged by the scan's own judge of one tensor's
-bytes (runtime/seam.py). CPU tensors and numpy arrays are read in place. CUDA tensors are first
-decided on the device (runtime/cuda.py: histograms in bounded chunks, a few numbers per tensor to
-the host); only a tensor that may have a finding has its entries brought to the host, in row slabs
-of bounded size, through the same judge. Findings name the tensor, the index and the device;
-`file` and `byte_offset` are None (there is no file).
+bytes (rules/judge.py's stable `judge_scale_tensor`, docs/architecture.md). CPU tensors and numpy
+arrays are read in place. CUDA tensors are first decided on the device (runtime/cuda.py:
+histograms in bounded chunks, a few numbers per tensor to the host); only a tensor that may have a
+finding has its entries brought to the host, in row slabs of bounded size, through the same judge.
+Findings name the tensor, the index and the device; `file` and `byte_offset` are None.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from fp8doctor.rules.content import (
     check_tensor_slabs,
     kind_of,
 )
+from fp8doctor.rules.judge import judge_scale_tensor
 from fp8doctor.runtime.deepgemm import check_deepgemm
 from fp8doctor.runtime.layout import RuntimeLayout, build_layouts
-from fp8doctor.runtime.seam import judge_scale
 from fp8doctor.runtime.tensors import MemTensor, wrap
 from fp8doctor.scanner import ScanOptions
 
@@ -124,7 +124,7 @@ def _check_tensors(named: Mapping[str, Any], config: ConfigLike | None, layouts:
             dg_suspect = decided.deepgemm_bad > 0
             outcome = _from_device(decided, mt, t, layout, content, read_weight)
         else:
-            outcome = judge_scale(t, layout, mt.all_bytes(), content, read_weight)
+            outcome = judge_scale_tensor(t, mt.all_bytes(), layout, content, read_weight)
         found, summary = outcome
         findings.extend(found or ())
         if summary is not None:
@@ -149,7 +149,7 @@ def _from_device(decided: DeviceOutcome, mt: MemTensor, t: TensorInfo, layout: S
     if decided.clean:
         return [], TensorSummary(t.name, t.file, t.offset, decided.median, kind_of(t.name))  # type: ignore[arg-type]
     if t.nbytes <= RULE_SLAB or not t.shape or not t.shape[0]:
-        return judge_scale(t, layout, mt.all_bytes(), content, read_weight)
+        return judge_scale_tensor(t, mt.all_bytes(), layout, content, read_weight)
     return check_tensor_slabs(layout, t, lambda r0, n: bytes(mt.rows(r0, n)), content, read_weight)
 
 

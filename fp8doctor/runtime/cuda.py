@@ -22,9 +22,9 @@ import numpy as np
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.model import ENCODINGS, ScaleLayout
 from fp8doctor.rules.content import UNINIT_FAR, ContentOptions
+from fp8doctor.rules.judge import tally_for
 from fp8doctor.rules.tally import Tally, verdicts
 from fp8doctor.runtime.deepgemm import MASK
-from fp8doctor.runtime.seam import new_tally
 from fp8doctor.runtime.tensors import MemTensor, torch_module
 
 CHUNK = 1 << 22
@@ -200,7 +200,7 @@ def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, 
         for i, (mt, layout, info, dg) in enumerate(items):
             kind = (info.dtype, info.shape, None if layout is None else (layout.encoding, layout.logical_shape,
                                                                           layout.has_padding))
-            tally = made[kind] if kind in made else made.setdefault(kind, new_tally(layout, info, content))
+            tally = made[kind] if kind in made else made.setdefault(kind, tally_for(layout, info, content))
             if tally is None:
                 results[i] = DeviceOutcome(False, deepgemm_bad=1 if dg else 0)  # the host checks it all
                 continue
