@@ -50,7 +50,9 @@ class Finding:
     """One problem found in a checkpoint.
 
     `byte_offset` is absolute in `file`; `index` is the multi-dimensional index of the first bad
-    element of `tensor` (stored shape), where there is one.
+    element of `tensor` (stored shape), where there is one. `device` names where an in-memory
+    tensor lives ("cpu", "cuda:0"; see fp8doctor.check_tensors); None for files, whose findings
+    carry `file` and `byte_offset` instead.
     """
 
     rule: str
@@ -63,6 +65,7 @@ class Finding:
     count: int = 1
     index: tuple[int, ...] | None = None
     fixable: bool = False
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # every field by name, without asdict's recursive deep copy (10^5 findings render in seconds)
@@ -70,6 +73,8 @@ class Finding:
         data["severity"] = self.severity.value
         data["region"] = self.region.value
         data["index"] = list(self.index) if self.index is not None else None
+        if self.device is None:  # only in-memory findings have one; file reports keep their keys
+            del data["device"]
         return data
 
     @classmethod
@@ -85,6 +90,7 @@ class Finding:
             count=data.get("count", 1),
             index=tuple(data["index"]) if data.get("index") is not None else None,
             fixable=data.get("fixable", False),
+            device=data.get("device"),
         )
 
     @property
