@@ -12,13 +12,13 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from fp8doctor.testing import synth  # noqa: E402
 from fp8doctor.checkpoint.loader import open_checkpoint  # noqa: E402
 from fp8doctor.cli.app import app  # noqa: E402
 from fp8doctor.reference.dequant import QuantWeight, linear_exact, linear_served  # noqa: E402
 from fp8doctor.reference.layer import VerifyOptions, verify  # noqa: E402
 from fp8doctor.reference.profiles import PROFILES  # noqa: E402
 from fp8doctor.scanner import analyze  # noqa: E402
+from fp8doctor.testing import synth  # noqa: E402
 from tests import test_verify as _tv  # noqa: E402
 from tests.conftest import poke  # noqa: E402
 
