@@ -195,12 +195,9 @@ def find_config(start: str, exclude: str | None = None) -> str | None:
 
 def checkpoint_dir(checkpoint_path: str) -> str | None:
     """The directory of a local checkpoint (the one discovery never looks inside); None for a URL."""
-    from fp8doctor.checkpoint.loader import is_remote
+    from fp8doctor.checkpoint.target import Target
 
-    if is_remote(checkpoint_path):
-        return None
-    path = os.path.abspath(checkpoint_path)
-    return path if os.path.isdir(path) else os.path.dirname(path)
+    return Target.parse(checkpoint_path).local_dir
 
 
 def discover(checkpoint_path: str, cwd: str | None = None) -> str | None:

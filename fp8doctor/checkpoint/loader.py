@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +20,13 @@ from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.paths import allowed_root, escapes, open_inside, unsafe_name
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
+from fp8doctor.checkpoint.target import INDEX_NAME, Target
+from fp8doctor.checkpoint.target import is_remote as is_remote  # re-exported: callers import it from here
 from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Region
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.rules.catalog import rule as catalog_rule
 
-INDEX_NAME = "model.safetensors.index.json"
 INDEX_LIMIT = 256 << 20
 """The index is read up to this many bytes."""
 
@@ -172,56 +172,34 @@ def _finding(rule: str, file: str | None, message: str, tensor: str | None = Non
 
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-
-
-def is_remote(path: str | os.PathLike[str]) -> bool:
-    """True for URLs (hf://, http(s)://, s3://, any fsspec protocol): no local file is involved."""
-    return bool(_URL.match(os.fspath(path)))
-
-
-def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read the headers of every shard of the checkpoint at `path` (a local path or a URL)."""
-    path = os.fspath(path)
-    if is_remote(path):
+def open_checkpoint(path: str | os.PathLike[str] | Target) -> Checkpoint:
+    """Read the headers of every shard of the checkpoint at `path` (a local path, a URL, or a parsed Target)."""
+    target = path if isinstance(path, Target) else Target.parse(path)
+    path = target.path
+    if target.remote:
         from fp8doctor.checkpoint.remote import open_remote_checkpoint
 
         return open_remote_checkpoint(path)
-    if not os.path.lexists(path):
+    if not target.exists:
         raise CheckpointError(f"{path}: no such file or directory")
-    index_path: str | None = None
-    shard_names: list[str]
-    if os.path.isdir(path):
-        root = path
-        if os.path.isfile(os.path.join(root, INDEX_NAME)):
-            index_path = os.path.join(root, INDEX_NAME)
-        shard_names = []
-    elif path.endswith(".json"):
-        root = os.path.dirname(path) or "."
-        index_path = path
-        shard_names = []
-    elif path.endswith(".safetensors") or os.path.isfile(path):
-        root = os.path.dirname(path) or "."
-        shard_names = [os.path.basename(path)]
-    else:
+    if target.kind == "other":
         raise CheckpointError(f"{path}: not a directory, .safetensors file or index .json")
-
-    index_name = os.path.relpath(index_path, root) if index_path is not None else None
+    root = target.root
 
     def listing() -> list[str]:
-        if not os.path.isdir(path):
-            return shard_names
+        if target.kind != "directory":
+            return [target.shard] if target.shard is not None else []
         try:
             names = sorted(n for n in os.listdir(root) if n.endswith(".safetensors"))
         except OSError as e:
             raise CheckpointError(f"{path}: cannot list directory ({e.strerror})") from None
-        if not names and index_path is None:
+        if not names and target.index is None:
             raise CheckpointError(f"{path}: no .safetensors files and no {INDEX_NAME} found")
         return names
 
     ckpt = Checkpoint(root=root, target=path, store=LocalStore(root))
     with gc_paused():
-        load_files(ckpt, index_name, listing)
+        load_files(ckpt, target.index, listing)
     from fp8doctor.repair.journal import interrupted  # lazy: repair builds on this module
 
     ckpt.findings.extend(interrupted(root))

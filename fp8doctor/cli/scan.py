@@ -61,29 +61,17 @@ def pair_outputs(formats: list[str], outputs: list[str]) -> list[tuple[str, str]
 
 
 def source_root(checkpoint_path: str) -> str:
-    """The git work tree holding the checkpoint (for repository-relative report paths), else the cwd.
+    """The git work tree holding the checkpoint (for repository-relative report paths), else the cwd."""
+    from fp8doctor.checkpoint.target import Target
 
-    Found by walking up to a `.git` entry rather than by running git: running git inside a checkout
-    that came from anywhere could execute its configured hooks or fsmonitor."""
-    start = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
-    here = os.path.abspath(start)
-    while True:
-        if os.path.exists(os.path.join(here, ".git")):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            return os.getcwd()
-        here = parent
+    return Target.parse(checkpoint_path).source_root()
 
 
 def checkpoint_root(checkpoint_path: str) -> str:
     """The directory finding files are relative to (as open_checkpoint decides it); a URL's base."""
-    from fp8doctor.checkpoint.loader import is_remote
+    from fp8doctor.checkpoint.target import Target
 
-    if is_remote(checkpoint_path):
-        base = checkpoint_path.rstrip("/")
-        return base.rsplit("/", 1)[0] if base.endswith((".json", ".safetensors")) else base
-    return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
+    return Target.parse(checkpoint_path).display_root
 
 
 def _write(dest: str, text: Iterable[str]) -> None:

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fp8doctor.checkpoint.loader import INDEX_NAME, CheckpointError, is_remote, open_checkpoint
+from fp8doctor.checkpoint.loader import INDEX_NAME, CheckpointError, open_checkpoint
+from fp8doctor.checkpoint.target import Target
 from fp8doctor.findings import Finding, Severity
 from fp8doctor.layouts.model import parse_fill
 from fp8doctor.repair import apply as ap
@@ -70,15 +71,11 @@ class FixResult:
         }
 
 
-def checkpoint_root(path: str) -> str:
-    """The directory a checkpoint path lives in (what open_checkpoint calls root)."""
-    return path if os.path.isdir(path) else (os.path.dirname(path) or ".")
-
-
-def _carried(root: str, target: str, shard_files: list[str]) -> tuple[list[str], list[str]]:
+def _carried(target: Target, shard_files: list[str]) -> tuple[list[str], list[str]]:
     """What an --output copy holds besides the patched shards: (files to hard-link: every unchanged
     .safetensors file; other files and directories to copy: index, config, tokenizer, ...)."""
-    if not (os.path.isdir(target) or target.endswith(".json")):
+    root = target.root
+    if not target.whole_directory:
         return shard_files, [n for n in ("config.json",) if os.path.isfile(os.path.join(root, n))]
     names = sorted(n for n in os.listdir(root) if n != jr.JOURNAL_DIRNAME)
     link = sorted(set(shard_files) | {n for n in names if n.endswith(".safetensors")
@@ -141,20 +138,21 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
         options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill)
     if undo and (output is not None or dry_run):
         raise FixError("--undo cannot be combined with --output or --dry-run")
-    if is_remote(path):
+    target = Target.parse(path)
+    if target.remote:
         if output is None or undo:
             from fp8doctor.checkpoint.remote import fix_refusal
 
             raise FixError(fix_refusal(path))
         return _remote_copy(path, options, dry_run, output, progress, t0, ignore_tensors)
-    if not os.path.lexists(path):
+    if not target.exists:
         raise CheckpointError(f"{path}: no such file or directory")
-    root = checkpoint_root(path)
-    jdir = os.fspath(journal_dir) if journal_dir is not None else os.path.join(root, jr.JOURNAL_DIRNAME)
+    root = target.root
+    jdir = os.fspath(journal_dir) if journal_dir is not None else target.journal_dir
     in_place = not dry_run and output is None
 
     if not (in_place or undo):
-        return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__, ignore_tensors)
+        return _without_writing(target, options, dry_run, output, jdir, progress, t0, __version__, ignore_tensors)
 
     _prepare_journal_dir(jdir)
     with Lock(root, jdir) as lock:
@@ -172,7 +170,7 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
                              done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes))
         # the scanned shards stay open until the write: their inodes cannot be reused by a file swapped in,
         # so the (st_dev, st_ino) the write checks really is the file the scan read
-        with open_checkpoint(path) as ckpt:
+        with open_checkpoint(target) as ckpt:
             plan = _plan(ckpt, options, progress, ignore_tensors)
             if plan.empty:
                 return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
@@ -183,11 +181,11 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
                          tuple(recovered), tuple(notes))
 
 
-def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str] | None,
+def _without_writing(target: Target, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str] | None,
                      jdir: str, progress: Progress | None, t0: float, version: str,
                      ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
     """--dry-run and --output: the source is only read."""
-    root = checkpoint_root(path)
+    path, root = target.path, target.root
     notes = []
     interrupted = [j for j in jr.load_all(jdir, root) if j.state in (jr.PENDING, jr.UNDOING)]
     if interrupted:
@@ -195,7 +193,7 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
             raise FixError(f"an interrupted fix of this checkpoint is recorded in {interrupted[0].json_path}; run "
                            f"`fp8doctor fix {path}` (to complete it) or `--undo` (to roll it back) first")
         notes.append(f"an interrupted fix is recorded in {interrupted[0].json_path}; `fix` will complete it first")
-    with open_checkpoint(path) as ckpt:
+    with open_checkpoint(target) as ckpt:
         plan = _plan(ckpt, options, progress, ignore_tensors)
         shard_files = sorted(ckpt.shards)
     fill = fill_name(options.fill)
@@ -203,7 +201,7 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
         return FixResult(path, "dry-run", fill, plan.changes, plan.unfixable, 0, 0, time.perf_counter() - t0,
                          None, os.fspath(output) if output is not None else None, False, (), tuple(notes))
     out = os.fspath(output)  # type: ignore[arg-type]
-    link, carry = _carried(root, path, shard_files)
+    link, carry = _carried(target, shard_files)
     copied = write_copy(plan, out, link, carry)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
                      time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes)

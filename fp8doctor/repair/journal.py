@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 
 from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
+from fp8doctor.checkpoint.target import JOURNAL_DIRNAME as JOURNAL_DIRNAME  # its one definition
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
 from fp8doctor.repair.hooks import crash_point
 from fp8doctor.repair.plan import RepairPlan, fill_name
 
-JOURNAL_DIRNAME = ".fp8doctor-journal"
 FORMAT = "fp8doctor-journal"
 VERSION = 2
 """Version written; version 1 journals (patches listed in ID.json) are still read and completed."""
