@@ -32,7 +32,7 @@ from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder, find_pairs
 from fp8doctor.rules.content import ContentOptions, check_tensor
-from fp8doctor.scanner import ScanOptions, analyze
+from fp8doctor.scanner import ScanOptions, analyze, ask_repair
 
 REGIONS = ("all", "logical", "padding")
 
@@ -363,4 +363,5 @@ def dump(path: str | os.PathLike[str], options: DumpOptions) -> list[TensorDump]
     """Open the checkpoint at `path` and dump the selected scale tensors (see `dump_checkpoint`).
     Raises CheckpointError when `path` is no checkpoint, DumpError when the selection fails."""
     with open_checkpoint(path) as ckpt:
+        ask_repair(ckpt)
         return dump_checkpoint(ckpt, options)

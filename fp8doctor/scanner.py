@@ -285,6 +285,15 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     return result
 
 
+def ask_repair(ckpt: Checkpoint) -> None:
+    """Add repair's `fix-interrupted` findings (a half-finished fix journal) to a local checkpoint's:
+    the verbs (scan, dump, fix) ask repair, the reading layer below them knows nothing of it."""
+    if not ckpt.remote:
+        from fp8doctor.repair.journal import interrupted
+
+        ckpt.findings.extend(interrupted(ckpt.root))
+
+
 def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
          progress: Progress | None = None) -> Report:
     """Scan the checkpoint at `path` and return a Report. Raises CheckpointError (exit code 2) only
@@ -292,6 +301,7 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
     options = options or ScanOptions()
     t0 = time.perf_counter()
     with open_checkpoint(path) as ckpt, gc_paused():
+        ask_repair(ckpt)
         result = analyze(ckpt, options, progress)
         header_bytes = sum(8 + s.header_len for s in ckpt.shards.values())
         total_read = ckpt.bytes_read

@@ -309,7 +309,7 @@ def test_one_lock_per_checkpoint_whatever_the_journal_dir(dirty, tmp_path):
 def test_missing_shards_are_indexed_in_linear_time(tmp_path, monkeypatch):
     """N missing shards: the per-shard tensor counts come from one pass over the index, not one pass per
     missing shard (counted: iterations over the weight map, not seconds)."""
-    from fp8doctor.checkpoint import loader
+    from fp8doctor.checkpoint import model as loader  # where _read_index lives
     from fp8doctor.checkpoint.loader import open_checkpoint
 
     d = tmp_path / "ck"

@@ -31,16 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from fp8doctor.checkpoint.loader import (
-    INDEX_LIMIT,
-    INDEX_NAME,
-    Checkpoint,
-    CheckpointError,
-    is_remote,
-    load_files,
-)
+from fp8doctor.checkpoint.model import INDEX_LIMIT, Checkpoint, CheckpointError, load_files
 from fp8doctor.checkpoint.paths import unsafe_name as _unsafe
 from fp8doctor.checkpoint.source import ByteSource, ReadError
+from fp8doctor.checkpoint.target import INDEX_NAME, is_remote
 
 HEAD_PROBE = 100_000
 """First request per shard: like huggingface_hub's parse_safetensors_file_metadata."""

@@ -37,6 +37,11 @@ def fill_bytes(fill: str | int, encoding: str) -> bytes:
     return FILL_BYTES[fill][encoding]
 
 
+def fill_name(fill: str | int) -> str:
+    """A fill as reports and journals name it: `zero`, `one` or `0xNN` (the inverse of parse_fill)."""
+    return fill if isinstance(fill, str) else f"0x{fill:02X}"
+
+
 def parse_fill(text: str) -> str | int:
     """`zero`, `one` or a raw byte `0xNN`."""
     t = text.strip().lower()

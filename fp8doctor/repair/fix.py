@@ -20,7 +20,7 @@ from fp8doctor.repair.errors import FixError
 from fp8doctor.repair.lock import Lock
 from fp8doctor.repair.output import write_copy
 from fp8doctor.repair.plan import TensorChange, build_plan, fill_name
-from fp8doctor.scanner import Progress, ScanOptions, analyze
+from fp8doctor.scanner import Progress, ScanOptions, analyze, ask_repair
 
 MODES = ("in-place", "dry-run", "output", "undo")
 
@@ -117,6 +117,7 @@ def _plan(ckpt: Any, options: ScanOptions, progress: Progress | None, ignore_ten
     configuration are neither fixed nor reported as unfixable (as scan hides them)."""
     from fp8doctor.config_file import filter_findings
 
+    ask_repair(ckpt)
     analysis = analyze(ckpt, options, progress)
     if ignore_tensors:
         analysis.findings = list(filter_findings(analysis.findings, ignore_tensors))

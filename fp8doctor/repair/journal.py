@@ -29,17 +29,21 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
 from fp8doctor.checkpoint.target import JOURNAL_DIRNAME as JOURNAL_DIRNAME  # its one definition
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
+from fp8doctor.layouts.model import fill_name
 from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
 from fp8doctor.repair.hooks import crash_point
-from fp8doctor.repair.plan import RepairPlan, fill_name
+from fp8doctor.rules.catalog import emit
+
+if TYPE_CHECKING:
+    from fp8doctor.repair.plan import RepairPlan
 
 FORMAT = "fp8doctor-journal"
 VERSION = 2
@@ -532,16 +536,15 @@ def interrupted(root: str) -> list[Finding]:
     try:
         journals = load_all(directory, root)
     except FixError as e:
-        return [Finding("fix-interrupted", Severity.ERROR, None, None,
-                        f"the fix journal cannot be read: {e}", Region.FILE)]
+        return [emit("fix-interrupted", None, None, f"the fix journal cannot be read: {e}")]
     out = []
     for j in journals:
         if j.state in (PENDING, UNDOING):
             what = "a fix" if j.state == PENDING else "an undo"
             shards = ", ".join(s.file for s in j.shards[:3]) + (" ..." if len(j.shards) > 3 else "")
-            out.append(Finding(
-                "fix-interrupted", Severity.ERROR, os.path.join(JOURNAL_DIRNAME, j.id + ".json"), None,
+            out.append(emit(
+                "fix-interrupted", os.path.join(JOURNAL_DIRNAME, j.id + ".json"), None,
                 f"{what} of this checkpoint is running or was interrupted (journal {j.id}, state {j.state}); "
                 f"{shards} may be half-written. Run `fp8doctor fix {j.target}` to complete it, or "
-                f"`fp8doctor fix --undo {j.target}` to roll it back", Region.FILE, count=len(j.shards)))
+                f"`fp8doctor fix --undo {j.target}` to roll it back", count=len(j.shards)))
     return out

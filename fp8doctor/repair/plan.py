@@ -17,6 +17,7 @@ import numpy as np
 from fp8doctor.findings import Finding
 from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.model import ScaleLayout, fill_bytes
+from fp8doctor.layouts.model import fill_name as fill_name  # re-exported
 from fp8doctor.scanner import Analysis, ScanOptions
 
 FIX_RULE = "scale-padding-nonzero"
@@ -93,10 +94,6 @@ class RepairPlan:
     @property
     def empty(self) -> bool:
         return not self.shards
-
-
-def fill_name(fill: str | int) -> str:
-    return fill if isinstance(fill, str) else f"0x{fill:02X}"
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
