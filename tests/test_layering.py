@@ -76,7 +76,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(n)
         for d in sorted(graph[n]):
             if state.get(d) == 1:
-                return path[path.index(d):] + [d]
+                return [*path[path.index(d):], d]
             if d not in state:
                 found = visit(d)
                 if found:

@@ -18,11 +18,11 @@ from fp8doctor.checkpoint.remote import (
     RemoteError,
     RemoteOptions,
     RemoteStore,
-    fix_refusal,
     is_remote,
     open_remote_checkpoint,
     parse_url,
 )
+from fp8doctor.repair.fix import fix_refusal
 from fp8doctor.scanner import COALESCE_GAP
 from fp8doctor.testing import synth
 from tests.conftest import poke, run_cli

@@ -15,8 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fp8doctor.checkpoint import remote
-from fp8doctor.checkpoint.remote import RemoteError, RemoteOptions, open_remote_checkpoint
+from fp8doctor.checkpoint.remote import RemoteError, RemoteOptions, open_remote_checkpoint, retry
 from tests.fix_helpers import dirty_v4
 
 
@@ -91,8 +90,8 @@ def ckpt(tmp_path):
 
 def test_retry_after_values_that_are_not_a_wait():
     for value in ("nan", "-5", "inf", "-inf", "Wed, 21 Oct 2015 07:28:00 GMT", None):
-        assert remote._retry_after(value) is None, value
-    assert remote._retry_after("0") == 0 and remote._retry_after("1.5") == 1.5
+        assert retry._retry_after(value) is None, value
+    assert retry._retry_after("0") == 0 and retry._retry_after("1.5") == 1.5
 
 
 @pytest.mark.parametrize("value", ["nan", "-5"])

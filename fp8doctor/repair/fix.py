@@ -71,6 +71,23 @@ class FixResult:
         }
 
 
+def fix_refusal(path: str) -> str:
+    """The one-line refusal `fp8doctor fix` prints for a remote path."""
+    how = "download it first"
+    from fp8doctor.checkpoint.remote.url import parse_url
+
+    try:
+        loc = parse_url(path)
+    except CheckpointError:
+        loc = None
+    if loc is not None and loc.kind == "hf":
+        rev = f" --revision {loc.revision}" if loc.revision else ""
+        kind = " --repo-type dataset" if loc.repo_type == "dataset" else ""
+        how = f"download it first (`hf download {loc.repo_id}{rev}{kind} --local-dir DIR`)"
+    return (f"{path} is remote and fix only rewrites local files: {how} and run `fp8doctor fix DIR`, "
+            "or use `--output DIR` to write a repaired local copy of just the shards that need it")
+
+
 def _carried(target: Target, shard_files: list[str]) -> tuple[list[str], list[str]]:
     """What an --output copy holds besides the patched shards: (files to hard-link: every unchanged
     .safetensors file; other files and directories to copy: index, config, tokenizer, ...)."""
@@ -142,8 +159,6 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
     target = Target.parse(path)
     if target.remote:
         if output is None or undo:
-            from fp8doctor.checkpoint.remote import fix_refusal
-
             raise FixError(fix_refusal(path))
         return _remote_copy(path, options, dry_run, output, progress, t0, ignore_tensors)
     if not target.exists:
