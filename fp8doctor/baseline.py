@@ -1,8 +1,9 @@
 """Baselines: accept today's findings so that only new or changed ones fail the next scan.
 
 An entry is keyed by rule + file + tensor and carries a sha256 of the bytes the finding is about:
-- a finding on a scale tensor (any name with "scale" in its last component, up to 256 MiB): the
-  tensor's stored bytes, so rewriting any of its entries makes the finding "changed";
+- a finding on a scale tensor (one the pairing calls a scale, up to 256 MiB): the tensor's stored
+  bytes, hashed by the scan while it has them (fp8doctor.inspection), so rewriting any of its
+  entries makes the finding "changed";
 - a finding on another tensor (a weight without a scale, say): its header entry (dtype, shape,
   offsets), so weights are never read in full;
 - anything else (file, header, index findings): the rule and message text.
@@ -18,14 +19,10 @@ import json
 from collections import Counter
 from typing import Any
 
-from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report
 from fp8doctor.userfiles import read_file, write_file
 
 BASELINE_FORMAT = 1
-HASH_LIMIT = 256 << 20
-"""Largest scale tensor whose bytes are hashed (bigger ones are hashed by header entry)."""
-_CHUNK = 16 << 20
 
 Key = tuple[str, str | None, str | None]
 
@@ -42,43 +39,20 @@ def _key(f: Finding) -> Key:
     return (f.rule, f.file, f.tensor)
 
 
-def _is_scale(name: str) -> bool:
-    return "scale" in name.rsplit(".", 1)[-1].lower()
-
-
-def finding_hash(ckpt: Checkpoint | None, f: Finding) -> str:
-    """sha256 of what the finding is about (see the module docstring)."""
-    h = hashlib.sha256()
-    t = ckpt.tensors.get(f.tensor) if ckpt is not None and f.tensor is not None else None
-    if t is not None and ckpt is not None and ckpt.readable(t):
-        if _is_scale(t.name) and t.nbytes <= HASH_LIMIT:
-            try:
-                for start in range(0, t.nbytes, _CHUNK):
-                    h.update(ckpt.read(t, start, min(_CHUNK, t.nbytes - start)))
-                return "sha256:" + h.hexdigest()
-            except OSError:
-                h = hashlib.sha256()
-        h.update(json.dumps(["header", t.dtype, list(t.shape), t.begin, t.end]).encode())
-        return "sha256:" + h.hexdigest()
-    h.update(json.dumps(["message", f.rule, f.message], ensure_ascii=True).encode())
+def finding_hash(report: Report, f: Finding) -> str:
+    """sha256 of what the finding is about (see the module docstring), from the hashes the scan
+    recorded (`Report.tensor_hashes`, fp8doctor.inspection); rule and message for the rest."""
+    digest = report.tensor_hashes.get(f.tensor) if f.tensor is not None else None
+    if digest is not None:
+        return digest
+    h = hashlib.sha256(json.dumps(["message", f.rule, f.message], ensure_ascii=True).encode())
     return "sha256:" + h.hexdigest()
 
 
-def _open(target: str) -> Checkpoint | None:
-    try:
-        return open_checkpoint(target)
-    except Exception:  # a checkpoint that cannot be opened: only message hashes are possible
-        return None
-
-
 def baseline_dict(report: Report, version: str = "") -> dict[str, Any]:
-    ckpt = _open(report.target)
-    try:
-        entries = [{"rule": f.rule, "file": f.file, "tensor": f.tensor, "hash": finding_hash(ckpt, f),
-                    "severity": f.severity.value, "message": f.message} for f in report.findings]
-    finally:
-        if ckpt is not None:
-            ckpt.close()
+    """The baseline of a report scanned with hashes (`scan(..., hashes=True)`)."""
+    entries = [{"rule": f.rule, "file": f.file, "tensor": f.tensor, "hash": finding_hash(report, f),
+                "severity": f.severity.value, "message": f.message} for f in report.findings]
     entries.sort(key=lambda e: (e["file"] or "", e["tensor"] or "", e["rule"], e["hash"]))
     return {"fp8doctor_baseline": BASELINE_FORMAT, "tool_version": version, "findings": entries}
 
@@ -121,21 +95,16 @@ def apply_baseline(report: Report, path: str) -> tuple[Report, int]:
     keys = {k[:3] for k in entries}
     if not any(_key(f) in keys for f in report.findings):
         return report, 0
-    ckpt = _open(report.target)
     kept: list[Finding] = []
     suppressed = 0
-    try:
-        for f in report.findings:
-            if _key(f) not in keys:
-                kept.append(f)
-                continue
-            entry = (*_key(f), finding_hash(ckpt, f))
-            if entries[entry] > 0:
-                entries[entry] -= 1
-                suppressed += 1
-            else:
-                kept.append(dataclasses.replace(f, message=f"{f.message} (changed since the baseline)"))
-    finally:
-        if ckpt is not None:
-            ckpt.close()
+    for f in report.findings:
+        if _key(f) not in keys:
+            kept.append(f)
+            continue
+        entry = (*_key(f), finding_hash(report, f))
+        if entries[entry] > 0:
+            entries[entry] -= 1
+            suppressed += 1
+        else:
+            kept.append(dataclasses.replace(f, message=f"{f.message} (changed since the baseline)"))
     return dataclasses.replace(report, findings=tuple(kept)), suppressed

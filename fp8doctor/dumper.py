@@ -28,10 +28,10 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Severity
+from fp8doctor.inspection import Inspection
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
-from fp8doctor.layouts.pairing import LayoutBuilder, find_pairs
-from fp8doctor.rules.content import ContentOptions, check_tensor
+from fp8doctor.rules.content import check_tensor
 from fp8doctor.scanner import ScanOptions, analyze, ask_repair
 
 REGIONS = ("all", "logical", "padding")
@@ -270,8 +270,9 @@ def _itemsize(t: TensorInfo, encoding: str | None) -> int:
     return bits // 8
 
 
-def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note: str, options: DumpOptions,
-              content: ContentOptions) -> TensorDump:
+def _dump_one(insp: Inspection, t: TensorInfo, layout: ScaleLayout | None, note: str,
+              options: DumpOptions) -> TensorDump:
+    ckpt = insp.checkpoint
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     itemsize = _itemsize(t, encoding)
     nrows, row_len = _geometry(t.shape)
@@ -297,12 +298,7 @@ def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note:
                 np.maximum(severity, np.where(m, f.severity.rank, NO_MARK).astype(np.int8), out=severity)
                 rules.append((f.rule, f.severity, m))
 
-            def read_weight(w: TensorInfo, start: int, length: int) -> bytes:
-                if not ckpt.readable(w):
-                    raise OSError(f"{w.name} is not fully inside its file")
-                return ckpt.read(w, start, length)
-
-            findings, _ = check_tensor(layout, t, full, content, read_weight, sink)
+            findings, _ = check_tensor(layout, t, full, insp.content, insp.read_weight, sink)
         else:
             data = ckpt.read(t, r0 * row_bytes, (r1 - r0) * row_bytes)
     except OSError as e:
@@ -328,20 +324,15 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
     `options.findings` asks for a full scan first. Raises DumpError (one line) when it cannot."""
     if not options.tensors and not options.findings:
         raise DumpError("say which scale tensors to dump: --tensor NAME|GLOB (repeatable) or --findings")
-    pairs, _ = find_pairs(ckpt.tensors)
-    scale_names = set(pairs)
+    insp = Inspection.of(ckpt, options.scan)
+    layouts = insp.layouts
     if options.findings:
-        analysis = analyze(ckpt, options.scan)
-        layouts, why = analysis.layouts, analysis.findings
+        analysis = analyze(insp, options.scan)
+        why = analysis.findings
         flagged: list[Finding] | None = [f for f in analysis.findings if options.scan.wants(f)]
     else:
-        pairing = LayoutBuilder(ckpt.tensors, ckpt.config, options.scan.overrides).build()
-        layouts = {lay.scale.name: lay for lay in pairing.layouts}
-        why, flagged = pairing.findings, None
-    names = select(ckpt, options.tensors, scale_names, flagged)
-    quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.scan.fill, outlier_span=options.scan.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.scan.verify_zero_blocks)
+        why, flagged = insp.pairing.findings, None
+    names = select(ckpt, options.tensors, set(insp.pairing.scale_names), flagged)
     out = []
     for name in names:
         layout = layouts.get(name)
@@ -352,7 +343,7 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
                     if reason else "layout unknown: logical = whole tensor, no padding located")
         elif layout.note:
             note = layout.note
-        out.append(_dump_one(ckpt, ckpt.tensors[name], layout, note, options, content))
+        out.append(_dump_one(insp, ckpt.tensors[name], layout, note, options))
     if options.rows is not None and out and not any(d.rows[1] > d.rows[0] for d in out):
         most = max(d.nrows for d in out)
         raise DumpError(f"--rows {options.rows} selects no row: the selected tensors have at most {most} rows")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -132,6 +132,9 @@ class Report:
     stats: ScanStats = field(default_factory=ScanStats)
     layouts: Sequence[dict[str, Any]] = ()
     """Each layout's describe() dict (a lazy sequence from `scan`: built on first use)."""
+    tensor_hashes: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Tensor name -> the sha256 a baseline keys its findings by (fp8doctor.inspection); filled by
+    a scan asked for hashes (a baseline to write or apply), empty otherwise. Not part of the JSON."""
 
     def counts(self) -> dict[str, int]:
         by_sev = Counter(f.severity.value for f in self.findings)

@@ -21,9 +21,9 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
+from fp8doctor.inspection import Inspection
 from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
-from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.content import (
     UNINIT_FAR,
@@ -83,6 +83,8 @@ class Analysis:
     """Everything a scan learned, before filtering: fix and dump work from this."""
 
     checkpoint: Checkpoint
+    inspection: Inspection | None = None
+    """What the analysis ran over (layouts, content options, weight reader, hashes)."""
     layouts: dict[str, ScaleLayout] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     scale_tensors: list[TensorInfo] = field(default_factory=list)
@@ -122,8 +124,9 @@ _Checked = tuple[list[Finding] | None, TensorSummary | None]
 
 def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, ScaleLayout],
                 content: ContentOptions, read_weight: Callable[[TensorInfo, int, int], bytes],
-                progress: Progress | None) -> list[_Checked]:
-    """Every scale tensor of one file, in offset order; the unit of work of the thread pool."""
+                progress: Progress | None, insp: Inspection | None = None) -> list[_Checked]:
+    """Every scale tensor of one file, in offset order; the unit of work of the thread pool. Each
+    tensor's sha256 goes to `insp` while its bytes are in hand, when the inspection wants hashes."""
     out: list[_Checked] = []
     src = ckpt.source(tensors[0].file)
     batches = [(b, b[0].offset, max(t.offset + t.nbytes for t in b)) for b in _batches(tensors)]
@@ -139,6 +142,9 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
             else:
                 blob = memoryview(src.pread(start, end - start))
                 out.extend(_check_batch(batch, start, blob, layouts, content, read_weight))
+                if insp is not None and insp.hashes is not None:
+                    for t in batch:
+                        insp.record_hash(t, blob[t.offset - start: t.offset - start + t.nbytes])
         except OSError:
             del out[done:]
             out.extend((None, None) for _ in batch)
@@ -229,19 +235,19 @@ def _read_whole(src, t: TensorInfo) -> bytes:
                     for o in range(t.offset, t.offset + t.nbytes, MAX_READ))
 
 
-def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
+def analyze(ckpt: Checkpoint | Inspection, options: ScanOptions | None = None,
             progress: Progress | None = None) -> Analysis:
-    """Run every rule over an open checkpoint."""
+    """Run every rule over an open checkpoint (or an Inspection of one, built with the same options)."""
     options = options or ScanOptions()
-    result = Analysis(checkpoint=ckpt)
+    insp = ckpt if isinstance(ckpt, Inspection) else Inspection.of(ckpt, options)
+    ckpt = insp.checkpoint
+    result = Analysis(checkpoint=ckpt, inspection=insp)
     result.findings.extend(ckpt.findings)
-    pairing = LayoutBuilder(ckpt.tensors, ckpt.config, options.overrides).build()
-    result.findings.extend(pairing.findings)
-    result.layouts = {lay.scale.name: lay for lay in pairing.layouts}
-    result.scale_tensors = [lay.scale for lay in pairing.layouts] + pairing.value_only
-    quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.fill, outlier_span=options.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.verify_zero_blocks)
+    result.findings.extend(insp.pairing.findings)
+    result.layouts = insp.layouts
+    result.scale_tensors = insp.scale_tensors
+    content = insp.content
+    read_weight = insp.read_weight
 
     readable = [t for t in result.scale_tensors if ckpt.readable(t)]
     result.skipped = len(result.scale_tensors) - len(readable)
@@ -249,18 +255,13 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     if progress is not None:
         progress.start(sum(t.nbytes for t in readable), len({t.file for t in readable}))
 
-    def read_weight(w: TensorInfo, start: int, length: int) -> bytes:
-        if not ckpt.readable(w):
-            raise OSError(f"{w.name} is not fully inside its file")
-        return ckpt.read(w, start, length)
-
     by_file: dict[str, list[TensorInfo]] = {}
     for t in readable:
         by_file.setdefault(t.file, []).append(t)
     files = sorted(by_file)
 
     def one(file: str) -> list[_Checked]:
-        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress)
+        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress, insp)
 
     workers = options.workers or _auto_workers(readable, len(files))
     if workers <= 1 or len(files) <= 1:
@@ -295,14 +296,17 @@ def ask_repair(ckpt: Checkpoint) -> None:
 
 
 def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
-         progress: Progress | None = None) -> Report:
+         progress: Progress | None = None, *, hashes: bool = False) -> Report:
     """Scan the checkpoint at `path` and return a Report. Raises CheckpointError (exit code 2) only
-    when `path` cannot be a checkpoint at all; every problem inside one is a finding."""
+    when `path` cannot be a checkpoint at all; every problem inside one is a finding. `hashes`: fill
+    `Report.tensor_hashes` for the findings' tensors (what a baseline needs), in the same pass."""
     options = options or ScanOptions()
     t0 = time.perf_counter()
     with open_checkpoint(path) as ckpt, gc_paused():
         ask_repair(ckpt)
-        result = analyze(ckpt, options, progress)
+        insp = Inspection.of(ckpt, options, hashes=hashes)
+        result = analyze(insp, options, progress)
+        tensor_hashes = insp.tensor_hashes(f.tensor for f in result.findings) if hashes else {}
         header_bytes = sum(8 + s.header_len for s in ckpt.shards.values())
         total_read = ckpt.bytes_read
     transfer = ckpt.transfer
@@ -323,4 +327,5 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         checkpoint_bytes=sum(s.size for s in ckpt.shards.values()),
     )
     layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
-    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts)
+    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts,
+                  tensor_hashes=tensor_hashes)

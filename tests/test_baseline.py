@@ -74,3 +74,48 @@ def test_bad_baselines_exit_2(v4, tmp_path):
     assert scan(v4, "--baseline", bad).exit_code == 2
     r = scan(v4, "--baseline", bad, "--write-baseline", tmp_path / "x.json")
     assert r.exit_code == 2 and "together" in r.stderr
+
+
+def test_baseline_hashes_come_from_the_scan_without_reopening(v4, tmp_path, monkeypatch):
+    """The scan hashes each scale tensor while its bytes are in hand: the baseline never opens the
+    checkpoint a second time, and a scale finding's hash is the sha256 of the tensor's stored bytes."""
+    import hashlib
+
+    import fp8doctor.checkpoint.loader as loader
+    import fp8doctor.scanner as scanner
+    from fp8doctor.checkpoint.loader import open_checkpoint
+
+    break_padding(v4)
+    with open_checkpoint(v4) as ck:
+        t = ck.tensors["layers.0.attn.wq_b.scale"]
+        expected = "sha256:" + hashlib.sha256(ck.read(t)).hexdigest()
+    opened = []
+    real = loader.open_checkpoint
+
+    def counting(path):
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(scanner, "open_checkpoint", counting)
+    monkeypatch.setattr(loader, "open_checkpoint", counting)
+    base = tmp_path / "b.json"
+    assert scan(v4, "--write-baseline", base).exit_code == 0
+    assert len(opened) == 1
+    import fp8doctor.baseline as baseline
+
+    assert not hasattr(baseline, "open_checkpoint")
+    entries = json.loads(base.read_text())["findings"]
+    assert {e["hash"] for e in entries if e["tensor"] == t.name} == {expected}
+    assert scan(v4, "--baseline", base).exit_code == 0 and len(opened) == 2  # one open per scan
+
+
+def test_library_report_hashes_only_when_asked(v4):
+    import fp8doctor
+    from fp8doctor.scanner import scan as pipeline
+
+    break_padding(v4)
+    assert fp8doctor.scanner.scan is pipeline
+    plain = pipeline(v4)
+    assert plain.findings and plain.tensor_hashes == {}
+    hashed = pipeline(v4, hashes=True)
+    assert {f.tensor for f in hashed.findings if f.tensor} <= set(hashed.tensor_hashes)

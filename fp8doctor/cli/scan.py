@@ -137,7 +137,8 @@ def scan_command(
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
         # every finding, then select/ignore here, so the report can count what they suppressed
-        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress)
+        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress,
+                      hashes=write_baseline is not None or run.baseline is not None)
     except CheckpointError as e:
         raise typer.Exit(fail(str(e))) from None
     finally:

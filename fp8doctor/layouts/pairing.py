@@ -42,6 +42,8 @@ class PairingResult:
     findings: list[Finding] = field(default_factory=list)
     value_only: list[TensorInfo] = field(default_factory=list)
     """Scale tensors whose layout is unknown: only their values are checked."""
+    scale_names: frozenset[str] = frozenset()
+    """Every tensor a convention calls a scale (find_pairs' keys), checked or not."""
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -117,8 +119,8 @@ class LayoutBuilder:
             return self._build()
 
     def _build(self) -> PairingResult:
-        res = PairingResult()
         pairs, scaled, self._conventions = find_pairs_by_convention(self.tensors)
+        res = PairingResult(scale_names=frozenset(pairs))
         for name, t in self.tensors.items():
             if name in scaled or name in pairs:
                 continue
