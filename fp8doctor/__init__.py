@@ -24,7 +24,7 @@ _EXPORTS = {
     "LayoutOverride": "fp8doctor.layouts.model",
     "ScaleLayout": "fp8doctor.layouts.model",
     "ScanOptions": "fp8doctor.scanner",
-    "scan": "fp8doctor.scanner",
+    "scan": "fp8doctor.api",
     "DumpError": "fp8doctor.dumper",
     "DumpOptions": "fp8doctor.dumper",
     "RowRange": "fp8doctor.dumper",
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from fp8doctor.api import scan
     from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.dumper import DumpError, DumpOptions, RowRange, TensorDump, dump
     from fp8doctor.errors import VerifyError
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
     from fp8doctor.repair.fix import FixResult, fix
     from fp8doctor.runtime.check import check_module, check_tensors
     from fp8doctor.runtime.layout import RuntimeLayout
-    from fp8doctor.scanner import ScanOptions, scan
+    from fp8doctor.scanner import ScanOptions
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Report
 from fp8doctor.userfiles import read_file, write_file
 
@@ -31,7 +32,7 @@ BASELINE_LIMIT = 512 << 20
 """A baseline file is read up to this many bytes."""
 
 
-class BaselineError(ValueError):
+class BaselineError(Fp8DoctorError, ValueError):
     """A baseline file that cannot be read or written; one line, exit 2."""
 
 

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Severity
 from fp8doctor.layouts.model import LayoutOverride, parse_fill
 from fp8doctor.rules.catalog import validate_rule_ids
@@ -60,7 +61,7 @@ CONFIG_LIMIT = 4 << 20
 """A configuration file (or a pyproject.toml looked at during discovery) is read up to this many bytes."""
 
 
-class ConfigError(ValueError):
+class ConfigError(Fp8DoctorError, ValueError):
     """A configuration file that cannot be used; the message is one line naming the file (exit 2)."""
 
 

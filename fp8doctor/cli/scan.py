@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated
 
@@ -27,7 +26,7 @@ from fp8doctor.cli.options import (
     QuietOpt,
     SelectOpt,
 )
-from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stderr_console, stdout_console
+from fp8doctor.cli.output import EXIT_ERROR, fail, no_color, stderr_console, stdout_console
 from fp8doctor.reporters import FORMATS
 
 ScanFormat = enum.Enum("ScanFormat", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
@@ -112,15 +111,14 @@ def scan_command(
 ) -> None:
     """Check every scale tensor of a checkpoint; read-only. Exit 0 clean, 1 findings, 2 could not run."""
     from fp8doctor import __version__
-    from fp8doctor.baseline import BaselineError, apply_baseline
-    from fp8doctor.baseline import write_baseline as record_baseline
+    from fp8doctor.api import run_scan
+    from fp8doctor.baseline import BaselineError
     from fp8doctor.checkpoint.loader import CheckpointError, is_remote
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
     from fp8doctor.reporters import RenderContext
     from fp8doctor.reporters import chunks as report_chunks
     from fp8doctor.reporters import console as console_reporter
-    from fp8doctor.scanner import scan
 
     try:
         pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
@@ -136,40 +134,22 @@ def scan_command(
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
-        # every finding, then select/ignore here, so the report can count what they suppressed
-        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress,
-                      hashes=write_baseline is not None or run.baseline is not None)
-    except CheckpointError as e:
+        done = run_scan(path, run, progress, write_to=write_baseline, version=__version__)
+    except (CheckpointError, BaselineError) as e:
         raise typer.Exit(fail(str(e))) from None
     finally:
         if progress is not None:
             progress.finish()
-
-    kept, hidden = run.apply(report.findings)
-    report = dataclasses.replace(report, findings=kept)
+    report, suppressed, baseline_file, exit_code = done.report, done.baseline_suppressed, done.baseline, done.exit_code
     color = not no_color(no_color_flag)
-    if write_baseline is not None:
-        try:
-            n = record_baseline(write_baseline, report, __version__)
-        except BaselineError as e:
-            raise typer.Exit(fail(str(e))) from None
+    if done.baseline_written is not None:
+        n = done.baseline_written
         stderr_console(color).print(f"wrote {n} finding{'s' if n != 1 else ''} to baseline {write_baseline}",
                                     markup=False)
-    suppressed = 0
-    baseline_file = run.baseline if write_baseline is None else None
-    if baseline_file is not None:
-        try:
-            before = Counter(f.rule for f in report.findings)
-            report, suppressed = apply_baseline(report, baseline_file)
-        except BaselineError as e:
-            raise typer.Exit(fail(str(e))) from None
-        hidden.update(before - Counter(f.rule for f in report.findings))
-
-    exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
     ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
-                        config=run.config_path, suppressed_by_rule=dict(hidden),
+                        config=run.config_path, suppressed_by_rule=dict(done.suppressed_by_rule),
                         exit_code=exit_code, configuration=run.describe())
     to_file = False
     for fmt, dest in pairs:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fp8doctor.errors import Fp8DoctorError
 
-class FixError(Exception):
+
+class FixError(Fp8DoctorError):
     """The fix could not run; every file is as it was unless the message says otherwise."""
 
 
