@@ -206,7 +206,7 @@ def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -
     box = t.shape
     if layout is not None:
         box = layout.logical_shape
-        if len(box) != len(t.shape):
+        if len(box) != len(t.shape) or layout.swizzle is not None:
             return None
         if layout.has_padding:
             want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
@@ -234,7 +234,9 @@ def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryvi
         done = _clean(tally, t, layout, content, lambda: data)
         if done is not None:
             return done
-    if t.nbytes > RULE_SLAB and t.shape and t.shape[0]:  # decoding it whole would take ~10x its size
+    if t.nbytes > RULE_SLAB and t.shape and t.shape[0] and (layout is None or layout.swizzle is None):
+        # decoding it whole would take ~10x its size (swizzled layouts are judged whole: their
+        # padding is spread through the tiles, not a box of leading rows)
         row_bytes = t.nbytes // t.shape[0]
         return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], content,
                                   read_weight)
@@ -245,6 +247,8 @@ def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: Con
                     read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
     """A scale tensor larger than one read, judged in row slabs of bounded size."""
     row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else 0
+    if layout is not None and layout.swizzle is not None:
+        return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
 
     def read_rows(r0: int, n: int) -> bytes:
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)

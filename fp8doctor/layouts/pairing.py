@@ -6,6 +6,11 @@ Naming conventions understood (see README, "Layouts"):
   X.weight (I8/U8 packed FP4 or F4) + X.scale         DeepSeek V4 FP4 experts (MX groups of 32)
   X.weight_packed (U8) + X.weight_scale (U8/E8M0)      compressed-tensors MXFP4
   X_blocks (U8 [..., G, 16]) + X_scales (U8 [..., G])  gpt-oss MXFP4
+  X.weight_packed (U8) + X.weight_scale (F8_E4M3)      compressed-tensors NVFP4 (+ weight_global_scale)
+  X.weight_packed (I32) + X.weight_scale (BF16/F32)    compressed-tensors pack-quantized (W4A16, ...)
+  X.weight (U8 / FP8) + X.weight_scale (+ _2)          ModelOpt NVFP4 / MXFP4 / MXFP8 / FP8 (rank-4 blockwise)
+  X._weight_qdata + X._weight_scale (swizzled)         torchao MXTensor / NVFP4Tensor (+ _weight_per_tensor_scale)
+Second-level scales (global, input) pair with the weight of the same module and are value-checked.
 """
 
 from __future__ import annotations
@@ -21,17 +26,27 @@ from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
+from fp8doctor.layouts.swizzle import Swizzle
 
 _SCALE_SUFFIXES = (  # scale suffix -> weight suffixes to try, in order
     (".weight_scale_inv", (".weight",)),
     (".weight_scale", (".weight_packed", ".weight")),
+    ("._weight_scale", ("._weight_qdata",)),
     (".scale", (".weight",)),
     ("_scales", ("_blocks",)),
 )
-_IGNORED_SCALE_SUFFIXES = (".input_scale", ".k_scale", ".v_scale", ".q_scale", ".weight_global_scale",
-                           ".input_global_scale", ".output_scale")
+SECOND_LEVEL = {  # second-level scale suffix -> role; each belongs to the quantized weight of its module
+    ".weight_global_scale": "global",  # compressed-tensors NVFP4: a divisor, (448 * 6) / amax
+    ".weight_scale_2": "global",  # ModelOpt NVFP4: a multiplier, amax / (448 * 6)
+    "._weight_per_tensor_scale": "global",  # torchao NVFP4Tensor
+    ".input_global_scale": "input",
+    ".input_scale": "input",
+}
+_SECOND_WEIGHTS = (".weight", ".weight_packed", "._weight_qdata")
+_IGNORED_SCALE_SUFFIXES = (".k_scale", ".v_scale", ".q_scale", ".output_scale")
 
 _ANY_SCALE_SUFFIX = tuple(s for s, _ in _SCALE_SUFFIXES)
+_ANY_SECOND = tuple(SECOND_LEVEL)
 
 BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
                                                   (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
@@ -46,6 +61,8 @@ class PairingResult:
     findings: list[Finding] = field(default_factory=list)
     value_only: list[TensorInfo] = field(default_factory=list)
     """Scale tensors whose layout is unknown: only their values are checked."""
+    companions: dict[str, set[str]] = field(default_factory=dict)
+    """Quantized weight name -> the second-level suffixes stored beside it (completeness rules)."""
 
 
 def _is_quantized_weight(t: TensorInfo) -> bool:
@@ -54,6 +71,19 @@ def _is_quantized_weight(t: TensorInfo) -> bool:
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def find_second_level(tensors: dict[str, TensorInfo]) -> dict[str, tuple[str, TensorInfo | None]]:
+    """second-level scale name -> (role, the quantized weight of its module or None)."""
+    out: dict[str, tuple[str, TensorInfo | None]] = {}
+    for name in tensors:
+        if not name.endswith(_ANY_SECOND):
+            continue
+        suffix = next(s for s in SECOND_LEVEL if name.endswith(s))
+        stem = name[: -len(suffix)]
+        weight = next((tensors[stem + w] for w in _SECOND_WEIGHTS if stem + w in tensors), None)
+        out[name] = (SECOND_LEVEL[suffix], weight)
+    return out
 
 
 def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | None], set[str]]:
@@ -86,6 +116,13 @@ def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | N
             if t.dtype == "F8_E8M0":
                 pairs[name] = None
     return pairs, scaled
+
+
+def _squeeze_grid(stored: tuple[int, ...], weight_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """ModelOpt's 2D blockwise scales are [N/bn, 1, K/bk, 1] for a [N, K] weight: the grid [N/bn, K/bk]."""
+    if len(stored) == 4 and stored[1] == 1 and stored[3] == 1 and len(weight_shape) == 2:
+        return (stored[0], stored[2])
+    return stored
 
 
 def _aligned_up(shape: tuple[int, ...], block: tuple[int, int], stored: tuple[int, ...]) -> bool:
@@ -121,8 +158,9 @@ class LayoutBuilder:
     def _build(self) -> PairingResult:
         res = PairingResult()
         pairs, scaled = find_pairs(self.tensors)
+        second = find_second_level(self.tensors)
         for name, t in self.tensors.items():
-            if name in scaled or name in pairs:
+            if name in scaled or name in pairs or name in second:
                 continue
             if self._needs_scale(t):
                 res.findings.append(Finding(
@@ -158,14 +196,38 @@ class LayoutBuilder:
                 res.layouts.append(layout)
             else:
                 res.value_only.append(scale)
+        self._second_level(second, res)
+        for lay in res.layouts:
+            if lay.source == "mismatch":
+                res.findings.append(Finding(
+                    "config-mismatch", Severity.ERROR, lay.scale.file, lay.name,
+                    f"{lay.note}: loaders that trust config.json misread {lay.name} (vLLM and DeepGEMM assert "
+                    "ceil(N/bn), ceil(K/bk) against the grid); its extra entries are not called padding, "
+                    "nothing is fixable until the block is configured (--layout)", Region.LOGICAL))
         return res
+
+    def _second_level(self, second: dict[str, tuple[str, TensorInfo | None]], res: PairingResult) -> None:
+        """Global and input scales: one value (or one per expert/partition) each, value-checked
+        like any scale; their weights' companions recorded for the completeness rules."""
+        for name, (role, weight) in second.items():
+            t = self.tensors[name]
+            encoding = ENCODINGS.get(t.dtype)
+            if encoding is None or weight is None:
+                if encoding is not None:
+                    res.value_only.append(t)
+                continue
+            suffix = next(s for s in SECOND_LEVEL if name.endswith(s))
+            res.companions.setdefault(weight.name, set()).add(suffix)
+            shape = self._element_shape(t, weight)[0]
+            res.layouts.append(ScaleLayout(t, weight, "tensor", encoding, None, shape, shape, t.shape, "format",
+                                           role=role))
 
     # -- helpers ---------------------------------------------------------------------------------
 
     def _needs_scale(self, t: TensorInfo) -> bool:
-        if _is_quantized_weight(t) and t.numel > 0 and t.name.endswith("weight"):
+        if _is_quantized_weight(t) and t.numel > 0 and t.name.endswith(("weight", "._weight_qdata")):
             return True
-        if t.name.endswith(("_blocks", ".weight_packed")) and t.dtype in ("U8", "I8"):
+        if t.name.endswith(("_blocks", ".weight_packed")) and t.dtype in ("U8", "I8", "I32"):
             return True
         return self.fp4_checkpoint and t.dtype in ("I8",) and t.name.endswith(".weight") and len(t.shape) >= 2
 
@@ -173,6 +235,8 @@ class LayoutBuilder:
     def _expected_scale_names(name: str) -> str:
         if name.endswith("_blocks"):
             return name[: -len("_blocks")] + "_scales"
+        if name.endswith("._weight_qdata"):
+            return name[: -len("_qdata")] + "_scale"
         stem = name.rsplit(".", 1)[0]
         return ", ".join(stem + s for s in (".weight_scale_inv", ".weight_scale", ".scale"))
 
@@ -190,9 +254,34 @@ class LayoutBuilder:
             return (*shape[:-2], shape[-2] * shape[-1] * 2), "group"
         if weight.dtype in ("I8", "U8") and shape:
             return (*shape[:-1], shape[-1] * 2), "group"
+        if weight.dtype == "I32" and shape and weight.name.endswith(".weight_packed"):
+            # compressed-tensors pack-quantized: 32 / num_bits elements per int32 (4-bit unless said)
+            bits = self.quant.num_bits if self.quant is not None and self.quant.num_bits else 4
+            return (*shape[:-1], shape[-1] * (32 // bits)), "group"
         if weight.dtype == "F4":
             return shape, "group"
+        if (weight.dtype in FP8_WEIGHT_DTYPES and ENCODINGS.get(scale.dtype) == "e8m0" and len(shape) >= 2
+                and len(scale.shape) == len(shape) and scale.shape[-2] == shape[-2] > 1
+                and scale.shape[-1] == _cdiv(shape[-1], MX_GROUP)):
+            return shape, "group"  # MXFP8: one E8M0 scale per 32 elements of a row
         return shape, "block"
+
+    def _swizzled(self, scale: TensorInfo, weight: TensorInfo, shape: tuple[int, ...], kind: str,
+                  encoding: str) -> ScaleLayout | None:
+        """torchao's MX / NVFP4 scales, stored through to_blocked: [32 * ceil(N/128), 16 * ceil(G/4)]
+        for N rows of G groups (16 elements for E4M3 scales, 32 for E8M0)."""
+        if not scale.name.endswith("._weight_scale") or len(shape) != 2 or len(scale.shape) != 2:
+            return None
+        group = 16 if encoding == "e4m3" else MX_GROUP
+        if kind != "group" and encoding != "e8m0":
+            return None
+        n, groups = shape[0], _cdiv(shape[1], group)
+        sw = Swizzle(n, groups)
+        if scale.shape == (n, groups) or scale.shape != sw.stored_shape:
+            return None
+        logical_w = logical_weight_shape(weight.name, shape, self.dims)
+        return ScaleLayout(scale, weight, "group", encoding, (1, group), shape, logical_w, (n, groups), "format",
+                           swizzle=sw)
 
     def _vote_block(self, pairs: list[tuple[TensorInfo, TensorInfo]]) -> tuple[tuple[int, int] | None, str]:
         """The block size of the checkpoint's FP8 weights when config.json does not say: the common
@@ -204,18 +293,23 @@ class LayoutBuilder:
         n = 0
         for scale, weight in pairs:
             shape, kind = self._element_shape(scale, weight)
-            if kind != "block" or len(scale.shape) < 2 or len(shape) != len(scale.shape):
+            sshape = _squeeze_grid(scale.shape, shape)
+            if kind != "block" or len(sshape) < 2 or len(shape) != len(sshape) or scale.numel == 1:
                 continue
+            if sshape[-1] == 1 and sshape[-2] == shape[-2]:
+                continue  # per-channel: one scale per row, no block to vote for
+            if self._swizzled(scale, weight, shape, kind, ENCODINGS[scale.dtype]) is not None:
+                continue  # torchao MX: groups of 32, tiled
             override = self._override(scale, weight)
             if override is not None and override.block is not None:
                 continue  # the user said; nothing to infer
             n += 1
             for b in BLOCK_CANDIDATES:
                 need = (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1]))
-                if need == scale.shape[-2:]:
+                if need == sshape[-2:]:
                     exact[b] += 1
                     fits[b].append(need)
-                elif _aligned_up(shape, b, scale.shape):
+                elif _aligned_up(shape, b, sshape):
                     fits[b].append(need)
                 else:
                     fits[b].append(())
@@ -243,14 +337,15 @@ class LayoutBuilder:
         if self.overrides:  # globs on names: nothing to share
             return self._layout_of(scale, weight, global_block)
         key = (scale.dtype, scale.shape, weight.dtype, weight.shape, weight.name.endswith("_blocks"),
-               dims_rule(weight.name), global_block)
+               scale.name.endswith("._weight_scale"), dims_rule(weight.name), global_block)
         hit = self._memo.get(key)
         if hit is not None:
             return ScaleLayout(scale, weight, *hit), None
         layout, finding = self._layout_of(scale, weight, global_block)
         if layout is not None and finding is None:
             self._memo[key] = (layout.kind, layout.encoding, layout.block, layout.weight_shape,
-                               layout.logical_weight_shape, layout.logical_shape, layout.source, layout.note)
+                               layout.logical_weight_shape, layout.logical_shape, layout.source, layout.note,
+                               layout.role, layout.swizzle)
         return layout, finding
 
     def _layout_of(self, scale: TensorInfo, weight: TensorInfo,
@@ -276,7 +371,11 @@ class LayoutBuilder:
             return ScaleLayout(scale, weight, "tensor", encoding, full, shape, shape, scale.shape, "format"), None
         if len(shape) < 1:
             return mismatch("weight is a scalar")
-        sshape = scale.shape
+        swizzled = self._swizzled(scale, weight, shape, kind, encoding)
+        if swizzled is not None:
+            return swizzled, None
+        sshape = _squeeze_grid(scale.shape, shape)
+        squeezed = sshape != scale.shape
         if len(sshape) == len(shape) - 1 and len(shape) >= 2 and sshape == shape[:-1]:
             sshape_eff = (*sshape, 1)  # per-channel scale stored as [N]
         else:
@@ -295,10 +394,10 @@ class LayoutBuilder:
             group = (self.quant.group_size if self.quant and self.quant.group_size else
                      16 if encoding == "e4m3" else MX_GROUP)
             block, source = (1, group), ("config" if self.quant and self.quant.group_size else "format")
+        elif sshape_eff[-1] == 1 and sshape_eff[-2] == shape[-2] and len(sshape_eff) >= 2:
+            block, source = (1, shape[-1]), "format"  # per-channel
         elif self.quant is not None and self.quant.block_size:
             block, source = self.quant.block_size, "config"
-        elif sshape_eff[-1] == 1 and sshape_eff[-2] == shape[-2]:
-            block, source = (1, shape[-1]), "format"  # per-channel
         elif global_block is not None:
             block = global_block
             exact = (_cdiv(shape[-2], block[0]), _cdiv(shape[-1], block[1])) == tuple(sshape_eff[-2:])
@@ -322,7 +421,18 @@ class LayoutBuilder:
                 return mismatch(f"axis {ax} needs {need} entries at block {block[0]}x{block[1]}, has {have}")
         logical_eff = (*logical_w[:lead], _cdiv(logical_w[-2], block[0]), _cdiv(logical_w[-1], block[1]))
         logical = logical_eff if len(sshape) == len(sshape_eff) else logical_eff[:-1]
+        if squeezed:
+            logical = (logical[0], 1, logical[1], 1)
         note = ""
+        if source == "config" and tuple(needed_stored) != tuple(sshape_eff):
+            # stored larger than the declared block needs: padding, or a config that is wrong about the
+            # block. When another common block fits the grid exactly, the config is not evidence enough.
+            exact = [b for b in BLOCK_CANDIDATES if b != block
+                     and (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:])]
+            if exact:
+                source = "mismatch"
+                note = (f"config.json declares block {block[0]}x{block[1]} but the stored grid "
+                        f"{list(sshape_eff[-2:])} is exactly what block {exact[0][0]}x{exact[0][1]} needs")
         if source == "ambiguous":
             note = (f"block {block[0]}x{block[1]} inferred from other tensors; this scale is larger than it needs, "
                     "so which entries are padding is a guess")

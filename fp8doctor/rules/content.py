@@ -16,6 +16,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
+from fp8doctor.rules.plausible import PLAUSIBLE_LOG2, implausible, saturated, saturated_count
 from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
@@ -112,7 +113,18 @@ def _msg_outlier(n: int, name: str, span: int, median: int, first_value: str, fi
 
 def _msg_not_pow2(n: int, valid: int, name: str) -> str:
     return (f"{n:,} of {valid:,} real entries of {name} {_are(n)} not exact powers of two although config.json "
-            "says scale_fmt ue8m0")
+            "says scale_fmt ue8m0 (DeepGEMM's check (bits & 0x807fffff) == 0 fails on them: it asserts at load)")
+
+
+def _msg_implausible(n: int, name: str, why: str, first_value: str, first: tuple[int, ...]) -> str:
+    lo, hi = PLAUSIBLE_LOG2
+    return (f"{_real(n)} of {name} {_are(n)} finite but no producer writes such a scale ({why}; first "
+            f"{first_value} at {list(first)}; real scales lie within 2^{lo}..2^{hi}): leftover memory")
+
+
+def _msg_saturated(n: int, total: int, name: str) -> str:
+    return (f"{n:,} of {total:,} real E4M3 block scales of {name} are 448, the format's maximum: the FP32 -> E4M3 "
+            "cast saturated (a wrong global scale); those blocks are clipped")
 
 
 def _msg_padding(layout: ScaleLayout, n: int, values: dict[int, int], want_raw: int) -> str:
@@ -171,7 +183,7 @@ def _uninitialized_why(frac_far: float, distinct: int, n: int, median: int) -> s
     return None
 
 
-def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, str]:
+def _is_uninitialized(dec: Decoded, logical: np.ndarray) -> tuple[bool, str]:
     """Leftover memory spreads over the byte range; real scales sit within a few dozen binades."""
     n = dec.raw[logical].size
     if n < 16:
@@ -201,7 +213,10 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
     w = layout.weight
     assert w is not None and layout.block is not None
     shape = layout.weight_shape
-    sshape = layout.stored_shape if len(layout.stored_shape) == len(shape) else (*layout.stored_shape, 1)
+    grid = layout.grid_shape
+    sshape = grid if len(grid) == len(shape) else (*grid, 1)
+    if layout.swizzle is not None:  # stored order -> the unswizzled grid's row-major order
+        entries = layout.swizzle.canonical_of_stored()[entries]
     bn, bk = layout.block
     n_rows, k = (shape[-2], shape[-1]) if len(shape) >= 2 else (1, shape[-1])
     packed = layout.kind == "group"
@@ -245,10 +260,8 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     out: list[Finding] = []
     encoding = ENCODINGS[t.dtype] if layout is None else layout.encoding
     itemsize = ITEMSIZE[encoding]
-    box = layout.logical_slices() if layout is not None else tuple(slice(None) for _ in t.shape)
-    in_box = np.zeros(dec.raw.shape, dtype=bool)
-    in_box[box] = True
-    uninit, why = _is_uninitialized(dec, box)
+    in_box = layout.real_mask() if layout is not None else np.ones(dec.raw.shape, dtype=bool)
+    uninit, why = _is_uninitialized(dec, in_box)
     if uninit:
         out.append(_finding("scale-uninitialized", Severity.ERROR, t, Region.LOGICAL, in_box & ~dec.valid,
                             f"{t.name} looks like leftover memory, not scales: {why}", itemsize,
@@ -267,8 +280,21 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     zero = in_box & dec.zero
     if zero.any():
         out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize, sink))
+    bad, why = implausible(encoding, dec.exponent, in_box & dec.valid)
+    if bad.any():
+        first = _first(bad)
+        out.append(_finding("scale-implausible", Severity.ERROR, t, Region.LOGICAL, bad,
+                            _msg_implausible(int(bad.sum()), t.name, why,
+                                             describe_value(encoding, int(dec.raw.reshape(-1)[first[0]])), first[1]),
+                            itemsize, sink=sink))
+    if encoding == "e4m3":
+        n_sat = saturated(dec.raw, in_box)
+        if n_sat:
+            at_max = in_box & ((dec.raw & 0x7F) == 0x7E)
+            out.append(_finding("scale-saturated", Severity.ERROR, t, Region.LOGICAL, at_max,
+                                _msg_saturated(n_sat, int(in_box.sum()), t.name), itemsize, sink=sink))
 
-    valid = in_box & dec.valid
+    valid = in_box & dec.valid & ~bad
     median = int(np.median(dec.exponent[valid])) if valid.any() else None
     if median is not None:
         far = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
@@ -434,6 +460,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     if layout is not None and layout.has_padding:
         want_raw = int(raw_view(layout.encoding, fill_bytes(opts.fill, layout.encoding), (1,))[0])
     pad, invalid, nan, neg, zero, npow2 = _First(), _First(), _First(), _First(), _First(), _First()
+    sat = _First()
     pad_values: dict[int, int] = {}
     hist = np.zeros(_EXP_BINS, dtype=np.int64)
     wide = itemsize > 2
@@ -488,6 +515,8 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
             neg.add(in_box & dec.negative, base)
             zero.add(in_box & dec.zero, base)
             npow2.add(real_valid & ~dec.pow2, base)
+            if encoding == "e4m3":
+                sat.add(in_box & ((dec.raw & 0x7F) == 0x7E), base)
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
@@ -514,13 +543,20 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     if neg.count:
         findings.append(finding("scale-negative", Severity.ERROR, Region.LOGICAL, neg.first, neg.count,
                                 _msg_negative(neg.count, t.name)))
+    lo, hi = PLAUSIBLE_LOG2
+    out_of_window = (exps < lo) | (exps > hi)
+    implausible_n = int(hist[out_of_window].sum()) if encoding in ("e8m0", "f32", "bf16") else 0
+    hist_all = hist
+    if implausible_n:  # the other rules judge what is left
+        hist = np.where(out_of_window, 0, hist)
     median = _hist_median(hist)
     far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
                   and layout.weight is not None and layout.kind in ("block", "group"))
     zero_bad, unchecked, far, far_value = _First(), 0, _First(), 0
+    odd, odd_value = _First(), 0
     failed = False
-    if (zero.count and can_verify) or far_n:  # the second pass
+    if (zero.count and can_verify) or far_n or implausible_n:  # the second pass
         state = [0, False]
         for base, dec, in_box in slabs():
             z = in_box & dec.zero
@@ -537,12 +573,18 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                         if zero_bad.first is None:
                             zero_bad.first = int(bad[0])
                         zero_bad.count += int(bad.size)
+            if implausible_n and odd.first is None:
+                odd.add(in_box & dec.valid & ((dec.exponent < lo) | (dec.exponent > hi)), base)
+                if odd.first is not None:
+                    odd_value = int(dec.raw.reshape(-1)[odd.first - base])
             if far_n and far.first is None:
                 f = in_box & dec.valid & (np.abs(dec.exponent - median) > opts.outlier_span)
+                f &= (dec.exponent >= lo) & (dec.exponent <= hi) if implausible_n else f
                 far.add(f, base)
                 if far.first is not None:
                     far_value = int(dec.raw.reshape(-1)[far.first - base])
-            if not (zero.count and can_verify and not failed) and (not far_n or far.first is not None):
+            if (not (zero.count and can_verify and not failed) and (not far_n or far.first is not None)
+                    and (not implausible_n or odd.first is not None)):
                 break  # nothing left to find
     if zero.count:
         if not can_verify:
@@ -554,6 +596,19 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
             if zero_bad.count:
                 findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero_bad.first,
                                         zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
+    if implausible_n:
+        sub = int(hist_all[exps < -126].sum()) if encoding in ("f32", "bf16") else 0
+        parts = [f"{sub:,} subnormal"] if sub else []
+        below = int(hist_all[exps < lo].sum()) - sub
+        above = int(hist_all[exps > hi].sum())
+        parts += [f"{below:,} below 2^{lo}"] if below else []
+        parts += [f"{above:,} above 2^{hi}"] if above else []
+        findings.append(finding("scale-implausible", Severity.ERROR, Region.LOGICAL, odd.first, implausible_n,
+                                _msg_implausible(implausible_n, t.name, ", ".join(parts),
+                                                 describe_value(encoding, odd_value), unravel(odd.first) or ())))
+    if sat.count and saturated_count(sat.count, n_box):
+        findings.append(finding("scale-saturated", Severity.ERROR, Region.LOGICAL, sat.first, sat.count,
+                                _msg_saturated(sat.count, n_box, t.name)))
     if far_n:
         findings.append(finding("scale-outlier", Severity.WARNING, Region.LOGICAL, far.first, far_n,
                                 _msg_outlier(far_n, t.name, opts.outlier_span, median,

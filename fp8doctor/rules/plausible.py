@@ -52,14 +52,15 @@ def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple
     return low | high, ", ".join(parts)
 
 
+def saturated_count(n: int, total: int) -> bool:
+    """True when `n` of `total` real E4M3 entries at 448 are more than real blocks reach."""
+    return n >= SATURATED_MIN and n > SATURATED_FRACTION * total
+
+
 def saturated(raw: np.ndarray, in_box: np.ndarray) -> int:
     """How many real E4M3 entries sit at 448 when that many cannot come from real blocks (else 0)."""
-    at_max = in_box & ((raw & 0x7F) == E4M3_MAX_BYTE)
-    n = int(np.count_nonzero(at_max))
-    total = int(np.count_nonzero(in_box))
-    if n >= SATURATED_MIN and n > SATURATED_FRACTION * total:
-        return n
-    return 0
+    n = int(np.count_nonzero(in_box & ((raw & 0x7F) == E4M3_MAX_BYTE)))
+    return n if saturated_count(n, int(np.count_nonzero(in_box))) else 0
 
 
 def sibling_outliers(exponents: dict[str, int], span: int = 24, minimum: int = 4) -> dict[str, int]:

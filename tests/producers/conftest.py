@@ -34,8 +34,12 @@ def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.Comple
 
 @pytest.fixture(scope="session")
 def producer_exports(tmp_path_factory) -> str:
-    """Every scheme of every producer, written once: DEST/PRODUCER-SCHEME."""
-    dest = str(tmp_path_factory.mktemp("producers"))
+    """Every scheme of every producer, written once: DEST/PRODUCER-SCHEME. FP8DOCTOR_PRODUCER_CACHE
+    names a directory to keep them in between sessions (development only: CI builds afresh)."""
+    cache = os.environ.get("FP8DOCTOR_PRODUCER_CACHE")
+    if cache and all(os.path.exists(os.path.join(cache, n, "producer.json")) for n in ALL):
+        return cache
+    dest = cache or str(tmp_path_factory.mktemp("producers"))
 
     def build(producer: str) -> subprocess.CompletedProcess:
         return run_module("tests.producers.build", dest, *(f"{producer}:{s}" for s in SCHEMES[producer]))
