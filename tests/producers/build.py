@@ -46,13 +46,20 @@ def _base(dest: str, hidden: int, inter: int, **kw) -> str:
     from transformers import AutoModelForCausalLM
 
     path = os.path.join(dest, f".base-{hidden}x{inter}")
-    if not os.path.exists(os.path.join(path, "config.json")):
+    if not os.path.exists(path):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_llama(hidden, inter, **kw), dtype=torch.bfloat16)
-        # one all-zero output row in a down_proj: real zero blocks must not look like corruption
+        # 32 all-zero output rows in a down_proj: real zero blocks must not look like corruption
         with torch.no_grad():
             model.model.layers[1].mlp.down_proj.weight[:32].zero_()
-        model.save_pretrained(path)
+        tmp = f"{path}.{os.getpid()}"
+        model.save_pretrained(tmp)
+        try:  # producers build in parallel processes: the first complete copy wins
+            os.rename(tmp, path)
+        except OSError:
+            import shutil
+
+            shutil.rmtree(tmp)
     return path
 
 
