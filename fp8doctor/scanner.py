@@ -25,6 +25,7 @@ from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
+from fp8doctor.rules.consistency import check_companions, check_config, check_single_entry
 from fp8doctor.rules.content import (
     RULE_SLAB,
     UNINIT_FAR,
@@ -323,6 +324,9 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
             if summary is not None:
                 summaries.append(summary)
     result.findings.extend(check_kinds(summaries, options.outlier_span))
+    result.findings.extend(check_single_entry(summaries, result.layouts, ckpt.tensors))
+    result.findings.extend(check_companions(pairing.layouts, pairing.companions, ckpt.config))
+    result.findings.extend(check_config(ckpt.tensors, pairing.layouts, ckpt.config))
     if progress is not None:
         progress.finish()
     return result

@@ -4,9 +4,9 @@ A scale is amax / qmax of real weights (or of calibration activations): for bf16
 is within a few dozen binades of 1. Leftover memory decodes to values far outside that: a heap
 pointer `c01e0d0d eb7f0000` read as two F32s is 2^-101 and a subnormal 2^-134; random E8M0 bytes
 are exponents spread over -127..127; 1e30 next to 1e-3. The window below is wide enough for every
-export the producers wrote in the tests (their scales span 2^-20..2^34, global scales included;
-see tests/producers) and for DeepSeek's published scales, and narrow enough that such garbage
-falls outside it.
+export the producers wrote in the tests (their scales span 2^-16..2^14, global and input scales
+and all-zero rows included; see tests/producers) with 48 binades to spare on each side, and
+narrow enough that such garbage falls outside it.
 
 E4M3 scales (NVFP4 block scales) live in [2^-9, 448] by construction: every finite value is
 plausible there; what goes wrong is saturation (many blocks clamped to 448 by a wrong global
