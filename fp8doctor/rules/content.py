@@ -16,7 +16,14 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
-from fp8doctor.rules.plausible import PLAUSIBLE_LOG2, implausible, saturated, saturated_count
+from fp8doctor.rules.plausible import (
+    PLAUSIBLE_LOG2,
+    SUBNORMAL_BELOW,
+    WINDOW_ENCODINGS,
+    implausible,
+    saturated,
+    saturated_count,
+)
 from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
@@ -514,7 +521,11 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
             nan.add(in_box & dec.nan, base)
             neg.add(in_box & dec.negative, base)
             zero.add(in_box & dec.zero, base)
-            npow2.add(real_valid & ~dec.pow2, base)
+            if encoding in WINDOW_ENCODINGS:
+                npow2.add(real_valid & ~dec.pow2 & (dec.exponent >= PLAUSIBLE_LOG2[0])
+                          & (dec.exponent <= PLAUSIBLE_LOG2[1]), base)
+            else:
+                npow2.add(real_valid & ~dec.pow2, base)
             if encoding == "e4m3":
                 sat.add(in_box & ((dec.raw & 0x7F) == 0x7E), base)
 
@@ -545,7 +556,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                                 _msg_negative(neg.count, t.name)))
     lo, hi = PLAUSIBLE_LOG2
     out_of_window = (exps < lo) | (exps > hi)
-    implausible_n = int(hist[out_of_window].sum()) if encoding in ("e8m0", "f32", "bf16") else 0
+    implausible_n = int(hist[out_of_window].sum()) if encoding in WINDOW_ENCODINGS else 0
     hist_all = hist
     if implausible_n:  # the other rules judge what is left
         hist = np.where(out_of_window, 0, hist)
@@ -597,7 +608,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                 findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero_bad.first,
                                         zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
     if implausible_n:
-        sub = int(hist_all[exps < -126].sum()) if encoding in ("f32", "bf16") else 0
+        sub = int(hist_all[exps < SUBNORMAL_BELOW[encoding]].sum()) if encoding in SUBNORMAL_BELOW else 0
         parts = [f"{sub:,} subnormal"] if sub else []
         below = int(hist_all[exps < lo].sum()) - sub
         above = int(hist_all[exps > hi].sum())
@@ -615,6 +626,6 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                                              describe_value(encoding, far_value), unravel(far.first) or ())))
     if opts.ue8m0 and encoding in ("f32", "bf16", "f16") and npow2.count:
         findings.append(finding("scale-not-power-of-two", Severity.WARNING, Region.LOGICAL, npow2.first,
-                                npow2.count, _msg_not_pow2(npow2.count, valid_n, t.name)))
+                                npow2.count, _msg_not_pow2(npow2.count, int(hist.sum()), t.name)))
     summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     return findings, summary

@@ -20,10 +20,10 @@ import numpy as np
 PLAUSIBLE_LOG2 = (-64, 64)
 """Binades a finite, non-zero scale may take: outside, no real weight or activation amax made it."""
 
-_SUBNORMAL_BELOW = {"f32": -126, "bf16": -126}
+SUBNORMAL_BELOW = {"f32": -126, "bf16": -126}
 """Exponents below these are subnormal in the encoding: no producer divides an amax into that."""
 
-_WINDOW_ENCODINGS = ("e8m0", "f32", "bf16")
+WINDOW_ENCODINGS = ("e8m0", "f32", "bf16")
 """Encodings whose range reaches beyond the window (F16 and E4M3 cannot hold such values)."""
 
 E4M3_MAX_BYTE = 0x7E  # 448
@@ -35,13 +35,13 @@ SATURATED_FRACTION = 0.05
 
 def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
     """Entries (of `valid`: finite, positive, non-zero) whose magnitude no producer writes, and why."""
-    if encoding not in _WINDOW_ENCODINGS:
+    if encoding not in WINDOW_ENCODINGS:
         return np.zeros(exponent.shape, dtype=bool), ""
     lo, hi = PLAUSIBLE_LOG2
     low = valid & (exponent < lo)
     high = valid & (exponent > hi)
     parts = []
-    sub = _SUBNORMAL_BELOW.get(encoding)
+    sub = SUBNORMAL_BELOW.get(encoding)
     n_sub = int(np.count_nonzero(low & (exponent < sub))) if sub is not None else 0
     if n_sub:
         parts.append(f"{n_sub:,} subnormal")
