@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
+from fp8doctor.rules.catalog import emit
 
 # Model dims the layout model uses, with the aliases different configs spell them with.
 _DIM_ALIASES: dict[str, tuple[str, ...]] = {
@@ -87,7 +88,7 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
     findings: list[Finding] = []
 
     def warn(msg: str) -> None:
-        findings.append(Finding("config-invalid", Severity.ERROR, file, None, msg, Region.FILE))
+        findings.append(emit("config-invalid", file, None, msg))
 
     if not isinstance(obj, dict):
         warn(f"{file} is a JSON {type(obj).__name__}, not an object; layouts inferred from shapes")
@@ -185,7 +186,7 @@ def read_config(read: Callable[[], bytes | None],
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         msg = f"config.json could not be read ({reason}); layouts inferred from tensor shapes"
-        return None, [Finding("config-invalid", Severity.ERROR, "config.json", None, msg, Region.FILE)]
+        return None, [emit("config-invalid", "config.json", None, msg)]
     qc = obj.get("quantization_config") if isinstance(obj, dict) else None
     modelopt = isinstance(qc, dict) and qc.get("quant_method") == "modelopt"
     # only ModelOpt writes it, and config.json says so: no extra request for a remote checkpoint
@@ -206,14 +207,14 @@ def _read_hf_quant(read: Callable[[], bytes | None] | None) -> tuple[dict[str, A
         obj = json.loads(data.decode("utf-8")) if data is not None else None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
-        return None, [Finding("config-invalid", Severity.ERROR, "hf_quant_config.json", None,
-                              f"hf_quant_config.json could not be read ({reason}); ignored", Region.FILE)]
+        return None, [emit("config-invalid", "hf_quant_config.json", None,
+                           f"hf_quant_config.json could not be read ({reason}); ignored")]
     if obj is None:
         return None, []
     quant = obj.get("quantization") if isinstance(obj, dict) else None
     if not isinstance(quant, dict):
-        return None, [Finding("config-invalid", Severity.ERROR, "hf_quant_config.json", None,
-                              "hf_quant_config.json has no 'quantization' object; ignored", Region.FILE)]
+        return None, [emit("config-invalid", "hf_quant_config.json", None,
+                           "hf_quant_config.json has no 'quantization' object; ignored")]
     return quant, []
 
 

@@ -1,16 +1,8 @@
 """Pair every scale tensor with its weight and build its ScaleLayout.
 
-Naming conventions understood (see README, "Layouts"):
-  X.weight (FP8) + X.weight_scale_inv (F32)          DeepSeek V3/V3.1/V3.2 HF
-  X.weight (FP8) + X.scale / X.weight_scale (E8M0)    DeepSeek V4 native, other exporters
-  X.weight (I8/U8 packed FP4 or F4) + X.scale         DeepSeek V4 FP4 experts (MX groups of 32)
-  X.weight_packed (U8) + X.weight_scale (U8/E8M0)      compressed-tensors MXFP4
-  X_blocks (U8 [..., G, 16]) + X_scales (U8 [..., G])  gpt-oss MXFP4
-  X.weight_packed (U8) + X.weight_scale (F8_E4M3)      compressed-tensors NVFP4 (+ weight_global_scale)
-  X.weight_packed (I32) + X.weight_scale (BF16/F32)    compressed-tensors pack-quantized (W4A16, ...)
-  X.weight (U8 / FP8) + X.weight_scale (+ _2)          ModelOpt NVFP4 / MXFP4 / MXFP8 / FP8 (rank-4 blockwise)
-  X._weight_qdata + X._weight_scale (swizzled)         torchao MXTensor / NVFP4Tensor (+ _weight_per_tensor_scale)
-Second-level scales (global, input) pair with the weight of the same module and are value-checked.
+The naming conventions understood are the modules of layouts/conventions/ (see README, "Layouts"):
+each says how its scales are found beside their weights and how its weights' element shapes and
+groups are read; this module runs them and infers what they leave open (the block size).
 """
 
 from __future__ import annotations
@@ -18,41 +10,38 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from fp8doctor.checkpoint.config import ModelConfig
-from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES, PACKED_WEIGHT_DTYPES
+from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
 from fp8doctor.gcpause import gc_paused
+from fp8doctor.layouts.conventions import (
+    BY_SCALE_SUFFIX,
+    IGNORED_SCALE_SUFFIXES,
+    SCALE_SUFFIXES,
+    SECOND_LEVEL,
+    Convention,
+    expected_scale_names,
+    needs_scale,
+)
+from fp8doctor.layouts.conventions.base import MX_GROUP
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
 from fp8doctor.layouts.swizzle import Swizzle
-
-_SCALE_SUFFIXES = (  # scale suffix -> weight suffixes to try, in order
-    (".weight_scale_inv", (".weight",)),
-    (".weight_scale", (".weight_packed", ".weight")),
-    ("._weight_scale", ("._weight_qdata",)),
-    (".scale", (".weight",)),
-    ("_scales", ("_blocks",)),
-)
-SECOND_LEVEL = {  # second-level scale suffix -> role; each belongs to the quantized weight of its module
-    ".weight_global_scale": "global",  # compressed-tensors NVFP4: a divisor, (448 * 6) / amax
-    ".weight_scale_2": "global",  # ModelOpt NVFP4: a multiplier, amax / (448 * 6)
-    "._weight_per_tensor_scale": "global",  # torchao NVFP4Tensor
-    ".input_global_scale": "input",
-    ".input_scale": "input",
-}
-_SECOND_WEIGHTS = (".weight", ".weight_packed", "._weight_qdata")
-_IGNORED_SCALE_SUFFIXES = (".k_scale", ".v_scale", ".q_scale", ".output_scale")
-
-_ANY_SCALE_SUFFIX = tuple(s for s, _ in _SCALE_SUFFIXES)
-_ANY_SECOND = tuple(SECOND_LEVEL)
+from fp8doctor.rules.catalog import emit
 
 BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
                                                   (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
 """Block sizes tried when neither configuration nor config.json gives one, most common first."""
 
-MX_GROUP = 32
+__all__ = ["BLOCK_CANDIDATES", "MX_GROUP", "LayoutBuilder", "PairingResult", "find_pairs", "find_pairs_by_convention",
+           "find_second_level"]
+
+_SECOND_WEIGHTS = (".weight", ".weight_packed", "._weight_qdata")
+"""Where a module's quantized weight is, for its second-level scales."""
+_ANY_SECOND = tuple(SECOND_LEVEL)
 
 
 @dataclass
@@ -65,57 +54,61 @@ class PairingResult:
     """Quantized weight name -> the second-level suffixes stored beside it (completeness rules)."""
 
 
-def _is_quantized_weight(t: TensorInfo) -> bool:
-    return t.dtype in FP8_WEIGHT_DTYPES or t.dtype == "F4"
-
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def find_second_level(tensors: dict[str, TensorInfo]) -> dict[str, tuple[str, TensorInfo | None]]:
-    """second-level scale name -> (role, the quantized weight of its module or None)."""
-    out: dict[str, tuple[str, TensorInfo | None]] = {}
+def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | None], set[str]]:
+    """scale name -> its weight (None when it has none); plus the names of weights that have one."""
+    pairs, scaled, _ = find_pairs_by_convention(tensors)
+    return pairs, scaled
+
+
+def find_pairs_by_convention(tensors: dict[str, TensorInfo]) -> tuple[
+        dict[str, TensorInfo | None], set[str], dict[str, Convention]]:
+    """find_pairs, plus the convention that paired each scale that has a weight."""
+    pairs: dict[str, TensorInfo | None] = {}
+    scaled: set[str] = set()
+    conventions: dict[str, Convention] = {}
+    for name, t in tensors.items():
+        if not name.endswith(SCALE_SUFFIXES):  # most tensors: one C call decides
+            if t.dtype == "F8_E8M0":
+                pairs[name] = None
+            continue
+        if name.endswith(IGNORED_SCALE_SUFFIXES):
+            continue
+        for suffix, convs in BY_SCALE_SUFFIX:
+            if not name.endswith(suffix):
+                continue
+            stem = name[: -len(suffix)]
+            weight, by = next(((tensors[stem + ws], c) for c in convs for ws in c.weight_suffixes
+                               if stem + ws in tensors), (None, None))
+            owner = by if by is not None and by.is_scale(t, weight) else next(
+                (c for c in convs if c.is_scale(t, weight)), None)
+            if owner is None:
+                break  # e.g. a `.scale` that is a norm weight
+            pairs[name] = weight
+            if weight is not None:
+                scaled.add(weight.name)
+                conventions[name] = owner
+            break
+        else:
+            if t.dtype == "F8_E8M0":
+                pairs[name] = None
+    return pairs, scaled, conventions
+
+
+def find_second_level(tensors: dict[str, TensorInfo]) -> dict[str, tuple[str, str, TensorInfo | None]]:
+    """second-level scale name -> (suffix, role, the quantized weight of its module or None)."""
+    out: dict[str, tuple[str, str, TensorInfo | None]] = {}
     for name in tensors:
         if not name.endswith(_ANY_SECOND):
             continue
         suffix = next(s for s in SECOND_LEVEL if name.endswith(s))
         stem = name[: -len(suffix)]
         weight = next((tensors[stem + w] for w in _SECOND_WEIGHTS if stem + w in tensors), None)
-        out[name] = (SECOND_LEVEL[suffix], weight)
+        out[name] = (suffix, SECOND_LEVEL[suffix], weight)
     return out
-
-
-def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | None], set[str]]:
-    """scale name -> its weight (None when it has none); plus the names of weights that have one."""
-    pairs: dict[str, TensorInfo | None] = {}
-    scaled: set[str] = set()
-    for name, t in tensors.items():
-        if not name.endswith(_ANY_SCALE_SUFFIX):  # most tensors: one C call decides
-            if t.dtype == "F8_E8M0":
-                pairs[name] = None
-            continue
-        if name.endswith(_IGNORED_SCALE_SUFFIXES):
-            continue
-        for suffix, weight_suffixes in _SCALE_SUFFIXES:
-            if not name.endswith(suffix):
-                continue
-            stem = name[: -len(suffix)]
-            weight = next((tensors[stem + ws] for ws in weight_suffixes if stem + ws in tensors), None)
-            if suffix == ".scale":
-                # `.scale` is also what some models call norm weights: only a scale when it is E8M0
-                # or sits beside a quantized weight.
-                quantized = weight is not None and weight.dtype in FP8_WEIGHT_DTYPES | PACKED_WEIGHT_DTYPES
-                if t.dtype != "F8_E8M0" and not quantized:
-                    break
-            pairs[name] = weight
-            if weight is not None:
-                scaled.add(weight.name)
-            break
-        else:
-            if t.dtype == "F8_E8M0":
-                pairs[name] = None
-    return pairs, scaled
 
 
 def _squeeze_grid(stored: tuple[int, ...], weight_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -146,10 +139,8 @@ class LayoutBuilder:
         self.dims = config.dims if config else {}
         self.quant = config.quant if config else None
         self._vote_ambiguous = False
-        self._memo: dict[tuple, tuple] = {}
-        self.fp4_checkpoint = bool(config) and (
-            (self.quant is not None and (self.quant.quant_method or "").lower() == "mxfp4")
-            or str(config.raw.get("expert_dtype", "")).lower() in ("fp4", "mxfp4"))
+        self._memo: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        self._conventions: dict[str, Convention] = {}
 
     def build(self) -> PairingResult:
         with gc_paused():
@@ -157,37 +148,34 @@ class LayoutBuilder:
 
     def _build(self) -> PairingResult:
         res = PairingResult()
-        pairs, scaled = find_pairs(self.tensors)
+        pairs, scaled, self._conventions = find_pairs_by_convention(self.tensors)
         second = find_second_level(self.tensors)
+        for name in second:
+            pairs.pop(name, None)  # e.g. an F8_E8M0 `_weight_per_tensor_scale` is no orphan block scale
         for name, t in self.tensors.items():
             if name in scaled or name in pairs or name in second:
                 continue
-            if self._needs_scale(t):
-                res.findings.append(Finding(
-                    "scale-missing", Severity.ERROR, t.file, name,
+            if needs_scale(t, self.config):
+                res.findings.append(emit("scale-missing", t.file, name,
                     f"{t.dtype} weight {name} {list(t.shape)} has no scale tensor beside it "
-                    f"(looked for {self._expected_scale_names(name)})", Region.LOGICAL))
+                    f"(looked for {expected_scale_names(name)})"))
         block_pairs = []
         for sname, weight in pairs.items():
             scale = self.tensors[sname]
             if weight is None:
-                res.findings.append(Finding(
-                    "scale-orphan", Severity.WARNING, scale.file, sname,
-                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to",
-                    Region.LOGICAL))
+                res.findings.append(emit("scale-orphan", scale.file, sname,
+                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to"))
                 res.value_only.append(scale)
                 continue
             if scale.dtype not in ENCODINGS:
-                res.findings.append(Finding(
-                    "layout-unknown", Severity.WARNING, scale.file, sname,
-                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked",
-                    Region.LOGICAL))
+                res.findings.append(emit("layout-unknown", scale.file, sname,
+                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked"))
                 continue
             block_pairs.append((scale, weight))
         global_block, vote_note = self._vote_block(block_pairs)
         self._vote_ambiguous = bool(vote_note)
         if vote_note:
-            res.findings.append(Finding("layout-ambiguous", Severity.WARNING, None, None, vote_note, Region.LOGICAL))
+            res.findings.append(emit("layout-ambiguous", None, None, vote_note))
         for scale, weight in block_pairs:
             layout, finding = self._layout(scale, weight, global_block)
             if finding is not None:
@@ -199,46 +187,29 @@ class LayoutBuilder:
         self._second_level(second, res)
         for lay in res.layouts:
             if lay.source == "mismatch":
-                res.findings.append(Finding(
-                    "config-mismatch", Severity.ERROR, lay.scale.file, lay.name,
+                res.findings.append(emit(
+                    "config-mismatch", lay.scale.file, lay.name,
                     f"{lay.note}: loaders that trust config.json misread {lay.name} (vLLM and DeepGEMM assert "
                     "ceil(N/bn), ceil(K/bk) against the grid); its extra entries are not called padding, "
-                    "nothing is fixable until the block is configured (--layout)", Region.LOGICAL))
+                    "nothing is fixable until the block is configured (--layout)"))
         return res
 
-    def _second_level(self, second: dict[str, tuple[str, TensorInfo | None]], res: PairingResult) -> None:
+    def _second_level(self, second: dict[str, tuple[str, str, TensorInfo | None]], res: PairingResult) -> None:
         """Global and input scales: one value (or one per expert/partition) each, value-checked
         like any scale; their weights' companions recorded for the completeness rules."""
-        for name, (role, weight) in second.items():
+        for name, (suffix, role, weight) in second.items():
             t = self.tensors[name]
             encoding = ENCODINGS.get(t.dtype)
-            if encoding is None or weight is None:
-                if encoding is not None:
-                    res.value_only.append(t)
+            if encoding is None:
                 continue
-            suffix = next(s for s in SECOND_LEVEL if name.endswith(s))
+            if weight is None:
+                res.value_only.append(t)
+                continue
             res.companions.setdefault(weight.name, set()).add(suffix)
-            shape = self._element_shape(t, weight)[0]
-            res.layouts.append(ScaleLayout(t, weight, "tensor", encoding, None, shape, shape, t.shape, "format",
-                                           role=role))
+            res.layouts.append(ScaleLayout(t, weight, "tensor", encoding, None, weight.shape, weight.shape, t.shape,
+                                           "format", role=role))
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _needs_scale(self, t: TensorInfo) -> bool:
-        if _is_quantized_weight(t) and t.numel > 0 and t.name.endswith(("weight", "._weight_qdata")):
-            return True
-        if t.name.endswith(("_blocks", ".weight_packed")) and t.dtype in ("U8", "I8", "I32"):
-            return True
-        return self.fp4_checkpoint and t.dtype in ("I8",) and t.name.endswith(".weight") and len(t.shape) >= 2
-
-    @staticmethod
-    def _expected_scale_names(name: str) -> str:
-        if name.endswith("_blocks"):
-            return name[: -len("_blocks")] + "_scales"
-        if name.endswith("._weight_qdata"):
-            return name[: -len("_qdata")] + "_scale"
-        stem = name.rsplit(".", 1)[0]
-        return ", ".join(stem + s for s in (".weight_scale_inv", ".weight_scale", ".scale"))
 
     def _override(self, scale: TensorInfo, weight: TensorInfo) -> LayoutOverride | None:
         for o in reversed(self.overrides):  # later overrides win
@@ -247,34 +218,25 @@ class LayoutBuilder:
         return None
 
     def _element_shape(self, scale: TensorInfo, weight: TensorInfo) -> tuple[tuple[int, ...], str]:
-        """Weight shape in elements, and whether it is block-FP8 ('block') or MX groups ('group')."""
-        shape = weight.shape
-        if weight.name.endswith("_blocks") and len(shape) >= 2:
-            # gpt-oss: [..., G, 16] bytes, 32 FP4 values per scale entry
-            return (*shape[:-2], shape[-2] * shape[-1] * 2), "group"
-        if weight.dtype in ("I8", "U8") and shape:
-            return (*shape[:-1], shape[-1] * 2), "group"
-        if weight.dtype == "I32" and shape and weight.name.endswith(".weight_packed"):
-            # compressed-tensors pack-quantized: 32 / num_bits elements per int32 (4-bit unless said)
-            bits = self.quant.num_bits if self.quant is not None and self.quant.num_bits else 4
-            return (*shape[:-1], shape[-1] * (32 // bits)), "group"
-        if weight.dtype == "F4":
-            return shape, "group"
-        if (weight.dtype in FP8_WEIGHT_DTYPES and ENCODINGS.get(scale.dtype) == "e8m0" and len(shape) >= 2
-                and len(scale.shape) == len(shape) and scale.shape[-2] == shape[-2] > 1
+        """Weight shape in elements, and whether it is block-FP8 ('block') or MX groups ('group'):
+        as the convention that paired them reads it, with what config.json and the scale add."""
+        shape, kind = self._conventions[scale.name].element_shape(weight)
+        if weight.dtype == "I32" and kind == "group" and self.quant is not None and self.quant.num_bits:
+            shape = (*weight.shape[:-1], weight.shape[-1] * (32 // self.quant.num_bits))  # pack-quantized
+        if (kind == "block" and weight.dtype in FP8_WEIGHT_DTYPES and ENCODINGS.get(scale.dtype) == "e8m0"
+                and len(shape) >= 2 and len(scale.shape) == len(shape) and scale.shape[-2] == shape[-2] > 1
                 and scale.shape[-1] == _cdiv(shape[-1], MX_GROUP)):
-            return shape, "group"  # MXFP8: one E8M0 scale per 32 elements of a row
-        return shape, "block"
+            kind = "group"  # MXFP8: one E8M0 scale per 32 elements of a row
+        return shape, kind
 
     def _swizzled(self, scale: TensorInfo, weight: TensorInfo, shape: tuple[int, ...], kind: str,
                   encoding: str) -> ScaleLayout | None:
-        """torchao's MX / NVFP4 scales, stored through to_blocked: [32 * ceil(N/128), 16 * ceil(G/4)]
+        """A convention's scales stored through torchao's to_blocked: [32 * ceil(N/128), 16 * ceil(G/4)]
         for N rows of G groups (16 elements for E4M3 scales, 32 for E8M0)."""
-        if not scale.name.endswith("._weight_scale") or len(shape) != 2 or len(scale.shape) != 2:
+        conv = self._conventions[scale.name]
+        if not conv.swizzled or len(shape) != 2 or len(scale.shape) != 2:
             return None
-        group = 16 if encoding == "e4m3" else MX_GROUP
-        if kind != "group" and encoding != "e8m0":
-            return None
+        group = conv.default_group(encoding)
         n, groups = shape[0], _cdiv(shape[1], group)
         sw = Swizzle(n, groups)
         if scale.shape == (n, groups) or scale.shape != sw.stored_shape:
@@ -299,7 +261,7 @@ class LayoutBuilder:
             if sshape[-1] == 1 and sshape[-2] == shape[-2]:
                 continue  # per-channel: one scale per row, no block to vote for
             if self._swizzled(scale, weight, shape, kind, ENCODINGS[scale.dtype]) is not None:
-                continue  # torchao MX: groups of 32, tiled
+                continue  # torchao MX: groups, tiled
             override = self._override(scale, weight)
             if override is not None and override.block is not None:
                 continue  # the user said; nothing to infer
@@ -336,8 +298,8 @@ class LayoutBuilder:
         kinds) reuse the first one's answer."""
         if self.overrides:  # globs on names: nothing to share
             return self._layout_of(scale, weight, global_block)
-        key = (scale.dtype, scale.shape, weight.dtype, weight.shape, weight.name.endswith("_blocks"),
-               scale.name.endswith("._weight_scale"), dims_rule(weight.name), global_block)
+        key = (scale.dtype, scale.shape, weight.dtype, weight.shape, self._conventions[scale.name].name,
+               dims_rule(weight.name), global_block)
         hit = self._memo.get(key)
         if hit is not None:
             return ScaleLayout(scale, weight, *hit), None
@@ -356,15 +318,15 @@ class LayoutBuilder:
         logical_w = logical_weight_shape(weight.name, shape, self.dims)
         if override is not None and override.logical_shape is not None:
             if len(override.logical_shape) != len(shape) or any(a > b for a, b in zip(override.logical_shape, shape)):
-                return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+                return None, emit("layout-unknown", scale.file, scale.name,
                                      f"configured logical shape {list(override.logical_shape)} does not fit weight "
-                                     f"{weight.name} {list(shape)}; layout not modelled", Region.LOGICAL)
+                                     f"{weight.name} {list(shape)}; layout not modelled")
             logical_w = tuple(override.logical_shape)
 
         def mismatch(why: str) -> tuple[None, Finding]:
-            return None, Finding("scale-shape-mismatch", Severity.ERROR, scale.file, scale.name,
+            return None, emit("scale-shape-mismatch", scale.file, scale.name,
                                  f"scale {scale.name} {list(scale.shape)} cannot cover weight {weight.name} "
-                                 f"{list(weight.shape)} ({why})", Region.LOGICAL)
+                                 f"{list(weight.shape)} ({why})")
 
         if scale.numel == 1 and len(scale.shape) <= 2:
             full = (math.prod(shape[:-1]) if shape else 1, shape[-1] if shape else 1)
@@ -392,7 +354,7 @@ class LayoutBuilder:
             block, source = override.block, "override"
         elif kind == "group":
             group = (self.quant.group_size if self.quant and self.quant.group_size else
-                     16 if encoding == "e4m3" else MX_GROUP)
+                     self._conventions[scale.name].default_group(encoding))
             block, source = (1, group), ("config" if self.quant and self.quant.group_size else "format")
         elif sshape_eff[-1] == 1 and sshape_eff[-2] == shape[-2] and len(sshape_eff) >= 2:
             block, source = (1, shape[-1]), "format"  # per-channel
@@ -409,9 +371,10 @@ class LayoutBuilder:
                         block, source = b, "inferred"
                         break
         else:
-            return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+            return None, emit("layout-unknown", scale.file, scale.name,
                                  f"no block size fits scale {scale.name} {list(scale.shape)} for weight "
-                                 f"{weight.name} {list(weight.shape)}; padding not located", Region.LOGICAL)
+                                 f"{weight.name} {list(weight.shape)}; padding not located")
+        needed_stored: tuple[int, ...]
         if len(sshape_eff) == 1:
             needed_stored = (_cdiv(shape[-1], block[1]),)
         else:
@@ -427,12 +390,12 @@ class LayoutBuilder:
         if source == "config" and tuple(needed_stored) != tuple(sshape_eff):
             # stored larger than the declared block needs: padding, or a config that is wrong about the
             # block. When another common block fits the grid exactly, the config is not evidence enough.
-            exact = [b for b in BLOCK_CANDIDATES if b != block
-                     and (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:])]
-            if exact:
+            fit = [b for b in BLOCK_CANDIDATES if b != block
+                   and (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:])]
+            if fit:
                 source = "mismatch"
                 note = (f"config.json declares block {block[0]}x{block[1]} but the stored grid "
-                        f"{list(sshape_eff[-2:])} is exactly what block {exact[0][0]}x{exact[0][1]} needs")
+                        f"{list(sshape_eff[-2:])} is exactly what block {fit[0][0]}x{fit[0][1]} needs")
         if source == "ambiguous":
             note = (f"block {block[0]}x{block[1]} inferred from other tensors; this scale is larger than it needs, "
                     "so which entries are padding is a guess")

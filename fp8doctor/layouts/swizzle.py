@@ -60,7 +60,8 @@ class Swizzle:
     def to_canonical(self, stored: np.ndarray) -> np.ndarray:
         """Stored entries (any shape, this many elements) -> the padded logical grid."""
         flat = np.asarray(stored).reshape(-1)
-        return flat[self.stored_of_canonical()].reshape(self.padded)
+        grid: np.ndarray = flat[self.stored_of_canonical()].reshape(self.padded)
+        return grid
 
     def padding_mask(self) -> np.ndarray:
         """Flat boolean mask over stored entries, True on padding."""

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES, PACKED_WEIGHT_DTYPES
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
+from fp8doctor.layouts.conventions import SECOND_LEVEL
 from fp8doctor.layouts.model import ScaleLayout
-from fp8doctor.layouts.pairing import SECOND_LEVEL
+from fp8doctor.rules.catalog import emit
 from fp8doctor.rules.content import TensorSummary, kind_of
 from fp8doctor.rules.plausible import sibling_outliers
 
@@ -71,9 +72,9 @@ def check_companions(layouts: Iterable[ScaleLayout], companions: dict[str, set[s
                     why = why or "config.json declares static (calibrated) activation scales"
             if missing:
                 w = lay.weight
-                yield Finding("scale-companion-missing", Severity.ERROR, w.file if w else None, m,
-                              f"{m} has no {', '.join(missing)} ({why}): loaders fail on it or substitute a "
-                              "default (1.0, or 1/0 for a divisor)", Region.LOGICAL, count=len(missing))
+                yield emit("scale-companion-missing", w.file if w else None, m,
+                           f"{m} has no {', '.join(missing)} ({why}): loaders fail on it or substitute a "
+                           "default (1.0, or 1/0 for a divisor)", count=len(missing))
 
 
 def _ignored(module: str, entry: str, method: str) -> bool:
@@ -103,11 +104,11 @@ def check_config(tensors: dict[str, TensorInfo], layouts: Iterable[ScaleLayout],
     if ignored:
         entry, first = ignored[0]
         w = quantized[first]
-        yield Finding("config-mismatch", Severity.ERROR, w.file, first,
+        yield emit("config-mismatch", w.file, first,
                       f"{len(ignored):,} quantized weight{'s are' if len(ignored) != 1 else ' is'} stored for modules "
                       f"config.json says are not quantized (first {first}, {w.dtype}, matched by {entry!r} in "
                       "modules_to_not_convert / ignore / exclude_modules): loaders build those layers unquantized and "
-                      "read the codes as plain weights", Region.LOGICAL, count=len(ignored))
+                      "read the codes as plain weights", count=len(ignored))
     expert_dtype = str(config.raw.get("expert_dtype", "") or "").lower()
     if expert_dtype:
         experts = [t for n, t in tensors.items() if ".experts." in n and n.endswith((".weight", ".weight_packed"))
@@ -123,11 +124,11 @@ def check_config(tensors: dict[str, TensorInfo], layouts: Iterable[ScaleLayout],
             said = expert_dtype
         if wrong:
             t = wrong[0]
-            yield Finding("config-mismatch", Severity.ERROR, t.file, t.name,
+            yield emit("config-mismatch", t.file, t.name,
                           f"config.json says expert_dtype {expert_dtype!r} ({said}) but {len(wrong):,} of "
                           f"{len(experts):,} expert weights are stored otherwise (first {t.name} {t.dtype} "
                           f"{list(t.shape)}): loaders size and decode the experts from the config",
-                          Region.LOGICAL, count=len(wrong))
+                          count=len(wrong))
 
 
 DIVISOR_SUFFIXES = (".weight_global_scale",)
@@ -150,10 +151,10 @@ def check_single_entry(summaries: Iterable[TensorSummary], layouts: dict[str, Sc
                  else "a multiplier (amax / (448 * 6), < 2)"
                  if s.name.endswith(MULTIPLIER_SUFFIXES) and s.median_exponent > 0 else None)
         if wrong is not None:
-            yield Finding("scale-implausible", Severity.ERROR, s.file, s.name,
+            yield emit("scale-implausible", s.file, s.name,
                           f"{s.name} is about 2^{s.median_exponent}, but this convention stores {wrong}: "
                           "it was written the other way round, and loaders scale the weights by its inverse",
-                          Region.LOGICAL, byte_offset=s.offset, count=1, index=())
+                          byte_offset=s.offset, count=1, index=())
             continue
         lay = layouts.get(s.name)
         role = lay.role if lay is not None else "weight"
@@ -163,8 +164,8 @@ def check_single_entry(summaries: Iterable[TensorSummary], layouts: dict[str, Sc
         far = sibling_outliers({n: m.median_exponent for n, m in members.items()}, SIBLING_SPAN)
         for name, dist in sorted(far.items()):
             m = members[name]
-            yield Finding("scale-implausible", Severity.ERROR, m.file, name,
+            yield emit("scale-implausible", m.file, name,
                           f"{name} is 2^{m.median_exponent}, 2^{abs(dist)} {'above' if dist > 0 else 'below'} the "
                           f"median of the {len(members)} {role} scales named *.{suffix}: no real amax differs so "
-                          "much within one model (leftover memory or a broken export)", Region.LOGICAL,
+                          "much within one model (leftover memory or a broken export)",
                           byte_offset=m.offset, count=1, index=())

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
-PLAUSIBLE_LOG2 = (-64, 64)
-"""Binades a finite, non-zero scale may take: outside, no real weight or activation amax made it."""
+from fp8doctor.layouts.encodings import ALL, PLAUSIBLE_LOG2
 
-SUBNORMAL_BELOW = {"f32": -126, "bf16": -126}
+SUBNORMAL_BELOW = {e.name: e.subnormal_below for e in ALL if e.subnormal_below is not None}
 """Exponents below these are subnormal in the encoding: no producer divides an amax into that."""
 
-WINDOW_ENCODINGS = ("e8m0", "f32", "bf16")
+WINDOW_ENCODINGS = tuple(e.name for e in ALL if e.plausible is not None)
 """Encodings whose range reaches beyond the window (F16 and E4M3 cannot hold such values)."""
+
+__all__ = ["PLAUSIBLE_LOG2", "SUBNORMAL_BELOW", "WINDOW_ENCODINGS", "implausible", "saturated", "saturated_count",
+           "sibling_outliers"]
 
 E4M3_MAX_BYTE = 0x7E  # 448
 SATURATED_MIN = 8

@@ -15,22 +15,18 @@ import math
 
 import numpy as np
 
-from fp8doctor.rules.plausible import PLAUSIBLE_LOG2
-
-_LO, _HI = 127 + PLAUSIBLE_LOG2[0], 127 + PLAUSIBLE_LOG2[1]
+from fp8doctor.layouts.encodings import ALL as ALL_ENCODINGS
 
 SLAB = 1 << 20
 """Bytes of entries histogrammed at once (np.bincount widens to 8 bytes per entry)."""
 
 # encoding -> (raw dtype, shift to the sign+exponent field, bins, first and last valid field, bias,
 #              mantissa mask). A valid field is a positive, finite, normal, non-zero entry.
-# The valid fields of E8M0/F32/BF16 stop at the plausibility window (rules/plausible.py): a value
-# outside it is not "clean", so the mask-based rules run and report it.
+# The valid fields of E8M0/F32/BF16 stop at their plausibility window (layouts/encodings.py): a
+# value outside it is not "clean", so the mask-based rules run and report it.
 _FIELDS = {
-    "e8m0": (np.uint8, 0, 256, _LO, _HI, 127, 0),
-    "f32": (np.dtype("<u4"), 23, 512, _LO, _HI, 127, 0x7FFFFF),
-    "bf16": (np.dtype("<u2"), 7, 512, _LO, _HI, 127, 0x7F),
-    "f16": (np.dtype("<u2"), 10, 64, 1, 30, 15, 0x3FF),
+    e.name: (e.raw, f.shift, f.bins, f.lo, f.hi, f.bias, f.mantissa)
+    for e in ALL_ENCODINGS if (f := e.exponent_field) is not None
 }
 
 def byte_histogram(codes: np.ndarray) -> np.ndarray:
@@ -43,10 +39,11 @@ def byte_histogram(codes: np.ndarray) -> np.ndarray:
     hist = pairs.sum(axis=0) + pairs.sum(axis=1)
     if n % 2:
         hist[codes[-1]] += 1
-    return hist
+    out: np.ndarray = hist
+    return out
 
 
-TALLY_ITEMSIZE = {enc: np.dtype(f[0]).itemsize for enc, f in _FIELDS.items()}
+TALLY_ITEMSIZE = {e.name: e.itemsize for e in ALL_ENCODINGS if e.exponent_field is not None}
 
 
 def supported(encoding: str, shape: tuple[int, ...]) -> bool:
