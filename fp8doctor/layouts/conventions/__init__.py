@@ -65,10 +65,11 @@ def expected_scale_names(weight_name: str) -> str:
     """The scale names looked for beside a weight, for a `scale-missing` message."""
     for c in CONVENTIONS:  # conventions naming their weights other than `X.weight*`
         for ws in c.weight_suffixes:
-            if not ws.startswith(".") and weight_name.endswith(ws):
+            if not ws.startswith(".weight") and weight_name.endswith(ws):
                 return weight_name[: -len(ws)] + c.scale_suffix
     stem = weight_name.rsplit(".", 1)[0]
-    return ", ".join(dict.fromkeys(stem + c.scale_suffix for c in CONVENTIONS if c.scale_suffix.startswith(".")))
+    return ", ".join(dict.fromkeys(stem + c.scale_suffix for c in CONVENTIONS if c.scale_suffix.startswith(".")
+                                   and any(ws.startswith(".weight") for ws in c.weight_suffixes)))
 
 
 __all__ = ["BY_SCALE_SUFFIX", "CONVENTIONS", "DIM_RULES", "IGNORED_SCALE_SUFFIXES", "SCALE_SUFFIXES", "SECOND_LEVEL",
