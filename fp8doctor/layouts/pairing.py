@@ -392,11 +392,16 @@ class LayoutBuilder:
             # block. When another common block fits the grid exactly, the config is not evidence enough.
             fit = [b for b in BLOCK_CANDIDATES if b != block
                    and (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:])]
-            if fit:
-                source = "mismatch"
+            if fit and not _aligned_up(shape, block, sshape_eff):
+                source = "mismatch"  # no alignment explains the extra entries: the config is wrong
                 note = (f"config.json declares block {block[0]}x{block[1]} but the stored grid "
                         f"{list(sshape_eff[-2:])} is exactly what block {fit[0][0]}x{fit[0][1]} needs")
-        if source == "ambiguous":
+            elif fit:
+                source = "ambiguous"  # alignment padding at the declared block, or another block exactly
+                note = (f"the stored grid {list(sshape_eff[-2:])} is block {block[0]}x{block[1]} (config.json) "
+                        f"rounded up for alignment, or exactly block {fit[0][0]}x{fit[0][1]}: which entries are "
+                        "padding is not certain")
+        if source == "ambiguous" and not note:
             note = (f"block {block[0]}x{block[1]} inferred from other tensors; this scale is larger than it needs, "
                     "so which entries are padding is a guess")
         return ScaleLayout(scale, weight, kind, encoding, block, shape, logical_w, tuple(logical), source, note), None

@@ -26,6 +26,7 @@ from fp8doctor.rules.plausible import (
     implausible,
     saturated,
     saturated_count,
+    why_implausible,
 )
 from fp8doctor.rules.tally import byte_histogram
 
@@ -616,13 +617,9 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                                         zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
     if implausible_n:
         sub = int(hist_all[exps < SUBNORMAL_BELOW[encoding]].sum()) if encoding in SUBNORMAL_BELOW else 0
-        parts = [f"{sub:,} subnormal"] if sub else []
-        below = int(hist_all[exps < lo].sum()) - sub
-        above = int(hist_all[exps > hi].sum())
-        parts += [f"{below:,} below 2^{lo}"] if below else []
-        parts += [f"{above:,} above 2^{hi}"] if above else []
+        why = why_implausible(sub, int(hist_all[exps < lo].sum()) - sub, int(hist_all[exps > hi].sum()))
         findings.append(finding("scale-implausible", odd.first, implausible_n,
-                                _msg_implausible(implausible_n, t.name, ", ".join(parts),
+                                _msg_implausible(implausible_n, t.name, why,
                                                  describe_value(encoding, odd_value), unravel(odd.first) or ())))
     if sat.count and saturated_count(sat.count, n_box):
         findings.append(finding("scale-saturated", sat.first, sat.count,

@@ -25,14 +25,32 @@ SUBNORMAL_BELOW = {e.name: e.subnormal_below for e in ALL if e.subnormal_below i
 WINDOW_ENCODINGS = tuple(e.name for e in ALL if e.plausible is not None)
 """Encodings whose range reaches beyond the window (F16 and E4M3 cannot hold such values)."""
 
-__all__ = ["PLAUSIBLE_LOG2", "SUBNORMAL_BELOW", "WINDOW_ENCODINGS", "implausible", "saturated", "saturated_count",
-           "sibling_outliers"]
+__all__ = [
+    "PLAUSIBLE_LOG2",
+    "SUBNORMAL_BELOW",
+    "WINDOW_ENCODINGS",
+    "implausible",
+    "saturated",
+    "saturated_count",
+    "sibling_outliers",
+    "why_implausible",
+]
 
 E4M3_MAX_BYTE = 0x7E  # 448
 SATURATED_MIN = 8
 """Entries at 448 beyond which an E4M3 scale tensor counts as saturated (with SATURATED_FRACTION)."""
 SATURATED_FRACTION = 0.05
 """In real exports only the block holding the tensor's amax (and its ties) reach 448 exactly."""
+
+
+def why_implausible(subnormal: int, below: int, above: int) -> str:
+    """'3 subnormal, 1 below 2^-64': the counts a `scale-implausible` message gives (below excludes
+    the subnormal ones)."""
+    lo, hi = PLAUSIBLE_LOG2
+    parts = [f"{subnormal:,} subnormal"] if subnormal else []
+    parts += [f"{below:,} below 2^{lo}"] if below else []
+    parts += [f"{above:,} above 2^{hi}"] if above else []
+    return ", ".join(parts)
 
 
 def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
@@ -42,16 +60,9 @@ def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple
     lo, hi = PLAUSIBLE_LOG2
     low = valid & (exponent < lo)
     high = valid & (exponent > hi)
-    parts = []
     sub = SUBNORMAL_BELOW.get(encoding)
     n_sub = int(np.count_nonzero(low & (exponent < sub))) if sub is not None else 0
-    if n_sub:
-        parts.append(f"{n_sub:,} subnormal")
-    if int(np.count_nonzero(low)) - n_sub:
-        parts.append(f"{int(np.count_nonzero(low)) - n_sub:,} below 2^{lo}")
-    if high.any():
-        parts.append(f"{int(np.count_nonzero(high)):,} above 2^{hi}")
-    return low | high, ", ".join(parts)
+    return low | high, why_implausible(n_sub, int(np.count_nonzero(low)) - n_sub, int(np.count_nonzero(high)))
 
 
 def saturated_count(n: int, total: int) -> bool:
