@@ -17,10 +17,6 @@ import sys
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 SCHEMES: dict[str, tuple[str, ...]] = {
     # producer -> schemes (all run on CPU here)
     "llmcompressor": ("FP8_BLOCK", "FP8_DYNAMIC", "FP8", "NVFP4", "NVFP4A16", "MXFP4A16", "MXFP8A16", "W4A16"),
@@ -237,5 +233,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def offline() -> None:
+    """Nothing is fetched from a hub (set here, in the producer's process only: never in the test
+    process, whose remote tests need the variables unset)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 if __name__ == "__main__":
+    offline()
     sys.exit(main(sys.argv[1:]))

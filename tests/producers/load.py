@@ -13,9 +13,6 @@ import json
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 
 def _forward(model) -> dict:
     import torch
@@ -81,4 +78,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from tests.producers.build import offline
+
+    offline()
     sys.exit(main(sys.argv[1:]))
