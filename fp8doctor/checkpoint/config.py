@@ -188,8 +188,10 @@ def read_config(read: Callable[[], bytes | None],
         msg = f"config.json could not be read ({reason}); layouts inferred from tensor shapes"
         return None, [emit("config-invalid", "config.json", None, msg)]
     qc = obj.get("quantization_config") if isinstance(obj, dict) else None
-    modelopt = isinstance(qc, dict) and qc.get("quant_method") == "modelopt"
-    # only ModelOpt writes it, and config.json says so: no extra request for a remote checkpoint
+    # only ModelOpt writes it: read when config.json says ModelOpt, or says nothing about
+    # quantization (older exports kept it all there); no extra request for other checkpoints
+    modelopt = (isinstance(qc, dict) and qc.get("quant_method") == "modelopt") or (
+        isinstance(obj, dict) and "quantization_config" not in obj)
     hf_quant, findings = _read_hf_quant(read_hf_quant if modelopt else None)
     if obj is None and hf_quant is None:
         return None, findings

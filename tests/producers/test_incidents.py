@@ -185,3 +185,16 @@ def test_fix_rewrites_torchao_padding_only(producer_ckpt):
                                             tuple(int(x) for x in np.unravel_index(pad[0], t.shape)))
     result = fix(path)
     assert result.entries_changed == 1 and shard_bytes(path) == clean
+
+
+def test_modelopt_export_whose_config_json_says_nothing_is_read_from_hf_quant_config(producer_ckpt):
+    """Older ModelOpt exports keep the quantization only in hf_quant_config.json."""
+    path, _ = producer_ckpt("modelopt-FP8")
+    _config(path, lambda c: c.pop("quantization_config"))
+    assert scan(path).findings == ()
+    from fp8doctor.checkpoint.loader import open_checkpoint
+
+    with open_checkpoint(path) as ck:
+        quant = ck.config.quant
+    assert (quant.quant_method, quant.algo, quant.static_input) == ("modelopt", "FP8", True)
+    assert "lm_head" in quant.modules_to_not_convert
