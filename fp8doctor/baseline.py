@@ -81,12 +81,12 @@ def load_baseline(path: str) -> Counter[tuple[str, str | None, str | None, str]]
         raise BaselineError(f"{path}: not an fp8doctor baseline (format {BASELINE_FORMAT}); "
                             "write one with `fp8doctor scan PATH --write-baseline FILE`")
     entries: Counter[tuple[str, str | None, str | None, str]] = Counter()
-    for i, e in enumerate(data["findings"]):
-        ok = (isinstance(e, dict) and isinstance(e.get("rule"), str) and isinstance(e.get("hash"), str)
-              and all(e.get(k) is None or isinstance(e.get(k), str) for k in ("file", "tensor")))
+    for i, entry in enumerate(data["findings"]):
+        ok = (isinstance(entry, dict) and isinstance(entry.get("rule"), str) and isinstance(entry.get("hash"), str)
+              and all(entry.get(k) is None or isinstance(entry.get(k), str) for k in ("file", "tensor")))
         if not ok:
             raise BaselineError(f"{path}: entry {i} needs string rule and hash, and string-or-null file and tensor")
-        entries[(e["rule"], e.get("file"), e.get("tensor"), e["hash"])] += 1
+        entries[(entry["rule"], entry.get("file"), entry.get("tensor"), entry["hash"])] += 1
     return entries
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
@@ -79,11 +80,11 @@ class ShardHeader:
         return t.end <= self.data_available
 
 
-class _DuplicateKeys(list):
+class _DuplicateKeys(list[str]):
     """Collects keys that appear twice in one JSON object."""
 
 
-def _pairs_hook(dups: _DuplicateKeys):
+def _pairs_hook(dups: _DuplicateKeys) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in pairs:
@@ -224,7 +225,7 @@ def _loads_plain(text: str) -> Any:
     return obj
 
 
-def _check_entry(name: str, entry: Any, file: str, data_start: int, bad) -> TensorInfo | None:
+def _check_entry(name: str, entry: Any, file: str, data_start: int, bad: Callable[..., None]) -> TensorInfo | None:
     if not isinstance(entry, dict):
         bad(f"entry for {name!r} is not an object of dtype, shape, data_offsets", tensor=name, offset=8)
         return None
@@ -265,7 +266,7 @@ def _check_entry(name: str, entry: Any, file: str, data_start: int, bad) -> Tens
 _BEGIN_END = attrgetter("begin", "end")
 
 
-def _check_offsets(entries: list[TensorInfo], bad) -> None:
+def _check_offsets(entries: list[TensorInfo], bad: Callable[..., None]) -> None:
     """Offsets sorted must tile the data region from 0 with no gap and no overlap."""
     expected = 0
     prev: TensorInfo | None = None

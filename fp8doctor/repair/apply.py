@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -246,7 +247,7 @@ def undo_last(journal_dir: str, root: str) -> Applied:
 
 def journal_changes(j: jr.Journal, undo: bool = False) -> tuple[TensorChange, ...]:
     """Per-tensor changes recorded in a journal (before/after swapped for an undo)."""
-    acc: dict[tuple[str, str], list] = {}
+    acc: dict[tuple[str, str], list[Any]] = {}
     for s in j.shards:
         for p in j.patches(s):
             acc.setdefault((s.file, p.tensor), []).append(p)

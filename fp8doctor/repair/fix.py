@@ -16,7 +16,7 @@ from fp8doctor.findings import Finding, Severity
 from fp8doctor.layouts.model import parse_fill
 from fp8doctor.repair import apply as ap
 from fp8doctor.repair import journal as jr
-from fp8doctor.repair.errors import FixError
+from fp8doctor.repair.errors import FixError, ReadOnly
 from fp8doctor.repair.lock import Lock
 from fp8doctor.repair.output import write_copy
 from fp8doctor.repair.plan import TensorChange, build_plan, fill_name
@@ -109,7 +109,7 @@ def _prepare_journal_dir(directory: str) -> None:
         raise FixError(f"--journal-dir {directory} is not a directory")
     if os.path.isdir(directory):
         if not os.stat(directory).st_mode & 0o222:  # by mode bits, as for shards: root could write anyway
-            raise jr.ReadOnly(f"the journal directory {directory} is read-only; nothing was written (make it "
+            raise ReadOnly(f"the journal directory {directory} is read-only; nothing was written (make it "
                               "writable, or pass --journal-dir DIR on a writable filesystem)")
         return
     parent = os.path.dirname(os.path.abspath(directory))
@@ -118,7 +118,7 @@ def _prepare_journal_dir(directory: str) -> None:
     except OSError as e:
         raise jr.os_error(e, f"cannot use the journal directory {directory}") from None
     if not st.st_mode & 0o222:
-        raise jr.ReadOnly(f"cannot create the journal directory {directory}: {parent} is read-only; nothing was "
+        raise ReadOnly(f"cannot create the journal directory {directory}: {parent} is read-only; nothing was "
                           "written (pass --journal-dir DIR on a writable filesystem)")
     try:
         os.mkdir(directory)

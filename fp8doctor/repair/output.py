@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fp8doctor.checkpoint.paths import escapes
@@ -81,7 +82,7 @@ def _link_points_inside(root: str, path: str) -> bool:
     return not os.path.isabs(target) and escapes(root, os.path.relpath(path, root)) is None
 
 
-def _outside_links(root: str, left_out: list[str]):
+def _outside_links(root: str, left_out: list[str]) -> Callable[[str, list[str]], set[str]]:
     """A shutil.copytree `ignore` that leaves out (and records) symlinks leading outside `root`."""
     def ignore(directory: str, names: list[str]) -> set[str]:
         out = set()

@@ -161,10 +161,10 @@ def build_plan(analysis: Analysis, options: ScanOptions) -> RepairPlan:
     shards = []
     for file in sorted(by_file):
         src = ckpt.source(file)
-        patches = tuple(sorted(by_file[file], key=lambda p: p.offset))
-        for prev, nxt in itertools.pairwise(patches):
+        ordered = tuple(sorted(by_file[file], key=lambda p: p.offset))
+        for prev, nxt in itertools.pairwise(ordered):
             if prev.offset + prev.length > nxt.offset:
                 raise ValueError(f"{file}: overlapping patches at 0x{nxt.offset:x}")
-        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), patches, getattr(src, "identity", None)))
+        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), ordered, getattr(src, "identity", None)))
     changes.sort(key=lambda c: (c.file, c.first_offset))
     return RepairPlan(ckpt.root, options.fill, tuple(shards), tuple(changes), tuple(unfixable))

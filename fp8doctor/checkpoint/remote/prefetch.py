@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class _Planned:
     start: int
     end: int
-    future: Future | None = None
+    future: Future[bytes] | None = None
 
 
 class RemoteFile:
@@ -84,9 +84,8 @@ class RemoteFile:
                         self._head = head + rest
             data = head[offset:] + rest
         else:
-            data = self._take(offset, end)
-            if data is None:
-                data = self._fetch(offset, end)
+            taken = self._take(offset, end)
+            data = taken if taken is not None else self._fetch(offset, end)
         with self._lock:
             self.bytes_read += length
         return data

@@ -103,7 +103,7 @@ class RemoteStore:
         except ImportError:
             raise RemoteError(f"{self.loc.url}: {INSTALL_HINT}") from None
         try:
-            fs, base = fsspec.core.url_to_fs(self.loc.base)
+            fs, base = fsspec.core.url_to_fs(self.loc.base)  # type: ignore[no-untyped-call]
         except (ImportError, ValueError) as e:
             raise RemoteError(f"{self.loc.url}: {e}") from None
         self._fs, self._fs_base = fs, base.rstrip("/")

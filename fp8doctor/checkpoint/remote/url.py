@@ -76,13 +76,13 @@ def parse_url(url: str) -> RemoteURL:
         base, target = _split_target(tail)
         return RemoteURL(url, "hf", base, target, "/".join(repo_parts), repo_type, revision)
     if scheme in ("http", "https"):
-        parts = urlsplit(url)
-        if parts.query or parts.fragment:
+        split = urlsplit(url)
+        if split.query or split.fragment:
             raise CheckpointError(f"{url}: URLs with a query or fragment are not supported; give the base URL")
-        if not parts.hostname:
+        if not split.hostname:
             raise CheckpointError(f"{url}: no host in the URL")
-        path, target = _split_target(parts.path.split("/"))
-        base = urlunsplit((parts.scheme, parts.netloc, "/" + path if path else "", "", ""))
+        path, target = _split_target(split.path.split("/"))
+        base = urlunsplit((split.scheme, split.netloc, "/" + path if path else "", "", ""))
         return RemoteURL(url, "http", base, target)
     path_part = url.split("://", 1)[1]
     base, target = _split_target(path_part.split("/"))
