@@ -20,7 +20,7 @@ O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_file(dest: str, data: str | bytes | Iterable[str]) -> None:
+def write_file(dest: str, data: str | bytes | Iterable[str | bytes]) -> None:
     """Write `data` (text, bytes, or pieces of text written as they come) to `dest` as described
     above; OSError (with strerror) when it cannot."""
     try:
@@ -62,7 +62,7 @@ def write_file(dest: str, data: str | bytes | Iterable[str]) -> None:
         raise
 
 
-def _write_all(fd: int, data: str | bytes | Iterable[str]) -> None:
+def _write_all(fd: int, data: str | bytes | Iterable[str | bytes]) -> None:
     pieces = [data] if isinstance(data, (str, bytes)) else data
     buf: list[bytes] = []
     size = 0

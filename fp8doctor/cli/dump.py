@@ -75,33 +75,14 @@ def dump_command(
     except (CheckpointError, ConfigError, DumpError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
 
-    if format is DumpFormat.raw:
-        out = sys.stdout.buffer
-        for d in dumps:
-            out.write(d.selected_bytes())
-        out.flush()
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters.presenters import emit
+
+    color = not no_color(no_color_flag)
+    if format is DumpFormat.console and not dumps:
+        stderr_console(color=color).print("no finding names a scale tensor: nothing to dump")
         raise typer.Exit(EXIT_OK)
-    if format is DumpFormat.json:
-        from fp8doctor.reporters import dump_json
-
-        typer.echo(dump_json.render(dumps, path, __version__), nl=False)
-        raise typer.Exit(EXIT_OK)
-    console = stdout_console(color=not no_color(no_color_flag))
-    if not dumps:
-        stderr_console(color=not no_color(no_color_flag)).print("no finding names a scale tensor: nothing to dump")
-        raise typer.Exit(EXIT_OK)
-    if heatmap:
-        from fp8doctor.reporters import dump_heatmap
-
-        dump_heatmap.render(dumps, console)
-    if histogram:
-        from fp8doctor.reporters import dump_histogram
-
-        if heatmap:
-            console.print()
-        dump_histogram.render(dumps, console)
-    if not heatmap and not histogram:
-        from fp8doctor.reporters import dump_grid
-
-        dump_grid.render(dumps, console, decode=decode)
+    views = tuple(v for v, on in (("heatmap", heatmap), ("histogram", histogram)) if on)
+    ctx = RenderContext(version=__version__, color=color, target=path, views=views, decode=decode)
+    emit("dump", format.value, dumps, ctx, stdout_console(color=color), sys.stdout)
     raise typer.Exit(EXIT_OK)

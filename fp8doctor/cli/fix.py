@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Annotated
 
 import typer
@@ -72,12 +73,12 @@ def fix_command(
         if progress is not None:
             progress.finish()
     result = dataclasses.replace(result, config=run.config_path)
-    if format is ScanFormat["json"]:
-        from fp8doctor.reporters import fix_json
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters.presenters import emit
 
-        typer.echo(fix_json.render(result, __version__), nl=False)
-    else:
-        from fp8doctor.reporters import fix_console
-
-        fix_console.render(result, stdout_console(color=not no_color(no_color_flag)), max_findings, quiet, threshold)
+    color = not no_color(no_color_flag)
+    ctx = RenderContext(version=__version__, fail_on=threshold, max_findings=max_findings, quiet=quiet, color=color,
+                        target=path, config=run.config_path)
+    emit("fix", "json" if format is ScanFormat["json"] else "console", result, ctx, stdout_console(color=color),
+         sys.stdout)
     raise typer.Exit(EXIT_FINDINGS if result.failed(threshold) else EXIT_OK)

@@ -73,7 +73,7 @@ def checkpoint_root(checkpoint_path: str) -> str:
     return Target.parse(checkpoint_path).display_root
 
 
-def _write(dest: str, text: Iterable[str]) -> None:
+def _write(dest: str, text: Iterable[str | bytes]) -> None:
     from fp8doctor.userfiles import write_file
 
     write_file(dest, text)
@@ -117,8 +117,7 @@ def scan_command(
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
     from fp8doctor.reporters import RenderContext
-    from fp8doctor.reporters import chunks as report_chunks
-    from fp8doctor.reporters import console as console_reporter
+    from fp8doctor.reporters.presenters import emit, present
 
     try:
         pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
@@ -154,23 +153,18 @@ def scan_command(
     to_file = False
     for fmt, dest in pairs:
         if dest == STDOUT and fmt == "console":
-            console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
-                                    suppressed, ctx.config, ctx.config_suppressed)
+            emit("scan", fmt, report, ctx, stdout_console(color=color), sys.stdout)
             continue
-        pieces = report_chunks(fmt, report, dataclasses.replace(ctx, color=False))  # streamed: 10^5 findings
-        if dest == STDOUT:
-            for piece in pieces:
-                sys.stdout.write(piece)
-            sys.stdout.flush()
+        if dest == STDOUT:  # streamed: 10^5 findings
+            emit("scan", fmt, report, dataclasses.replace(ctx, color=False), stdout_console(color=False), sys.stdout)
             continue
         to_file = True
         try:
-            _write(dest, pieces)
+            _write(dest, present("scan", fmt, report, dataclasses.replace(ctx, color=False), None))
         except OSError as e:
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
-        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed,
-                                ctx.config, ctx.config_suppressed)
+        emit("scan", "console", report, ctx, stderr_console(color=color), sys.stderr)
     raise typer.Exit(exit_code)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import sys
 from typing import Annotated
 
 import typer
@@ -64,7 +65,8 @@ def verify_command(
     from fp8doctor import __version__
     from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.reference.layer import VerifyError, VerifyOptions, verify
-    from fp8doctor.reporters import verify as reporter
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters.presenters import emit
 
     options = VerifyOptions(layer=layer, tokens=tokens, context=context, device=device, seed=seed,
                             cache_init=cache_init.value, experts=experts.value,
@@ -73,10 +75,9 @@ def verify_command(
         result = verify(path, options)
     except (VerifyError, CheckpointError) as e:
         raise typer.Exit(fail(str(e))) from None
-    if format is VerifyFormat.json:
-        typer.echo(reporter.render_json(result, __version__), nl=False)
-    else:
-        reporter.render_console(result, stdout_console(color=not no_color(no_color_flag)), quiet)
+    color = not no_color(no_color_flag)
+    ctx = RenderContext(version=__version__, quiet=quiet, color=color, target=path)
+    emit("verify", format.value, result, ctx, stdout_console(color=color), sys.stdout)
     raise typer.Exit(EXIT_OK if result.passed else EXIT_FINDINGS)
 
 

@@ -54,6 +54,12 @@ class RenderContext:
 
     exit_code: int | None = None
     configuration: dict[str, Any] | None = None
+    target: str = ""
+    """The path or URL the command was given (dump JSON names it)."""
+    views: tuple[str, ...] = ()
+    """Console views asked for (dump: "heatmap", "histogram"; none: the byte grid)."""
+    decode: bool = False
+    """dump's grid: decoded values instead of bytes."""
 
     @property
     def config_suppressed(self) -> int:

@@ -1,0 +1,127 @@
+"""Presenters: how each command's result is shown, one registry and one signature for all of them.
+
+    present(result, ctx: RenderContext, console: Console | None) -> Iterator[str | bytes]
+
+A presenter yields the pieces of a machine-readable document (written to stdout or a file as they
+come, so 10^5 findings stream) or prints a view on `console` and yields nothing; given no console
+(the destination is a file), a view yields its plain text instead. `PRESENTERS[kind]
+[format]` names it, for kind "scan" (a Report), "dump" (a list of TensorDump), "fix" (a FixResult)
+and "verify" (a VerifyResult). The format modules hold the rendering; this module only says which
+one a (kind, format) uses and how the RenderContext's fields reach it. Modules are imported when a
+presenter runs, so `--format json` never loads rich tables and `fp8doctor --help` no numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+
+from fp8doctor.reporters import FORMATS, RenderContext, chunks
+
+Piece = str | bytes
+Presenter = Callable[[Any, RenderContext, Console | None], Iterator[Piece]]
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"fp8doctor.reporters.{name}")
+
+
+def _view(console: Console | None, draw: Callable[[Console], None]) -> Iterator[Piece]:
+    """Draw a console view on `console`; with none, yield its plain text (a file)."""
+    if console is not None:
+        draw(console)
+        return
+    buf = io.StringIO()
+    draw(Console(file=buf, no_color=True, highlight=False, soft_wrap=False, width=120))
+    yield buf.getvalue()
+
+
+def _scan_console(report: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    if console is None:
+        yield from chunks("console", report, ctx)
+        return
+    _module("console").render(report, console, ctx.max_findings, ctx.quiet, ctx.fail_on, ctx.suppressed,
+                              ctx.config, ctx.config_suppressed)
+    yield from ()
+
+
+def _scan_format(fmt: str) -> Presenter:
+    def present(report: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+        yield from chunks(fmt, report, ctx)
+
+    return present
+
+
+def _dump_console(dumps: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    def draw(c: Console) -> None:
+        if "heatmap" in ctx.views:
+            _module("dump_heatmap").render(dumps, c)
+        if "histogram" in ctx.views:
+            if "heatmap" in ctx.views:
+                c.print()
+            _module("dump_histogram").render(dumps, c)
+        if "heatmap" not in ctx.views and "histogram" not in ctx.views:
+            _module("dump_grid").render(dumps, c, decode=ctx.decode)
+
+    yield from _view(console, draw)
+
+
+def _dump_json(dumps: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield _module("dump_json").render(dumps, ctx.target, ctx.version)
+
+
+def _dump_raw(dumps: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    for d in dumps:
+        yield d.selected_bytes()
+
+
+def _fix_console(result: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield from _view(console, lambda c: _module("fix_console").render(result, c, ctx.max_findings, ctx.quiet,
+                                                                      ctx.fail_on))
+
+
+def _fix_json(result: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield _module("fix_json").render(result, ctx.version)
+
+
+def _verify_console(result: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield from _view(console, lambda c: _module("verify").render_console(result, c, ctx.quiet))
+
+
+def _verify_json(result: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield _module("verify").render_json(result, ctx.version)
+
+
+PRESENTERS: dict[str, dict[str, Presenter]] = {
+    "scan": {name: _scan_console if name == "console" else _scan_format(name) for name in FORMATS},
+    "dump": {"console": _dump_console, "json": _dump_json, "raw": _dump_raw},
+    "fix": {"console": _fix_console, "json": _fix_json},
+    "verify": {"console": _verify_console, "json": _verify_json},
+}
+"""result kind -> format -> presenter. A new format of a kind is one presenter and one line here
+(a new scan format is one module listed in reporters.FORMATS)."""
+
+
+def present(kind: str, fmt: str, result: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    """The pieces of `result` in format `fmt` (KeyError for an unknown kind or format)."""
+    return PRESENTERS[kind][fmt](result, ctx, console)
+
+
+def emit(kind: str, fmt: str, result: Any, ctx: RenderContext, console: Console, out: Any) -> None:
+    """Present `result` and write its pieces to the text stream `out` (bytes to `out.buffer`)."""
+    wrote = False
+    for piece in present(kind, fmt, result, ctx, console):
+        if isinstance(piece, bytes):
+            out.buffer.write(piece)
+        else:
+            out.write(piece)
+        wrote = True
+    if wrote:
+        out.flush()
+
+
+__all__ = ["PRESENTERS", "Presenter", "emit", "present"]
