@@ -156,9 +156,9 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
 
 
 def cuda_chunk() -> int:
-    from fp8doctor.runtime.cuda import CHUNK
+    from fp8doctor.runtime.cuda import STAGE_BYTES
 
-    return CHUNK
+    return STAGE_BYTES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
-    results = {"device": name, "torch": torch.__version__, "chunk_entries": cuda_chunk(), "sets": []}
+    results = {"device": name, "torch": torch.__version__, "stage_bytes": cuda_chunk(), "sets": []}
     named, config = v3_set(args.v3_layers, args.experts)
     results["sets"].append(measure(f"DeepSeek-V3-like F32 block scales, {args.v3_layers} layers", named, config))
     del named
