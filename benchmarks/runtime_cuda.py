@@ -130,6 +130,24 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
 
     seconds = _timed(check, repeat=2)
     extra = torch.cuda.max_memory_allocated() - held if cuda else 0
+    from fp8doctor.runtime import cuda as device_side
+
+    tallies = device_side.device_tallies
+    spent = [0.0]
+
+    def timed_tallies(*a, **k):  # the device side's share of one more check (the rest: wrapping, pairing, Python)
+        t0 = time.perf_counter()
+        try:
+            return tallies(*a, **k)
+        finally:
+            _sync()
+            spent[0] += time.perf_counter() - t0
+
+    device_side.device_tallies = timed_tallies
+    try:
+        check()
+    finally:
+        device_side.device_tallies = tallies
     assert report is not None
     out = {
         "set": label, "scale_tensors": len(scales), "scale_bytes": nbytes, "entries": entries,
@@ -139,7 +157,9 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
         "one_pass_s": round(base_flat, 5), "one_pass_GBps": round(nbytes / base_flat / 1e9, 1),
         "ratio_vs_per_tensor_pass": round(seconds / base_tensor, 2),
         "ratio_vs_one_pass": round(seconds / base_flat, 1),
+        "device_side_s": round(spent[0], 4),
         "extra_device_MiB": round(extra / 2**20, 1),
+        "extra_bound_MiB": round(3 * device_side.STAGE_BYTES / 2**20, 1),
         "largest_scale_MiB": round(max(t.numel() * t.element_size() for t in scales) / 2**20, 2),
     }
     if garble:  # leftover memory in the padding of `garble` tensors: the findings path (host slabs)

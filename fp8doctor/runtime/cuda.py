@@ -27,6 +27,7 @@ benchmarks/RESULTS.md, "In-memory checks (CUDA)"; tests/test_runtime_cuda.py ass
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,8 +140,9 @@ class _Slab:
     def counts(self, kind: _Kind, lo: Any, span: int) -> Any:
         """[n, span - 1] int64: entries of the real box with field <= lo + j, for j < span - 1."""
         f = kind.field(self.real())
+        thr = lo.view(-1, 1) + kind.torch.arange(span - 1, device=lo.device)  # one [n, span - 1] of thresholds
         shape = (-1, *([1] * (f.dim() - 1)))
-        cols = [f.le((lo + j).view(shape)).sum(self.dims) for j in range(span - 1)]
+        cols = [f.le(thr[:, j].view(shape)).sum(self.dims) for j in range(span - 1)]
         return kind.torch.stack(cols, 1)
 
     def bincount(self, kind: _Kind, row: int) -> Any:
@@ -152,19 +154,20 @@ Unit = tuple[list[int], list[_Slab]]
 """Tensor positions and the slabs that hold them."""
 
 
-def _units(kind: _Kind, raws: list[Any], shape: tuple[int, ...], box: tuple[int, ...]) -> list[Unit]:
-    """Batches over tensors `raws` of one kind: (tensor positions, slabs). Small tensors are stacked
-    several to a slab; a tensor over STAGE_BYTES is one unit of row-slab views (no copy)."""
+def _units(kind: _Kind, raws: list[Any], shape: tuple[int, ...], box: tuple[int, ...]) -> Iterator[Unit]:
+    """Batches over tensors `raws` of one kind, made one at a time (a staging batch lives only while
+    it is reduced): small tensors are stacked several to a slab; a tensor over STAGE_BYTES is one
+    unit of row-slab views (no copy)."""
     torch = kind.torch
     nbytes = math.prod(shape) * raws[0].element_size()
     per = min(MAX_TENSORS, STAGE_BYTES // max(1, nbytes))
-    units: list[Unit] = []
     if per >= 1:
         for a in range(0, len(raws), per):
             part = raws[a:a + per]
             x = part[0].unsqueeze(0) if len(part) == 1 else torch.stack(part)
-            units.append((list(range(a, a + len(part))), [_Slab(x, shape, box)]))
-        return units
+            yield list(range(a, a + len(part))), [_Slab(x, shape, box)]
+            del x
+        return
     row_bytes = math.prod(shape[1:]) * raws[0].element_size()
     step = max(1, STAGE_BYTES // max(1, row_bytes))
     for i, raw in enumerate(raws):
@@ -173,11 +176,10 @@ def _units(kind: _Kind, raws: list[Any], shape: tuple[int, ...], box: tuple[int,
             n = min(step, shape[0] - r0)
             sub = (min(n, max(0, box[0] - r0)), *box[1:])
             slabs.append(_Slab(raw[r0:r0 + n].unsqueeze(0), (n, *shape[1:]), sub))
-        units.append(([i], slabs))
-    return units
+        yield [i], slabs
 
 
-def _decide(kind: _Kind, units: list[Unit], n_tensors: int,
+def _decide(kind: _Kind, units: Iterator[Unit], n_tensors: int,
             content: ContentOptions) -> list[DeviceOutcome]:
     torch = kind.torch
     out: list[DeviceOutcome | None] = [None] * n_tensors
@@ -217,6 +219,7 @@ def _decide(kind: _Kind, units: list[Unit], n_tensors: int,
                 medians[r] = m
         for i, m, p, g in zip(ids, medians, pad.tolist(), dg.tolist()):
             out[i] = DeviceOutcome(True, m, p, g)
+        del slabs  # the staging batch, before the next one is stacked
     return out  # type: ignore[return-value]
 
 
