@@ -260,7 +260,7 @@ def test_device_outcomes_equal_host_tally(tmp_path, monkeypatch, chunk, window):
         host.add(mt.all_bytes(), 0)
         ok, median = host.verdict(content.outlier_span, 24)
         got = dev[info.name]
-        assert got.judged and got.median == (median if ok else None) and got.pad_bad == bool(host.pad_bad), info.name
+        assert got.judged and got.median == (median if ok else None) and got.pad_bad == host.pad_bad, info.name
         outcomes.add((ok, bool(host.pad_bad)))
     assert {(True, False), (True, True), (False, False)} <= outcomes
 

@@ -60,9 +60,9 @@ class DeviceOutcome:
     median: int | None = None
     """The median exponent when no rule on the real box can fire (Tally.verdict), else None."""
     pad_bad: int = 0
-    """1 when some padded entry is not the fill, else 0."""
+    """Padded entries that are not the fill."""
     deepgemm_bad: int = 0
-    """1 when some entry fails the DeepGEMM check (checked only for tensors that asked for it)."""
+    """Entries failing the DeepGEMM check (counted only for tensors that asked for it)."""
 
     @property
     def clean(self) -> bool:
@@ -117,45 +117,33 @@ class _Slab:
         return self.x[(slice(None), *(slice(0, b) for b in self.box))]
 
     def quick(self, kind: _Kind) -> Any:
-        """[n, 5] int64 on the device: field min, field max, and whether any entry has mantissa
-        bits, any padded entry is not the fill, any entry fails DeepGEMM (0 where not checked).
-        Flags are `any` reductions over bool: a bool `sum` would widen every entry to int64."""
+        """[n, 5] int64 on the device: field min, field max, entries with mantissa bits, padded
+        entries not the fill, entries failing DeepGEMM (zeros where not counted)."""
         torch = kind.torch
         n = self.x.shape[0]
-        zeros = torch.zeros(n, dtype=torch.bool, device=self.x.device)
-        lo = hi = zeros.long()
-        mant = pad = zeros
+        zeros = torch.zeros(n, dtype=torch.int64, device=self.x.device)
+        lo = hi = mant = zeros
         if self.n_box:
             real = self.real()
             f = kind.field(real)
             lo, hi = f.amin(self.dims).long(), f.amax(self.dims).long()
             del f
             if kind.mant:
-                mant = real.bitwise_and(kind.mant).ne_(0).any(self.dims)
+                mant = real.bitwise_and(kind.mant).ne_(0).sum(self.dims)
+        pad = zeros
         if kind.want is not None:
             for v in _padding_views(self.x, self.shape, self.box):
-                pad = pad | v.ne(kind.want).any(self.dims)
-        dg = self.x.bitwise_and(_MASK_I32).ne_(0).any(self.dims) if kind.dg else zeros
-        return torch.stack([lo, hi, mant.long(), pad.long(), dg.long()], 1)
+                pad = pad + v.ne(kind.want).sum(self.dims)
+        dg = self.x.bitwise_and(_MASK_I32).ne_(0).sum(self.dims) if kind.dg else zeros
+        return torch.stack([lo, hi, mant, pad, dg], 1)
 
     def counts(self, kind: _Kind, lo: Any, span: int) -> Any:
-        """[n, span - 1] int64: entries of the real box with field <= lo + j, for j < span - 1.
-        Each comparison is written into one int32 buffer of at most STAGE_BYTES, and summed as int32
-        (no widening copy): a batch of 1-byte entries is compared a few tensors at a time."""
-        torch = kind.torch
+        """[n, span - 1] int64: entries of the real box with field <= lo + j, for j < span - 1."""
         f = kind.field(self.real())
-        per_tensor = max(1, self.n_box)
-        step = max(1, STAGE_BYTES // (4 * per_tensor))
-        buf = torch.empty((min(step, f.shape[0]), *f.shape[1:]), dtype=torch.int32, device=f.device)
-        thr = lo.view(-1, 1) + torch.arange(span - 1, device=lo.device)  # one [n, span - 1] of thresholds
+        thr = lo.view(-1, 1) + kind.torch.arange(span - 1, device=lo.device)  # one [n, span - 1] of thresholds
         shape = (-1, *([1] * (f.dim() - 1)))
-        parts = []
-        for a in range(0, f.shape[0], step):
-            part, out = f[a:a + step], buf[:min(step, f.shape[0] - a)]
-            cols = [torch.le(part, thr[a:a + step, j].view(shape), out=out).sum(self.dims, dtype=torch.int32)
-                    for j in range(span - 1)]
-            parts.append(torch.stack(cols, 1))
-        return torch.cat(parts).long()
+        cols = [f.le(thr[:, j].view(shape)).sum(self.dims) for j in range(span - 1)]
+        return kind.torch.stack(cols, 1)
 
     def bincount(self, kind: _Kind, row: int) -> Any:
         f = kind.field(self.real()[row:row + 1])
@@ -202,7 +190,7 @@ def _decide(kind: _Kind, units: Iterator[Unit], n_tensors: int,
             has = np.array([s.n_box > 0 for s in slabs])
             lo = int(q[has, 0].min()) if has.any() else 0
             hi = int(q[has, 1].max()) if has.any() else -1
-            q = np.array([[lo, hi, *q[:, 2:].max(axis=0)]], dtype=np.int64)  # flags: any slab
+            q = np.array([[lo, hi, *q[:, 2:].sum(axis=0)]], dtype=np.int64)
         n_box = sum(s.n_box for s in slabs) if single else slabs[0].n_box
         lo, hi, mant, pad, dg = (q[:, c] for c in range(5))
         ok = (lo >= kind.lo) & (hi <= kind.hi) & (mant == 0) & (n_box > 0)
