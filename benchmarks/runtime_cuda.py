@@ -159,7 +159,7 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
         "ratio_vs_one_pass": round(seconds / base_flat, 1),
         "device_side_s": round(spent[0], 4),
         "extra_device_MiB": round(extra / 2**20, 1),
-        "extra_bound_MiB": round(3 * device_side.STAGE_BYTES / 2**20, 1),
+        "extra_bound_MiB": round(device_side.extra_bound(scales[0].element_size()) / 2**20, 1),
         "largest_scale_MiB": round(max(t.numel() * t.element_size() for t in scales) / 2**20, 2),
     }
     if garble:  # leftover memory in the padding of `garble` tensors: the findings path (host slabs)

@@ -18,10 +18,13 @@ histogram is never built entry by entry (a bincount's atomics on a few hot bins 
 4. `tally.verdicts` decides on the host from those histograms, exactly as for files.
 
 Only tensors that are not clean by then are read back to the host and judged by the scan's own
-rules (runtime/check.py). Extra device memory is bounded by the staging batch and its temporaries:
-at most 3 x STAGE_BYTES (24 MiB; 3 rows when one row of a scale tensor is larger than that),
-whatever the number or size of the scale tensors (measured in
-benchmarks/RESULTS.md, "In-memory checks (CUDA)"; tests/test_runtime_cuda.py asserts it).
+rules (runtime/check.py). Extra device memory is bounded by the staging batch and its temporaries,
+whatever the number or size of the scale tensors: the batch (STAGE_BYTES), the field (STAGE_BYTES,
+F32 only), and each count's comparison (1 byte an entry) which torch's `sum` widens to int64 (8
+bytes an entry): at most (2 + 9 / entry size) x STAGE_BYTES, i.e. 88 MiB for 1-byte (E8M0) and
+34 MiB for F32 scales (rows of a scale tensor larger than STAGE_BYTES count as a batch). Measured on
+an H200: 77.7 and 34.2 MiB (benchmarks/RESULTS.md, "In-memory checks (CUDA)"); the widening is
+the next thing to remove (counts into an int32 buffer, a few tensors at a time).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from fp8doctor.runtime.deepgemm import MASK
 from fp8doctor.runtime.tensors import MemTensor, torch_module
 
 STAGE_BYTES = 8 << 20
-"""Bytes of scale entries reduced in one batch (bounds the extra device memory: 3 x this)."""
+"""Bytes of scale entries reduced in one batch (bounds the extra device memory, see above)."""
 MAX_TENSORS = 4096
 """Tensors stacked into one batch (bounds the per-batch summaries and the stack's input list)."""
 WINDOW = 16
@@ -152,6 +155,11 @@ class _Slab:
 
 Unit = tuple[list[int], list[_Slab]]
 """Tensor positions and the slabs that hold them."""
+
+
+def extra_bound(itemsize: int) -> int:
+    """The most extra device memory a check of scales of this entry size takes (see above)."""
+    return 2 * STAGE_BYTES + 9 * STAGE_BYTES // itemsize
 
 
 def _units(kind: _Kind, raws: list[Any], shape: tuple[int, ...], box: tuple[int, ...]) -> Iterator[Unit]:
