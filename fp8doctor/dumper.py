@@ -27,6 +27,7 @@ from fp8doctor.checkpoint.dtypes import DTYPE_BITS
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Severity
+from fp8doctor.interrupt import hold
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder, find_pairs
@@ -252,6 +253,7 @@ def _itemsize(t: TensorInfo, encoding: str | None) -> int:
 
 def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note: str, options: DumpOptions,
               content: ContentOptions) -> TensorDump:
+    hold("dump-tensor")
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     itemsize = _itemsize(t, encoding)
     nrows, row_len = _geometry(t.shape)

@@ -21,6 +21,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
+from fp8doctor.interrupt import Stop, hold
 from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
 from fp8doctor.layouts.pairing import LayoutBuilder
@@ -123,15 +124,19 @@ _Checked = tuple[list[Finding] | None, TensorSummary | None]
 
 def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, ScaleLayout],
                 content: ContentOptions, read_weight: Callable[[TensorInfo, int, int], bytes],
-                progress: Progress | None) -> list[_Checked]:
-    """Every scale tensor of one file, in offset order; the unit of work of the thread pool."""
+                progress: Progress | None, stop: Stop | None = None) -> list[_Checked]:
+    """Every scale tensor of one file, in offset order; the unit of work of the thread pool. Gives up
+    (Cancelled) between reads once `stop` is set."""
     out: list[_Checked] = []
+    hold("scan-file", stop)
     src = ckpt.source(tensors[0].file)
     batches = [(b, b[0].offset, max(t.offset + t.nbytes for t in b)) for b in _batches(tensors)]
     prefetch = getattr(src, "prefetch", None)
     if prefetch is not None:  # remote sources fetch the reads ahead, several at once (streamed ones: not)
         prefetch([(start, end) for _, start, end in batches if end - start <= MAX_READ])
     for batch, start, end in batches:
+        if stop is not None:
+            stop.check()
         done = len(out)
         try:
             if end - start > MAX_READ:  # one tensor larger than a read: stream it
@@ -298,15 +303,24 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
         by_file.setdefault(t.file, []).append(t)
     files = sorted(by_file)
 
+    stop = Stop()
+
     def one(file: str) -> list[_Checked]:
-        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress)
+        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress, stop)
 
     workers = options.workers or _auto_workers(readable, len(files))
     if workers <= 1 or len(files) <= 1:
         per_file = [one(f) for f in files]
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-scan") as pool:
+        # Ctrl-C reaches only this thread: tell the workers to stop and do not wait for them
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-scan")
+        try:
             per_file = list(pool.map(one, files))
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     summaries: list[TensorSummary] = []
     for checked in per_file:
