@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    suggest_commands=False,  # click already says "Did you mean"; typer's would say it twice
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("scan")(scan_command)

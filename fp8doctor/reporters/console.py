@@ -45,8 +45,9 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
     for f in report.findings:
         by_rule[f.rule].append(f)
     table = Table(title="Findings by rule", title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("severity")
-    table.add_column("rule", style="bold")
+    table.add_column("severity", no_wrap=True, min_width=8)
+    # the id is what users copy into --ignore: never cut it, whatever the width
+    table.add_column("rule", style="bold", no_wrap=True, min_width=max(len(r) for r in by_rule))
     table.add_column("findings", justify="right")
     table.add_column("entries", justify="right")
     table.add_column("fixable", justify="right")

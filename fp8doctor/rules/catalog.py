@@ -129,7 +129,9 @@ def rule(rule_id: str) -> Rule:
 
 def validate_rule_ids(ids: list[str] | tuple[str, ...]) -> list[str]:
     """Return the ids unchanged, or raise ValueError naming the first unknown one."""
+    from fp8doctor.suggest import did_you_mean
+
     for rid in ids:
         if rid not in RULES:
-            raise ValueError(f"unknown rule id {rid!r}; `fp8doctor rules` lists them")
+            raise ValueError(f"unknown rule id {rid!r}{did_you_mean(rid, RULES)}; `fp8doctor rules` lists them")
     return list(ids)
