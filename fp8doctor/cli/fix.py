@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import typer
 
 from fp8doctor.cli.options import FillOpt, IgnoreOpt, LayoutOpt, NoColorOpt, PathArg, QuietOpt, SelectOpt
 from fp8doctor.cli.output import EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
-from fp8doctor.cli.scan import ScanFormat, build_options
+from fp8doctor.cli.scan import build_options
 from fp8doctor.findings import Severity
+
+
+class FixFormat(str, enum.Enum):
+    """What fix can report: its own result (what it wrote) has no SARIF/JUnit/annotation form; any
+    other --format is a usage error (exit 2). `fp8doctor scan` reports what is left in those."""
+
+    console = "console"
+    json = "json"
 
 
 def fix_command(
@@ -22,7 +31,9 @@ def fix_command(
                                        "(or roll back an interrupted one).")] = False,
     journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Journal and lock directory (default "
                                                     "PATH/.fp8doctor-journal).")] = None,
-    format: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format on stdout.")] = ScanFormat.console,
+    format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format on stdout: console or json "
+                                              "(for SARIF/JUnit/GitHub/Markdown, run `fp8doctor scan` after the "
+                                              "fix).")] = FixFormat.console,
     fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: error, "
                                          "warning, info.")] = "error",
     select: SelectOpt = None,
@@ -45,7 +56,7 @@ def fix_command(
         options = build_options(fill, select, ignore, layout)
     except ValueError as e:
         raise typer.Exit(fail(str(e))) from None
-    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat.console else None
+    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is FixFormat.console else None
     try:
         result = fix(path, options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
                      progress=progress)
@@ -54,7 +65,7 @@ def fix_command(
     finally:
         if progress is not None:
             progress.finish()
-    if format is ScanFormat.json:
+    if format is FixFormat.json:
         from fp8doctor.reporters import fix_json
 
         typer.echo(fix_json.render(result, __version__), nl=False)

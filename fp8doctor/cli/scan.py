@@ -35,11 +35,22 @@ def build_options(fill: str, select: list[str] | None, ignore: list[str] | None,
 
 
 def pair_outputs(formats: list[str], outputs: list[str]) -> list[tuple[str, str]]:
-    """(format, destination) pairs; destination `-` is stdout. ValueError on a bad combination."""
-    formats = list(formats) or ["console"]
-    if len(outputs) > len(formats):
-        raise ValueError(f"{len(outputs)} --output for {len(formats)} --format: give each --output a --format "
-                         "(they pair up in order)")
+    """(format, destination) pairs; destination `-` is stdout. ValueError on a bad combination.
+
+    The i-th --output takes the i-th --format; an --output beyond the formats given takes the format
+    its extension names (.json, .sarif, .xml, .md), and one with any other extension is refused: a
+    report is never written in a format its name does not say."""
+    from fp8doctor.reporters import EXTENSIONS, format_for
+
+    formats = list(formats)
+    for dest in outputs[len(formats):]:
+        inferred = "console" if dest == STDOUT else format_for(dest)
+        if inferred is None:
+            known = ", ".join(f"{ext} ({fmt})" for ext, fmt in EXTENSIONS.items())
+            raise ValueError(f"cannot tell the report format of --output {dest} from its extension: add "
+                             f"--format (known extensions: {known})")
+        formats.append(inferred)
+    formats = formats or ["console"]
     pairs = [(fmt, outputs[i] if i < len(outputs) else STDOUT) for i, fmt in enumerate(formats)]
     if sum(1 for _, dest in pairs if dest == STDOUT) > 1:
         raise ValueError("more than one report would go to stdout: give all but one --format an --output FILE")
@@ -93,10 +104,11 @@ def scan_command(
     path: PathArg,
     format: Annotated[list[ScanFormat] | None, typer.Option(  # type: ignore[valid-type]
         "--format", "-f", help="Report format (repeatable; pairs with --output in order). "
-        "Default: console.", show_default=False)] = None,
+        "Default: console, or for an --output FILE the format its extension names.", show_default=False)] = None,
     output: Annotated[list[str] | None, typer.Option(
         "--output", "-o", help="Write the report of the matching --format to FILE ('-' = stdout); the console "
-        "report then goes to stderr. Repeatable.", show_default=False)] = None,
+        "report then goes to stderr. Without its --format, FILE's extension decides: .json, .sarif, .xml "
+        "(JUnit), .md; others are refused. Repeatable.", show_default=False)] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, "
                                                 "warning, info. Default: error (or the configuration's).",
                                                 show_default=False)] = None,
@@ -160,8 +172,7 @@ def scan_command(
             n = record_baseline(write_baseline, report, __version__)
         except BaselineError as e:
             raise typer.Exit(fail(str(e))) from None
-        stderr_console(color).print(f"wrote {n} finding{'s' if n != 1 else ''} to baseline {write_baseline}",
-                                    markup=False)
+        stderr_console(color).print(baseline_note(report, n, write_baseline, path), markup=False, soft_wrap=True)
     suppressed = 0
     baseline_file = run.baseline if write_baseline is None else None
     if baseline_file is not None:
@@ -175,6 +186,8 @@ def scan_command(
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options))
     to_file = False
     for fmt, dest in pairs:
+        if write_baseline is not None and fmt == "console":
+            continue  # the note above says what was recorded; these are accepted, not failures
         if dest == STDOUT and fmt == "console":
             console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
                                     suppressed)
@@ -189,11 +202,22 @@ def scan_command(
             _write(dest, text)
         except OSError as e:
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
-    if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
+    if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
         console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed)
     if write_baseline is not None:
         raise typer.Exit(EXIT_OK)
     raise typer.Exit(EXIT_FINDINGS if report.failed(run.fail_on) else EXIT_OK)
+
+
+def baseline_note(report, recorded: int, dest: str, target: str) -> str:
+    """What --write-baseline recorded, by rule, and how to use it (not a failure report)."""
+    from fp8doctor.reporters.common import plural
+
+    s = report.stats
+    rules = ", ".join(f"{rule} x{n}" for rule, n in report.by_rule().items())
+    return (f"wrote {plural(recorded, 'finding')} to baseline {dest}" + (f" ({rules})" if rules else "")
+            + f", from {plural(s.scale_tensors_checked, 'scale tensor')} of {plural(s.files, 'file')}; "
+            f"`fp8doctor scan {target} --baseline {dest}` now reports only new or changed findings")
 
 
 def _active_rules(options) -> tuple[str, ...]:

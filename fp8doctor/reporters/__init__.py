@@ -22,6 +22,14 @@ FORMATS: dict[str, str] = {
     "markdown": "fp8doctor.reporters.markdown",
 }
 
+EXTENSIONS: dict[str, str] = {".json": "json", ".sarif": "sarif", ".xml": "junit", ".md": "markdown"}
+"""The format an `--output FILE` without its own `--format` gets, from FILE's extension."""
+
+
+def format_for(dest: str) -> str | None:
+    """The format EXTENSIONS gives a file name (case-insensitive), or None."""
+    return EXTENSIONS.get(os.path.splitext(dest)[1].lower())
+
 
 @dataclass(frozen=True)
 class RenderContext:
@@ -64,4 +72,4 @@ def renderer(name: str) -> Renderer:
     return importlib.import_module(FORMATS[name]).render_report  # type: ignore[no-any-return]
 
 
-__all__ = ["FORMATS", "RenderContext", "Renderer", "renderer"]
+__all__ = ["EXTENSIONS", "FORMATS", "RenderContext", "Renderer", "format_for", "renderer"]

@@ -28,6 +28,19 @@ def safe(text: str | None) -> str:
     return escape(plain(text))
 
 
+def human_bytes(n: int) -> str:
+    """A byte count as people read it: '165 bytes', '11.7 kB', '402.7 MB' (powers of 1000, as disks
+    and hubs count; machine formats keep the exact number)."""
+    if n < 1000:
+        return plural(n, "byte")
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.95 or unit == "TB":
+            return f"{value:,.1f} {unit}"
+    raise AssertionError
+
+
 def plural(n: int, word: str) -> str:
     if n == 1:
         return f"{n:,} {word}"

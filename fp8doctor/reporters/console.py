@@ -11,7 +11,7 @@ from rich.text import Text
 
 from fp8doctor.findings import Report, Severity
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import location, plain, plural
+from fp8doctor.reporters.common import human_bytes, location, plain, plural
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -36,7 +36,8 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
     s = report.stats
     console.print(Text.assemble(("fp8doctor scan ", "bold"), (plain(report.target), "bold cyan"),
                                 f"  {plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
-                                f"{plural(s.scale_tensors, 'scale tensor')} ({s.scale_bytes_read:,} scale bytes)"))
+                                f"{plural(s.scale_tensors, 'scale tensor')} "
+                                f"({human_bytes(s.scale_bytes_read)} of scales)"))
     if s.requests is not None:
         console.print(Text(network_line(report), "dim"))
     if not report.findings:
@@ -102,17 +103,10 @@ def _verdict(report: Report, fail_on: Severity) -> Text:
                 f"{plural(s.files, 'file')}{skipped}{fix_hint}", style)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} B" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    raise AssertionError
-
-
 def network_line(report: Report) -> str:
     """What a remote scan cost: bytes fetched and requests, against the checkpoint's size."""
     s = report.stats
     fetched = s.bytes_fetched or 0
-    share = f" ({fetched / s.checkpoint_bytes:.2%} of its {_size(s.checkpoint_bytes)})" if s.checkpoint_bytes else ""
-    return f"fetched {_size(fetched)} in {plural(s.requests or 0, 'request')}{share}"
+    total = s.checkpoint_bytes
+    share = f" ({fetched / total:.2%} of its {human_bytes(total)})" if total else ""
+    return f"fetched {human_bytes(fetched)} in {plural(s.requests or 0, 'request')}{share}"

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from fp8doctor.findings import Finding, Report, Severity
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import location, plain, plural
+from fp8doctor.reporters.common import human_bytes, location, plain, plural
 
 ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
 
@@ -41,7 +41,8 @@ def render_report(report: Report, ctx: RenderContext) -> str:
     out = [f"## {mark} fp8doctor scan of {code(report.target)}", "",
            cell(verdict(report, ctx.fail_on, ctx.suppressed).plain), "",
            f"{plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
-           f"{plural(s.scale_tensors_checked, 'scale tensor')} checked ({s.scale_bytes_read:,} scale bytes) "
+           f"{plural(s.scale_tensors_checked, 'scale tensor')} checked "
+           f"({human_bytes(s.scale_bytes_read)} of scales) "
            f"in {s.seconds:.2f} s; fails on {ctx.fail_on.value} and above."]
     if ctx.baseline is not None:
         out += ["", f"Baseline {code(ctx.baseline)}: {plural(ctx.suppressed, 'known finding')} suppressed."]
