@@ -11,7 +11,7 @@ from rich.text import Text
 
 from fp8doctor.findings import Report, Severity
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import human_bytes, location, plain, plural
+from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -58,7 +58,7 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
                       f"{sum(1 for f in fs if f.fixable):,}" if any(f.fixable for f in fs) else "-")
     console.print(table)
 
-    shown = report.findings[:max_findings]
+    shown, hidden = capped(report.findings, max_findings)
     console.print(Text(f"\nFindings (worst {len(shown)} of {len(report.findings)})", "bold"))
     for f in shown:
         line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
@@ -68,8 +68,9 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
             line.append("  " + " ".join(where), "dim")
         console.print(line)
         console.print(Text(plain(f.message)), style="default", overflow="fold")
-    if len(report.findings) > len(shown):
-        console.print(Text(f"... {len(report.findings) - len(shown)} more (--max-findings, or --format json)", "dim"))
+    if hidden:
+        console.print(Text(f"... {hidden_summary(hidden)}; --max-findings N, or --format json", "dim"),
+                      overflow="fold")
 
 
 def verdict(report: Report, fail_on: Severity = Severity.ERROR, suppressed: int = 0) -> Text:

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from fp8doctor.findings import Finding, Report, Severity
 from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import human_bytes, location, plain, plural
+from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 
 ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
 
@@ -58,14 +58,14 @@ def render_report(report: Report, ctx: RenderContext) -> str:
         out.append(f"| {ICON[sev]} {sev.value} | `{rule}` | {len(fs):,} | {sum(f.count for f in fs):,} | "
                    f"{sum(1 for f in fs if f.fixable):,} |")
 
-    shown = report.findings[: max(ctx.max_findings, 0)]
+    shown, hidden = capped(report.findings, ctx.max_findings)
     out += ["", f"<details{' open' if failed else ''}><summary>Findings (worst {len(shown)} of "
             f"{len(report.findings)})</summary>", "",
             "| severity | rule | tensor | where | message |", "| --- | --- | --- | --- | --- |"]
     for f in shown:
         out.append(f"| {f.severity.value} | `{f.rule}` | {code(f.tensor)} | {_where(f)} | {cell(f.message)} |")
-    if len(report.findings) > len(shown):
-        out += ["", f"… {plural(len(report.findings) - len(shown), 'more finding')} in the JSON or SARIF report."]
+    if hidden:
+        out += ["", f"… {cell(hidden_summary(hidden))}; see the JSON or SARIF report."]
     out += ["", "</details>"]
     if report.fixable:
         out += ["", f"{plural(len(report.fixable), 'finding')} can be repaired with "
