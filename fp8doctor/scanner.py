@@ -333,9 +333,33 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
             if summary is not None:
                 summaries.append(summary)
     result.findings.extend(check_kinds(summaries, options.outlier_span))
+    result.findings.extend(_nothing_checked(ckpt, result))
     if progress is not None:
         progress.finish()
     return result
+
+
+def _nothing_checked(ckpt: Checkpoint, result: Analysis) -> list[Finding]:
+    """An error when there were files but not one scale tensor was checked: no report or fix may
+    call a run clean after reading nothing."""
+    files = set(ckpt.shards) | set(ckpt.unread_files)
+    if result.checked or not files:
+        return []
+    from fp8doctor.rules.catalog import rule
+
+    r = rule("nothing-checked")
+    n = len(files)
+    shards = f"{n:,} shard{'s' if n != 1 else ''}"
+    if result.scale_tensors:
+        why = (f"none of its {result.scale_tensors:,} scale tensor{'s' if result.scale_tensors != 1 else ''} "
+               f"could be read")
+    elif not ckpt.tensors:
+        why = "no shard header could be read"
+    else:
+        n_t = len(ckpt.tensors)
+        why = (f"none of its {n_t:,} tensors is" if n_t != 1 else "its one tensor is not") + \
+            " a scale tensor (not a quantized checkpoint?)"
+    return [Finding(r.id, r.severity, None, None, f"nothing was checked in {shards}: {why}", r.region)]
 
 
 def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from fp8doctor.cli.options import IgnoreOpt, LayoutOpt, NoColorOpt, PathArg, QuietOpt, SelectOpt
+from fp8doctor.cli.options import IgnoreOpt, LayoutOpt, NoColorOpt, PathsArg, QuietOpt, SelectOpt
 from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stderr_console, stdout_console
 from fp8doctor.reporters import FORMATS
 
@@ -101,7 +101,7 @@ def _write(dest: str, text: str) -> None:
 
 
 def scan_command(
-    path: PathArg,
+    paths: PathsArg,
     format: Annotated[list[ScanFormat] | None, typer.Option(  # type: ignore[valid-type]
         "--format", "-f", help="Report format (repeatable; pairs with --output in order). "
         "Default: console, or for an --output FILE the format its extension names.", show_default=False)] = None,
@@ -133,45 +133,73 @@ def scan_command(
     quiet: QuietOpt = False,
     no_color_flag: NoColorOpt = False,
 ) -> None:
-    """Check every scale tensor of a checkpoint; read-only. Exit 0 clean, 1 findings, 2 could not run."""
+    """Check every scale tensor of one or more checkpoints; read-only. Exit 0 clean, 1 findings, 2 could
+    not run (several checkpoints: the worst of theirs)."""
     from fp8doctor import __version__
+    from fp8doctor.checkpoint.discover import expand_targets
+
+    try:
+        pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
+    except ValueError as e:
+        raise typer.Exit(fail(str(e))) from None
+    targets = expand_targets(list(paths))
+    if len(targets) > 1 and (baseline is not None or write_baseline is not None):
+        raise typer.Exit(fail(f"--baseline and --write-baseline work on one checkpoint at a time; "
+                              f"{len(targets)} were given"))
+    if write_baseline is not None and baseline is not None:
+        raise typer.Exit(fail("--baseline and --write-baseline together: write the baseline from a full scan"))
+    color = not no_color(no_color_flag)
+    options = dict(config=config, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
+                   baseline=baseline, write_baseline=write_baseline, max_findings=max_findings, quiet=quiet,
+                   color=color, version=__version__)
+    if len(targets) == 1:
+        try:
+            done = _scan_target(targets[0], **options)
+        except _TargetError as e:
+            raise typer.Exit(fail(str(e))) from None
+        _report_one(done, pairs, color, write_baseline)
+    _report_many([_scan_or_error(t, options) for t in targets], pairs, color)
+
+
+class _TargetError(Exception):
+    """This checkpoint could not be scanned (exit 2): one line."""
+
+
+def _scan_target(path: str, *, config, fill, select, ignore, layout, fail_on, baseline, write_baseline,
+                 max_findings, quiet, color, version):
+    """Scan one checkpoint with its configuration: (Report, RenderContext). _TargetError if it cannot."""
     from fp8doctor.baseline import BaselineError, apply_baseline
     from fp8doctor.baseline import write_baseline as record_baseline
     from fp8doctor.checkpoint.loader import CheckpointError, is_remote
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
-    from fp8doctor.reporters import RenderContext, renderer
-    from fp8doctor.reporters import console as console_reporter
+    from fp8doctor.reporters import RenderContext
     from fp8doctor.scanner import scan
 
     try:
-        pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
         # no discovery for a missing path: the scanner says it is missing, in one line
         cfg = load_for(path, config) if config is not None or os.path.lexists(path) or is_remote(path) \
             else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
     except (ConfigError, ValueError) as e:
-        raise typer.Exit(fail(str(e))) from None
-    if write_baseline is not None and baseline is not None:
-        raise typer.Exit(fail("--baseline and --write-baseline together: write the baseline from a full scan"))
+        raise _TargetError(str(e)) from None
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
         report = scan(path, run.options, progress=progress)
     except CheckpointError as e:
-        raise typer.Exit(fail(str(e))) from None
+        raise _TargetError(str(e)) from None
     finally:
         if progress is not None:
             progress.finish()
 
     report = dataclasses.replace(report, findings=run.keep(report.findings))
-    color = not no_color(no_color_flag)
     if write_baseline is not None:
         try:
-            n = record_baseline(write_baseline, report, __version__)
+            n = record_baseline(write_baseline, report, version)
         except BaselineError as e:
-            raise typer.Exit(fail(str(e))) from None
+            raise _TargetError(str(e)) from None
         stderr_console(color).print(baseline_note(report, n, write_baseline, path), markup=False, soft_wrap=True)
     suppressed = 0
     baseline_file = run.baseline if write_baseline is None else None
@@ -179,34 +207,77 @@ def scan_command(
         try:
             report, suppressed = apply_baseline(report, baseline_file)
         except BaselineError as e:
-            raise typer.Exit(fail(str(e))) from None
-
-    ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
+            raise _TargetError(str(e)) from None
+    ctx = RenderContext(version=version, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options))
+    return report, ctx
+
+
+def _scan_or_error(path: str, options: dict):
+    from fp8doctor.reporters import TargetResult
+
+    try:
+        report, ctx = _scan_target(path, **options)
+    except _TargetError as e:
+        fail(str(e))  # said at once, and again in every report
+        return TargetResult(path, None, None, str(e))
+    return TargetResult(path, report, ctx, None)
+
+
+def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None) -> None:
+    """Today's single-checkpoint reports, byte for byte; exits."""
+    from fp8doctor.reporters import console as console_reporter
+    from fp8doctor.reporters import renderer
+
+    report, ctx = done
     to_file = False
     for fmt, dest in pairs:
         if write_baseline is not None and fmt == "console":
             continue  # the note above says what was recorded; these are accepted, not failures
         if dest == STDOUT and fmt == "console":
-            console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
-                                    suppressed)
+            console_reporter.render(report, stdout_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
+                                    ctx.suppressed)
             continue
         text = renderer(fmt)(report, dataclasses.replace(ctx, color=False))
-        if dest == STDOUT:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            continue
-        to_file = True
-        try:
-            _write(dest, text)
-        except OSError as e:
-            raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
+        _emit(fmt, dest, text)
+        to_file = to_file or dest != STDOUT
     if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
-        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed)
+        console_reporter.render(report, stderr_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
+                                ctx.suppressed)
     if write_baseline is not None:
         raise typer.Exit(EXIT_OK)
-    raise typer.Exit(EXIT_FINDINGS if report.failed(run.fail_on) else EXIT_OK)
+    raise typer.Exit(EXIT_FINDINGS if report.failed(ctx.fail_on) else EXIT_OK)
+
+
+def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:
+    """Several checkpoints: per-checkpoint console sections and one document per format (README,
+    "Several checkpoints"); exit 2 if any could not be scanned, else 1 if any failed, else 0."""
+    from fp8doctor.reporters import console as console_reporter
+    from fp8doctor.reporters import many_renderer
+
+    for fmt, dest in pairs:
+        if dest == STDOUT and fmt == "console":
+            console_reporter.render_many(results, stdout_console(color=color))
+            continue
+        _emit(fmt, dest, many_renderer(fmt)(results))
+    if any(dest != STDOUT for _, dest in pairs) and not any(fmt == "console" and dest == STDOUT
+                                                            for fmt, dest in pairs):
+        console_reporter.render_many(results, stderr_console(color=color))
+    if any(r.error is not None for r in results):
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_FINDINGS if any(r.failed for r in results) else EXIT_OK)
+
+
+def _emit(fmt: str, dest: str, text: str) -> None:
+    if dest == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        _write(dest, text)
+    except OSError as e:
+        raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
 
 
 def baseline_note(report, recorded: int, dest: str, target: str) -> str:

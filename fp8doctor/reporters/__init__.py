@@ -67,9 +67,37 @@ class RenderContext:
 Renderer = Callable[[Report, RenderContext], str]
 
 
+@dataclass(frozen=True)
+class TargetResult:
+    """One checkpoint of a several-checkpoint scan: its report and context, or why it could not be
+    scanned (`error`, exit 2)."""
+
+    target: str
+    report: Report | None
+    ctx: RenderContext | None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.report is not None and self.ctx is not None and self.report.failed(self.ctx.fail_on)
+
+
+ManyRenderer = Callable[[list[TargetResult]], str]
+
+
 def renderer(name: str) -> Renderer:
     """The render function of format `name` (KeyError for an unknown name)."""
     return importlib.import_module(FORMATS[name]).render_report  # type: ignore[no-any-return]
 
 
-__all__ = ["EXTENSIONS", "FORMATS", "RenderContext", "Renderer", "format_for", "renderer"]
+def many_renderer(name: str) -> ManyRenderer:
+    """The several-checkpoint render function of format `name` (KeyError for an unknown name)."""
+    return importlib.import_module(FORMATS[name]).render_many  # type: ignore[no-any-return]
+
+
+def tool_version(results: list[TargetResult]) -> str:
+    return next((r.ctx.version for r in results if r.ctx is not None), "")
+
+
+__all__ = ["EXTENSIONS", "FORMATS", "ManyRenderer", "RenderContext", "Renderer", "TargetResult", "format_for",
+           "many_renderer", "renderer", "tool_version"]

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fp8doctor.findings import Report, Severity
-from fp8doctor.reporters import RenderContext
+from fp8doctor.reporters import RenderContext, TargetResult
 from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -30,6 +30,34 @@ def render_report(report: Report, ctx: RenderContext) -> str:
                       soft_wrap=False)
     render(report, console, ctx.max_findings, ctx.quiet, ctx.fail_on, ctx.suppressed)
     return buf.getvalue()
+
+
+def render_many(results: list[TargetResult], console: Console) -> None:
+    """Several checkpoints: one section each (the single-checkpoint report), then one line for all."""
+    for n, r in enumerate(results):
+        if n:
+            console.print()
+        if r.report is None or r.ctx is None:
+            console.print(Text.assemble(("fp8doctor scan ", "bold"), (plain(r.target), "bold cyan")))
+            console.print(Text(f"✗ could not be scanned: {plain(r.error)}", "bold red"), soft_wrap=True)
+            continue
+        render(r.report, console, r.ctx.max_findings, r.ctx.quiet, r.ctx.fail_on, r.ctx.suppressed)
+    console.print()
+    console.print(overall(results), soft_wrap=True)
+
+
+def overall(results: list[TargetResult]) -> Text:
+    """The last line of a several-checkpoint run: how many failed, which, and the exit code's reason."""
+    failed = [r for r in results if r.failed]
+    broken = [r for r in results if r.error is not None]
+    clean = len(results) - len(failed) - len(broken)
+    parts = [f"{len(failed)} failed", f"{clean} passed"] + ([f"{len(broken)} could not be scanned"] if broken else [])
+    names = ", ".join(plain(r.target) for r in (broken + failed)[:5])
+    more = len(broken) + len(failed) - 5
+    tail = f": {names}" + (f" and {more} more" if more > 0 else "") if names else ""
+    bad = bool(failed or broken)
+    return Text(f"{'✗' if bad else '✓'} {plural(len(results), 'checkpoint')}: {', '.join(parts)}{tail}",
+                "bold red" if bad else "bold green")
 
 
 def _render_tables(report: Report, console: Console, max_findings: int) -> None:

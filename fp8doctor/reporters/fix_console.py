@@ -76,6 +76,8 @@ def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
         return Text(f"{mark} restored the original bytes of {what}: {human_bytes(r.bytes_written)} written to "
                     f"{plural(r.shards_touched, 'shard')} in {r.seconds:.2f} s, verified (journal {plain(r.journal)})",
                     style)
+    if not r.changes and any(f.rule == "nothing-checked" for f in r.unfixable):
+        return Text(f"✗ nothing fixed: nothing was checked{remain}", "bold red")
     if not r.changes:
         return Text(f"{mark} nothing to fix: no padded scale entry differs from the fill{remain}", style)
     if r.mode == "dry-run":

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from fp8doctor.findings import Report
-from fp8doctor.reporters import RenderContext
+from fp8doctor.reporters import RenderContext, TargetResult, tool_version
 
 SCHEMA_VERSION = 1
 
@@ -25,9 +25,40 @@ def render(report: Report, version: str) -> str:
     return json.dumps(report_dict(report, version), indent=2, ensure_ascii=True) + "\n"
 
 
-def render_report(report: Report, ctx: RenderContext) -> str:
-    """The JSON report; with a baseline, a top-level `baseline` object says what it suppressed."""
+def _report_data(report: Report, ctx: RenderContext) -> dict[str, Any]:
     data = report_dict(report, ctx.version)
     if ctx.baseline is not None:
         data["baseline"] = {"file": ctx.baseline, "suppressed": ctx.suppressed}
-    return json.dumps(data, indent=2, ensure_ascii=True) + "\n"
+    return data
+
+
+def render_report(report: Report, ctx: RenderContext) -> str:
+    """The JSON report; with a baseline, a top-level `baseline` object says what it suppressed."""
+    return json.dumps(_report_data(report, ctx), indent=2, ensure_ascii=True) + "\n"
+
+
+def many_dict(results: list[TargetResult]) -> dict[str, Any]:
+    """Several checkpoints: `targets` holds one single-checkpoint report each (without its
+    schema_version and tool), or {"target", "error"} for one that could not be scanned; `summary`
+    adds them up."""
+    targets: list[dict[str, Any]] = []
+    totals = {"targets": len(results), "scanned": 0, "could_not_scan": 0, "failed": 0, "errors": 0, "warnings": 0,
+              "infos": 0, "fixable": 0}
+    for r in results:
+        if r.report is None or r.ctx is None:
+            targets.append({"target": r.target, "error": r.error})
+            totals["could_not_scan"] += 1
+            continue
+        data = _report_data(r.report, r.ctx)
+        del data["schema_version"], data["tool"]
+        targets.append(data)
+        totals["scanned"] += 1
+        totals["failed"] += r.failed
+        for key in ("errors", "warnings", "infos", "fixable"):
+            totals[key] += data["summary"][key]
+    return {"schema_version": SCHEMA_VERSION, "tool": {"name": "fp8doctor", "version": tool_version(results)},
+            "targets": targets, "summary": totals}
+
+
+def render_many(results: list[TargetResult]) -> str:
+    return json.dumps(many_dict(results), indent=2, ensure_ascii=True) + "\n"

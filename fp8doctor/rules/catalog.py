@@ -57,6 +57,12 @@ _RULES = [
          "running right now, or one was killed. Shards may hold a mix of old and new padded bytes. Run "
          "`fp8doctor fix PATH` to complete it (or `fp8doctor fix --undo PATH` to roll it back); both "
          "use the journal and are safe to repeat."),
+    Rule("nothing-checked", Severity.ERROR, False, Region.FILE,
+         "the checkpoint has files but no scale tensor could be checked",
+         "Shards were found, but not one scale tensor in them could be read and checked: every shard "
+         "was unreadable or unsafe to follow, or no tensor looks like a scale (not a quantized "
+         "checkpoint, or a format fp8doctor does not know). A report that read nothing is never clean; "
+         "see the other findings for why, or point fp8doctor at the quantized checkpoint."),
     Rule("config-invalid", Severity.ERROR, False, Region.FILE,
          "config.json could not be used",
          "config.json is not JSON or its quantization_config has unexpected types. Inference servers "
