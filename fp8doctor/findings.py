@@ -145,6 +145,8 @@ class Report:
     stats: ScanStats = field(default_factory=ScanStats)
     layouts: Sequence[dict[str, Any]] = ()
     """Each layout's describe() dict (a lazy sequence from `scan`: built on first use)."""
+    hf_cache: dict[str, str] | None = None
+    """For a checkpoint in the Hugging Face cache: {"repo_id", "revision"} of its snapshot."""
 
     def counts(self) -> dict[str, int]:
         by_sev = Counter(f.severity.value for f in self.findings)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.checkpoint.hfcache import snapshot_of
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
@@ -390,4 +391,6 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         checkpoint_bytes=sum(s.size for s in ckpt.shards.values()),
     )
     layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
-    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts)
+    snap = None if ckpt.remote else snapshot_of(ckpt.root)
+    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts,
+                  hf_cache=snap.describe() if snap is not None else None)

@@ -1,6 +1,7 @@
 """Several checkpoints in one run: turn `scan A B C` arguments into checkpoint targets.
 
-- A URL is one target, as given.
+- A URL is one target, as given; `ORG/NAME[@REV]` with no such local path is its snapshot in the
+  local Hugging Face cache (checkpoint/hfcache.py).
 - A directory that holds `*.safetensors` files or an index is one checkpoint (today's meaning).
   Any other directory is searched below, as ruff finds files: every directory holding shards or an
   index is a checkpoint; its own subdirectories are not searched further; hidden directories
@@ -40,11 +41,16 @@ def _checkpoints_below(root: str) -> list[str]:
 
 def expand_targets(paths: list[str]) -> list[str]:
     """The checkpoints the arguments name, in order, each once (see the module docstring)."""
+    from fp8doctor.checkpoint.hfcache import CacheLookupError, local_path
     from fp8doctor.checkpoint.loader import is_remote
 
     out: list[str] = []
     files: dict[str, list[str]] = {}
     for p in paths:
+        try:
+            p = local_path(p)  # ORG/NAME[@REV] in the local Hugging Face cache: its snapshot directory
+        except CacheLookupError:
+            pass  # the scan says why, in one line
         if is_remote(p) or not os.path.isdir(p):
             if not is_remote(p) and os.path.isfile(p):
                 files.setdefault(os.path.dirname(p) or ".", []).append(p)

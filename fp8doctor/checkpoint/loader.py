@@ -203,7 +203,11 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
         return open_remote_checkpoint(path)
     if not os.path.lexists(path):
-        raise CheckpointError(f"{path}: no such file or directory")
+        from fp8doctor.checkpoint.hfcache import local_path
+
+        path = local_path(path)  # ORG/NAME[@REV]: its snapshot in the local Hugging Face cache
+        if not os.path.lexists(path):
+            raise CheckpointError(f"{path}: no such file or directory")
     index_path: str | None = None
     shard_names: list[str]
     if os.path.isdir(path):

@@ -104,6 +104,18 @@ def _prepare_journal_dir(directory: str) -> None:
         raise jr.os_error(e, f"cannot create the journal directory {directory}; nothing was written") from None
 
 
+def _refuse_cache_snapshot(path: str, root: str) -> None:
+    """A Hugging Face cache snapshot is never patched in place: its files are links to blobs that
+    every snapshot linking them shares, and the cache verifies them by hash."""
+    from fp8doctor.checkpoint.hfcache import snapshot_of
+
+    snap = snapshot_of(root)
+    if snap is not None:
+        raise FixError(f"{path} is a Hugging Face cache snapshot ({snap.repo_id} at {snap.revision}): its files are "
+                       "blobs shared by every snapshot that links them and checked by hash, so fix does not change "
+                       f"them in place. Write a repaired copy instead: fp8doctor fix {path} --output DIR")
+
+
 def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fill: str | int | None = None,
         dry_run: bool = False, output: str | os.PathLike[str] | None = None, undo: bool = False,
         journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> FixResult:
@@ -124,10 +136,16 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
             raise FixError(fix_refusal(path))
         return _remote_copy(path, options, dry_run, output, progress, t0)
     if not os.path.lexists(path):
-        raise CheckpointError(f"{path}: no such file or directory")
+        from fp8doctor.checkpoint.hfcache import local_path
+
+        path = local_path(path)  # ORG/NAME[@REV]: its snapshot in the local Hugging Face cache
+        if not os.path.lexists(path):
+            raise CheckpointError(f"{path}: no such file or directory")
     root = checkpoint_root(path)
     jdir = os.fspath(journal_dir) if journal_dir is not None else os.path.join(root, jr.JOURNAL_DIRNAME)
     in_place = not dry_run and output is None
+    if in_place or undo:
+        _refuse_cache_snapshot(path, root)
 
     if not (in_place or undo):
         return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__)

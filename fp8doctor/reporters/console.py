@@ -66,6 +66,9 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
                                 f"  {plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
                                 f"{plural(s.scale_tensors, 'scale tensor')} "
                                 f"({human_bytes(s.scale_bytes_read)} of scales)"))
+    if report.hf_cache is not None:
+        console.print(Text(f"Hugging Face cache: {plain(report.hf_cache['repo_id'])}, revision "
+                           f"{plain(report.hf_cache['revision'])}", "dim"), soft_wrap=True)
     if s.requests is not None:
         console.print(Text(network_line(report), "dim"))
     if not report.findings:

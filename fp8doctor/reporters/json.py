@@ -12,13 +12,16 @@ SCHEMA_VERSION = 1
 
 
 def report_dict(report: Report, version: str) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "fp8doctor", "version": version},
         "target": report.target,
-        "summary": report.summary(),
-        "findings": [f.to_dict() for f in report.findings],
     }
+    if report.hf_cache is not None:  # only for a Hugging Face cache snapshot: other reports are unchanged
+        data["hf_cache"] = dict(report.hf_cache)
+    data["summary"] = report.summary()
+    data["findings"] = [f.to_dict() for f in report.findings]
+    return data
 
 
 def render(report: Report, version: str) -> str:

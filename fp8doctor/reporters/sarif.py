@@ -92,6 +92,7 @@ def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
         "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "The repository root."}}},
         "invocations": [{"executionSuccessful": True,
                          "properties": {"target": report.target, "summary": report.summary(),
+                                        **({"hfCache": dict(report.hf_cache)} if report.hf_cache else {}),
                                         "baseline": ctx.baseline, "suppressedByBaseline": ctx.suppressed}}],
         "results": results,
     }
