@@ -24,7 +24,7 @@ from rich.console import Console
 
 from fp8doctor import DumpOptions, dump
 from fp8doctor.reporters import dump_grid
-from fp8doctor.synth import Tensor, write_safetensors
+from fp8doctor.testing.synth import Tensor, write_safetensors
 
 
 def _best(fn, runs: int = 3) -> float:

@@ -23,22 +23,21 @@ from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.interrupt import Stop, hold
-from fp8doctor.layouts.codecs import raw_view
-from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
+from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
+from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.content import (
-    RULE_SLAB,
     UNINIT_FAR,
     ContentOptions,
     TensorSummary,
     check_kinds,
-    check_padding_raw,
     check_tensor,
     check_tensor_slabs,
     kind_of,
 )
-from fp8doctor.rules.tally import TALLY_ITEMSIZE, Tally, medians_of_many, supported
+from fp8doctor.rules.judge import judge_scale_tensor, tally_for
+from fp8doctor.rules.tally import TALLY_ITEMSIZE, medians_of_many
 
 COALESCE_GAP = 1 << 16
 """Scale tensors closer than this in one file are read with one pread (gap bytes are discarded)."""
@@ -64,6 +63,9 @@ class Progress(Protocol):
 @dataclass(frozen=True)
 class ScanOptions:
     fill: str | int = "zero"
+    fill_explicit: bool = False
+    """The fill was asked for (--fill, configuration): padding that holds the other accepted fill is then
+    an error, not an accepted choice (info)."""
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     overrides: tuple[LayoutOverride, ...] = ()
@@ -170,6 +172,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
     if len(batch) > 1:
         for i, t in enumerate(batch):
             layout = layouts.get(t.name)
+            encoding: str | None
             if layout is not None:
                 encoding = layout.encoding
                 if layout.logical_shape != t.shape:
@@ -190,7 +193,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
         item = TALLY_ITEMSIZE[encoding]
         starts = [(batch[i].offset - start - rem) // item for i in members]
         counts = [batch[i].nbytes // item for i in members]
-        ue8m0 = content.ue8m0 and encoding in ("f32", "bf16", "f16")
+        ue8m0 = content.ue8m0 and encoding in FLOAT_ENCODINGS
         medians = medians_of_many(encoding, blob[rem:], starts, counts, ue8m0, content.outlier_span, UNINIT_FAR)
         for i, median in zip(members, medians):
             if median is not None:
@@ -203,48 +206,9 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
     return results  # type: ignore[return-value]
 
 
-def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -> Tally | None:
-    """A Tally for the tensor, or None when only the mask-based rules can judge it."""
-    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
-    if encoding is None or not supported(encoding, t.shape):
-        return None
-    want = None
-    box = t.shape
-    if layout is not None:
-        box = layout.logical_shape
-        if len(box) != len(t.shape):
-            return None
-        if layout.has_padding:
-            want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
-    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in ("f32", "bf16", "f16"))
-
-
-def _clean(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
-           raw: Callable[[], bytes | memoryview]) -> _Checked | None:
-    """The outcome when the real box is clean (only the padding rule may fire); None when unsure."""
-    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-    if not ok:
-        return None
-    findings: list[Finding] = []
-    if tally.pad_bad and layout is not None:
-        entries = raw_view(layout.encoding, raw(), t.shape)
-        findings = list(check_padding_raw(layout, entries, content.fill))
-    return findings, TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
-
-
 def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryview, content: ContentOptions,
                read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
-    tally = _tally(layout, t, content)
-    if tally is not None:
-        tally.add(data, 0)
-        done = _clean(tally, t, layout, content, lambda: data)
-        if done is not None:
-            return done
-    if t.nbytes > RULE_SLAB and t.shape and t.shape[0]:  # decoding it whole would take ~10x its size
-        row_bytes = t.nbytes // t.shape[0]
-        return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], content,
-                                  read_weight)
-    return check_tensor(layout, t, bytes(data), content, read_weight)
+    return judge_scale_tensor(t, data, layout, content, read_weight)
 
 
 def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
@@ -255,7 +219,7 @@ def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: Con
     def read_rows(r0: int, n: int) -> bytes:
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
 
-    tally = _tally(layout, t, content)
+    tally = tally_for(layout, t, content)
     if tally is not None:
         rows = max(1, MAX_READ // max(1, row_bytes))
         for r in range(0, t.shape[0], rows):
@@ -285,7 +249,7 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     result.layouts = {lay.scale.name: lay for lay in pairing.layouts}
     result.scale_tensors = [lay.scale for lay in pairing.layouts] + pairing.value_only
     quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.fill, outlier_span=options.outlier_span,
+    content = ContentOptions(fill=options.fill, fill_explicit=options.fill_explicit, outlier_span=options.outlier_span,
                              ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.verify_zero_blocks)
 
     readable = [t for t in result.scale_tensors if ckpt.readable(t)]
@@ -351,16 +315,16 @@ def _nothing_checked(ckpt: Checkpoint, result: Analysis) -> list[Finding]:
     r = rule("nothing-checked")
     n = len(files)
     shards = f"{n:,} shard{'s' if n != 1 else ''}"
-    if result.scale_tensors:
-        why = (f"none of its {result.scale_tensors:,} scale tensor{'s' if result.scale_tensors != 1 else ''} "
-               f"could be read")
+    n_scale = len(result.scale_tensors)
+    if n_scale:
+        why = f"none of its {n_scale:,} scale tensor{'s' if n_scale != 1 else ''} could be read"
     elif not ckpt.tensors:
         why = "no shard header could be read"
     else:
         n_t = len(ckpt.tensors)
         why = (f"none of its {n_t:,} tensors is" if n_t != 1 else "its one tensor is not") + \
             " a scale tensor (not a quantized checkpoint?)"
-    return [Finding(r.id, r.severity, None, None, f"nothing was checked in {shards}: {why}", r.region)]
+    return [r.finding(None, None, f"nothing was checked in {shards}: {why}")]
 
 
 def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from fp8doctor import synth
+from fp8doctor.testing import synth
 
 
 def _run_into_closed_pipe(*args: str) -> tuple[int, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from fp8doctor import synth
 from fp8doctor.cli.app import app
+from fp8doctor.testing import synth
 from tests.conftest import run_cli
 
 runner = CliRunner()
@@ -78,3 +78,27 @@ def test_scan_header_shows_human_byte_counts(tmp_path):
     synth.deepseek_v4(d)
     r = run_cli("scan", d)
     assert "(11.7 kB of scales)" in r.stdout
+
+
+def test_no_run_reports_success_after_reading_nothing(tmp_path):
+    import numpy as np
+
+    from fp8doctor.testing.synth import Tensor, write_safetensors
+
+    plain = tmp_path / "bf16"
+    plain.mkdir()
+    write_safetensors(str(plain / "model.safetensors"), {"w": Tensor("BF16", (4, 4), np.zeros(32, np.uint8))})
+    r = run_cli("scan", str(plain))
+    assert r.returncode == 1 and "nothing-checked" in r.stdout and "no findings" not in r.stdout
+    assert "its one tensor is not a scale tensor" in r.stdout
+    r = run_cli("fix", str(plain))
+    assert r.returncode == 1 and "nothing fixed: nothing was checked" in r.stdout and "nothing to fix" not in r.stdout
+
+    cut = tmp_path / "cut"
+    synth.deepseek_v4(str(cut), shards=1)
+    [shard] = cut.glob("*.safetensors")
+    head = int.from_bytes(shard.read_bytes()[:8], "little")
+    with open(shard, "r+b") as fh:  # the data region gone: no scale tensor can be read
+        fh.truncate(8 + head)
+    r = run_cli("scan", str(cut))
+    assert r.returncode == 1 and "none of its 22 scale tensors could be read" in r.stdout

@@ -138,7 +138,7 @@ def test_help_explains_rows():
 def _tall(tmp_path, rows: int = 200):
     import numpy as np
 
-    from fp8doctor.synth import Tensor, write_safetensors
+    from fp8doctor.testing.synth import Tensor, write_safetensors
 
     d = tmp_path / "tall"
     d.mkdir()

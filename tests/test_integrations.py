@@ -93,7 +93,7 @@ def test_pre_commit_hook_fails_on_a_broken_checkpoint_and_passes_after_fix(git_r
 
 
 def test_pre_commit_hook_groups_files_of_several_checkpoints(tmp_path):
-    from fp8doctor import synth
+    from fp8doctor.testing import synth
 
     synth.deepseek_v4(str(tmp_path / "m" / "a"))
     synth.deepseek_v4(str(tmp_path / "m" / "b"))

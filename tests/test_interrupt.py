@@ -15,9 +15,9 @@ import time
 import pytest
 
 from benchmarks import make_checkpoint
-from fp8doctor import synth
 from fp8doctor.interrupt import HOLD_ENV, READY_ENV
 from fp8doctor.scanner import ScanOptions, scan
+from fp8doctor.testing import synth
 
 
 def _wait_for(path: str, proc: subprocess.Popen | None = None, limit: float = 120.0) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fp8doctor import synth
 from fp8doctor.findings import Finding, Region, Severity, natural_key, ranked
+from fp8doctor.testing import synth
 from tests.conftest import poke, run_cli
 
 

@@ -9,11 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fp8doctor import synth
 from fp8doctor.checkpoint.discover import expand_targets
 from fp8doctor.findings import Report
 from fp8doctor.reporters.json import report_dict
 from fp8doctor.scanner import scan
+from fp8doctor.testing import synth
 from tests.conftest import run_cli
 from tests.test_reporters_sarif import validate
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from benchmarks import make_checkpoint
-from fp8doctor import synth
 from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.content import ContentOptions, check_tensor, check_tensor_slabs
 from fp8doctor.scanner import ScanOptions, _check_one, scan
+from fp8doctor.testing import synth
 from tests.conftest import poke
 
 

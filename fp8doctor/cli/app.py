@@ -19,7 +19,7 @@ app = typer.Typer(
     name="fp8doctor",
     help="Inspect and repair the E8M0/FP8/MXFP4 scale tensors of safetensors checkpoints.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     suggest_commands=False,  # click already says "Did you mean"; typer's would say it twice
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -118,15 +118,17 @@ def main() -> None:
         app()
     except (Interrupted, KeyboardInterrupt):
         try:
-            sys.stdout.flush()
+            out = sys.stdout
+            if out is not None:
+                out.flush()
         except Exception:
             pass
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()
         os._exit(130)  # scan workers may be inside a read: do not wait for them
-    except BrokenPipeError:
+    except BrokenPipeError:  # stderr closed, or a write around the guard: quiet, still not a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, 1)
         sys.exit(EXIT_ERROR)
     except Exception as e:  # the last line of defence: one line, documented exit code
         if os.environ.get("FP8DOCTOR_DEBUG"):

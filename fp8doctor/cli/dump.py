@@ -50,7 +50,7 @@ def dump_command(
     format: Annotated[DumpFormat, typer.Option("--format", "-f", help="console (the grid), json (hex + offsets), or "
                                                "raw (the selected bytes, unchanged, for xxd/cmp).")
                       ] = DumpFormat.console,
-    fill: FillOpt = "zero",
+    fill: FillOpt = None,
     layout: LayoutOpt = None,
     no_color_flag: NoColorOpt = False,
 ) -> None:

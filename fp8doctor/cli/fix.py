@@ -23,7 +23,7 @@ class FixFormat(str, enum.Enum):
 
 def fix_command(
     path: PathArg,
-    fill: FillOpt = "zero",
+    fill: FillOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing; show what would change.")] = False,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write a repaired copy into this new "
                                                "directory; the source is never modified.")] = None,

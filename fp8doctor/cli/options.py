@@ -14,8 +14,10 @@ PathsArg = Annotated[list[str], typer.Argument(
     "http(s)://BASE/, s3://...; the 'remote' extra). Several may be given; a directory that is not a "
     "checkpoint is searched for checkpoints below it; file names are grouped by checkpoint.",
     show_default=False)]
-FillOpt = Annotated[str, typer.Option("--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), "
-                                      "or 0xNN. Float scales use 0.0 / 1.0.")]
+FillOpt = Annotated[str | None, typer.Option("--fill", show_default=False, help="Byte padded entries must hold: "
+                                             "zero (0x00, the default), one (0x7F), or 0xNN. Float scales use "
+                                             "0.0 / 1.0. Without it, padding that holds 0x7F / 1.0 throughout "
+                                             "is accepted (info).")]
 SelectOpt = Annotated[list[str] | None, typer.Option("--select", help="Only report these rule ids (repeatable).")]
 IgnoreOpt = Annotated[list[str] | None, typer.Option("--ignore", help="Never report these rule ids (repeatable).")]
 LayoutOpt = Annotated[list[str] | None, typer.Option(

@@ -25,12 +25,14 @@ ScanFormat = enum.Enum("ScanFormat", {name: name for name in FORMATS}, type=str)
 STDOUT = "-"
 
 
-def build_options(fill: str, select: list[str] | None, ignore: list[str] | None, layout: list[str] | None):
-    """ScanOptions from command-line strings; ValueError carries a one-line message."""
+def build_options(fill: str | None, select: list[str] | None, ignore: list[str] | None, layout: list[str] | None):
+    """ScanOptions from command-line strings (fill None: zero, not asked for); ValueError carries a
+    one-line message."""
     from fp8doctor.layouts.model import LayoutOverride, parse_fill
     from fp8doctor.scanner import ScanOptions
 
-    return ScanOptions(fill=parse_fill(fill), select=tuple(select or ()), ignore=tuple(ignore or ()),
+    return ScanOptions(fill=parse_fill(fill or "zero"), fill_explicit=fill is not None, select=tuple(select or ()),
+                       ignore=tuple(ignore or ()),
                        overrides=tuple(LayoutOverride.parse(x) for x in layout or ()))
 
 
@@ -208,9 +210,11 @@ def _scan_target(path: str, *, config, fill, select, ignore, layout, fail_on, ba
             report, suppressed = apply_baseline(report, baseline_file)
         except BaselineError as e:
             raise _TargetError(str(e)) from None
+    exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
     ctx = RenderContext(version=version, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
-                        baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options))
+                        baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
+                        exit_code=exit_code, configuration=run.describe())
     return report, ctx
 
 
@@ -245,9 +249,7 @@ def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline:
     if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
         console_reporter.render(report, stderr_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
                                 ctx.suppressed)
-    if write_baseline is not None:
-        raise typer.Exit(EXIT_OK)
-    raise typer.Exit(EXIT_FINDINGS if report.failed(ctx.fail_on) else EXIT_OK)
+    raise typer.Exit(ctx.exit_code)
 
 
 def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from fp8doctor.dumper import NO_MARK, TensorDump
 from fp8doctor.layouts.codecs import describe_value
+from fp8doctor.layouts.encodings import BY_NAME
 from fp8doctor.reporters.dump_header import (
     PAD_MARK,
     PAD_STYLE,
@@ -24,7 +25,6 @@ from fp8doctor.reporters.dump_header import (
 )
 
 _E8M0_VALUE = ["2^-127"] + [f"2^{b - 127}" for b in range(1, 255)] + ["NaN"]
-_DECODE_WIDTH = {"e8m0": 6, "e4m3": 10, "f32": 12, "bf16": 12, "f16": 12}
 
 
 def decode_values(d: TensorDump) -> list[str] | None:
@@ -78,7 +78,7 @@ def render_grid(d: TensorDump, console: Console, decode: bool = False, max_rows:
     """The grid of `d`; at most `max_rows` selected rows (None: all), then one line saying how many
     more there are and how to see them."""
     values = decode_values(d) if decode else None
-    dw = _DECODE_WIDTH.get(d.encoding or "", 0) if values is not None else 0
+    dw = (BY_NAME[d.encoding].decode_width if d.encoding in BY_NAME else 0) if values is not None else 0
     if values is not None:
         dw = max(dw, max((len(v) for v in values), default=0))
     cell = 1 + 2 * d.itemsize + (1 + dw if dw else 0)

@@ -7,21 +7,16 @@ from typing import Any
 
 from fp8doctor.findings import Report
 from fp8doctor.reporters import RenderContext, TargetResult, tool_version
+from fp8doctor.reporters.envelope import SCHEMA_VERSION, envelope
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "many_dict", "render", "render_many", "render_report", "report_dict"]
 
 
 def report_dict(report: Report, version: str) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "fp8doctor", "version": version},
-        "target": report.target,
-    }
+    fields: dict[str, Any] = {"target": report.target}
     if report.hf_cache is not None:  # only for a Hugging Face cache snapshot: other reports are unchanged
-        data["hf_cache"] = dict(report.hf_cache)
-    data["summary"] = report.summary()
-    data["findings"] = [f.to_dict() for f in report.findings]
-    return data
+        fields["hf_cache"] = dict(report.hf_cache)
+    return envelope(version, **fields, summary=report.summary(), findings=[f.to_dict() for f in report.findings])
 
 
 def render(report: Report, version: str) -> str:
@@ -59,8 +54,7 @@ def many_dict(results: list[TargetResult]) -> dict[str, Any]:
         totals["failed"] += r.failed
         for key in ("errors", "warnings", "infos", "fixable"):
             totals[key] += data["summary"][key]
-    return {"schema_version": SCHEMA_VERSION, "tool": {"name": "fp8doctor", "version": tool_version(results)},
-            "targets": targets, "summary": totals}
+    return envelope(tool_version(results), targets=targets, summary=totals)
 
 
 def render_many(results: list[TargetResult]) -> str:

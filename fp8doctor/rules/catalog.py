@@ -6,18 +6,37 @@ Rule ids are a public contract: never rename one, never change what it means.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from fp8doctor.findings import Region, Severity
+from fp8doctor.findings import Finding, Region, Severity
 
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule: its id (a public contract), default severity, whether `fix` can repair what it
+    finds, the region it is about, and its help. Every finding of the rule is made by `finding`,
+    so severity and region come from here and nowhere else."""
+
     id: str
     severity: Severity
     fixable: bool
     region: Region
     title: str
     help: str
+    accepted_severity: Severity | None = None
+    """The severity of what the rule finds but accepts as a deliberate choice (scale-padding-nonzero:
+    padding that holds the other accepted fill throughout, when no fill was asked for): at most info."""
+
+    def finding(self, file: str | None, tensor: str | None, message: str, accepted: bool = False,
+                **fields: Any) -> Finding:
+        """A finding of this rule (`fields`: byte_offset, count, index, fixable); `accepted`: one the
+        rule accepts, with its `accepted_severity`."""
+        severity = self.severity
+        if accepted:
+            if self.accepted_severity is None:
+                raise ValueError(f"rule {self.id} accepts nothing")
+            severity = self.accepted_severity
+        return Finding(self.id, severity, file, tensor, message, self.region, **fields)
 
 
 _RULES = [
@@ -95,7 +114,11 @@ _RULES = [
          "rows/columns/experts) hold bytes other than the fill (0x00 = 2^-127, the E8M0 value that "
          "stands for zero; 0.0 for float scales). Kernels tile over padded shapes and multiply "
          "these in where a 0 is meant: garbage (0xFF = NaN, or huge exponents) leaks NaN or "
-         "huge values into outputs. Usually torch.empty at export. `fp8doctor fix` rewrites them."),
+         "huge values into outputs. Usually torch.empty at export. `fp8doctor fix` rewrites them. "
+         "Padding that holds the other accepted fill throughout (0x7F = 1.0 for E8M0, 1.0 for float "
+         "scales, as `fix --fill one` writes) is a deliberate choice: reported as info, and left alone "
+         "by fix, unless a fill is asked for (--fill, or `fill` in the configuration).",
+         accepted_severity=Severity.INFO),
     Rule("scale-nan", Severity.ERROR, False, Region.LOGICAL,
          "a real scale entry is NaN or infinite",
          "A scale entry that multiplies real weights is NaN (E8M0 0xFF) or NaN/Inf (float). Every "
@@ -131,6 +154,11 @@ RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 
 def rule(rule_id: str) -> Rule:
     return RULES[rule_id]
+
+
+def emit(rule_id: str, file: str | None, tensor: str | None, message: str, **fields: Any) -> Finding:
+    """A finding of rule `rule_id`, with the catalog's severity and region (KeyError: unknown id)."""
+    return RULES[rule_id].finding(file, tensor, message, **fields)
 
 
 def validate_rule_ids(ids: list[str] | tuple[str, ...]) -> list[str]:
