@@ -54,7 +54,15 @@ class LocalStore:
     """A checkpoint directory on a local filesystem."""
 
     def __init__(self, root: str) -> None:
+        from fp8doctor.checkpoint.hfcache import snapshot_of
+
         self.root = root
+        snap = snapshot_of(root)
+        self.allowed_root = snap.repo_folder if snap is not None else root
+        """Where a shard's symlink may point: the checkpoint directory, or for a Hugging Face cache
+        snapshot its repo folder (`models--ORG--NAME/`, whose blobs/ its files link to)."""
+        self._where = (f"the cache's repo folder {os.path.basename(snap.repo_folder)}" if snap is not None
+                       else "the checkpoint directory")
 
     def path_of(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -76,9 +84,9 @@ class LocalStore:
         full = self.path_of(name)
         if not os.path.lexists(full):
             return "index-shard-missing", ""
-        if os.path.islink(full) and not _inside(self.root, full):
-            return "path-unsafe", (f"shard {name} is a symlink to {os.path.realpath(full)}, outside the "
-                                   "checkpoint directory; not read")
+        if os.path.islink(full) and not _inside(self.allowed_root, full):
+            return "path-unsafe", (f"shard {name} is a symlink to {os.path.realpath(full)}, outside "
+                                   f"{self._where}; not read")
         return None
 
     def open(self, name: str) -> ByteSource:
