@@ -100,9 +100,14 @@ def many_renderer(name: str) -> ManyRenderer:
     return importlib.import_module(FORMATS[name]).render_many  # type: ignore[no-any-return]
 
 
+def per_target(results: list[TargetResult], render: Renderer, could_not: Callable[[TargetResult], str]) -> list[str]:
+    """Each checkpoint's single-checkpoint text, or `could_not(result)` for one that could not be scanned."""
+    return [render(r.report, r.ctx) if r.report is not None and r.ctx is not None else could_not(r) for r in results]
+
+
 def tool_version(results: list[TargetResult]) -> str:
     return next((r.ctx.version for r in results if r.ctx is not None), "")
 
 
 __all__ = ["EXTENSIONS", "FORMATS", "ManyRenderer", "RenderContext", "Renderer", "TargetResult", "format_for",
-           "many_renderer", "renderer", "tool_version"]
+           "many_renderer", "per_target", "renderer", "tool_version"]

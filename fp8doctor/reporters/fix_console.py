@@ -7,7 +7,7 @@ from rich.text import Text
 
 from fp8doctor.findings import Severity
 from fp8doctor.repair.fix import FixResult
-from fp8doctor.reporters.common import human_bytes, location, plain, plural
+from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 from fp8doctor.reporters.console import SEVERITY_STYLE
 
 _TITLE = {"in-place": "in place", "dry-run": "dry run, nothing written", "output": "repaired copy",
@@ -47,7 +47,7 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
             console.print(Text.assemble(("      ", ""), (_hex(c.before[:8]) + more, "red"), (" → ", ""),
                                         (_hex(c.after[:8]) + more, "green")))
     if r.unfixable:
-        shown = r.unfixable[:max_findings]
+        shown, hidden = capped(r.unfixable, max_findings)
         console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",
                            "bold"))
         for f in shown:
@@ -57,8 +57,9 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
                 row.append("  " + " ".join(location(f)), "dim")
             console.print(row)
             console.print(Text(plain(f.message)), overflow="fold")
-        if len(r.unfixable) > len(shown):
-            console.print(Text(f"... {len(r.unfixable) - len(shown)} more (--max-findings, or --format json)", "dim"))
+        if hidden:
+            console.print(Text(f"... {hidden_summary(hidden)}; --max-findings N, or --format json", "dim"),
+                          overflow="fold")
 
 
 def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from fp8doctor.findings import Finding, Report, Severity
-from fp8doctor.reporters import RenderContext, TargetResult
+from fp8doctor.reporters import RenderContext, TargetResult, per_target
 from fp8doctor.reporters.common import capped, hidden_summary, plain
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
@@ -60,10 +60,5 @@ def render_report(report: Report, ctx: RenderContext) -> str:
 def render_many(results: list[TargetResult]) -> str:
     """Several checkpoints: each one's annotations (capped per checkpoint) and summary notice, in
     order; one that could not be scanned is one error annotation."""
-    out = []
-    for r in results:
-        if r.report is not None and r.ctx is not None:
-            out.append(render_report(r.report, r.ctx))
-        else:
-            out.append(f"::error title=fp8doctor scan::{escape_data(plain(r.target) + ': ' + (r.error or ''))}\n")
-    return "".join(out)
+    return "".join(per_target(results, render_report, lambda r: "::error title=fp8doctor scan::"
+                              f"{escape_data(plain(r.target) + ': ' + (r.error or ''))}\n"))

@@ -10,7 +10,7 @@ import html
 from collections import defaultdict
 
 from fp8doctor.findings import Finding, Report, Severity
-from fp8doctor.reporters import RenderContext, TargetResult
+from fp8doctor.reporters import RenderContext, TargetResult, per_target
 from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 
 ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
@@ -79,10 +79,6 @@ def render_many(results: list[TargetResult]) -> str:
     errors = sum(r.error is not None for r in results)
     head = [f"# fp8doctor: {plural(len(results), 'checkpoint')}, {failed} failed"
             + (f", {errors} could not be scanned" if errors else ""), ""]
-    parts = []
-    for r in results:
-        if r.report is not None and r.ctx is not None:
-            parts.append(render_report(r.report, r.ctx))
-        else:
-            parts.append(f"## ❌ fp8doctor scan of {code(r.target)}\n\nCould not be scanned: {cell(r.error)}\n")
+    parts = per_target(results, render_report,
+                       lambda r: f"## ❌ fp8doctor scan of {code(r.target)}\n\nCould not be scanned: {cell(r.error)}\n")
     return "\n".join(head) + "\n" + "\n".join(parts)
