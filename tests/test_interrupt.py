@@ -4,7 +4,6 @@ ready file; the test waits for that file, never for a fixed time."""
 
 from __future__ import annotations
 
-import _thread
 import os
 import signal
 import subprocess
@@ -79,13 +78,20 @@ def test_ctrl_c_stops_a_threaded_scan_without_waiting_for_workers(tmp_path, monk
     monkeypatch.setenv(HOLD_ENV, "scan-file")
     monkeypatch.setenv(READY_ENV, ready)
 
-    def poke_main() -> None:
-        _wait_for(ready)
-        _thread.interrupt_main()
+    main = threading.main_thread().ident
+    assert main is not None
 
-    threading.Thread(target=poke_main, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        scan(d, ScanOptions(workers=4))
+    def poke_main() -> None:  # a real SIGINT: it also wakes a main thread blocked on a lock
+        _wait_for(ready)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=poke_main, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            scan(d, ScanOptions(workers=4))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     workers = [t for t in threading.enumerate() if t.name.startswith("fp8doctor-scan")]
     for t in workers:
         t.join(timeout=30)
