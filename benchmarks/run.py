@@ -282,10 +282,11 @@ def render(rows, headers, start, fix, load0, load1, a, total) -> str:
             out.append("")
             out.append(f"Peer bytes / fp8doctor bytes: **{p['written'] / max(1, fix['fp8doctor']['written']):,.0f}x**; "
                        f"padded bytes still wrong after fp8doctor fix: {fix['fp8doctor']['left_after']}.")
-    notes = os.path.join(HERE, "ANALYSIS.md")
-    if os.path.isfile(notes):  # hand-written reading of the numbers, kept across runs
-        with open(notes) as f:
-            out += ["", f.read().rstrip()]
+    for name in ("ANALYSIS.md", "RUNTIME_CUDA.md"):  # hand-written notes and device figures, kept across runs
+        notes = os.path.join(HERE, name)
+        if os.path.isfile(notes):
+            with open(notes) as f:
+                out += ["", f.read().rstrip()]
     out.append("")
     return "\n".join(out)
 

@@ -40,8 +40,11 @@ def test_version_2_layout(states, tmp_path):
     j = _only_journal(path)
     patches = [p for s in j.shards for p in j.patches(s)]
     assert sum(s.count for s in j.shards) == len(patches) == sum(c.runs for c in done.changes)
-    # ID.bin: old and new bytes of every patch plus a 16-byte table row each; ID.json: no per-patch data
-    assert os.path.getsize(j.bin_path) == 2 * done.bytes_changed + jr.PATCH_TABLE.itemsize * len(patches)
+    # ID.bin: its magic, old and new bytes of every patch plus a 16-byte table row each; ID.json: no per-patch data
+    assert os.path.getsize(j.bin_path) == (len(jr.BIN_MAGIC) + 2 * done.bytes_changed
+                                           + jr.PATCH_TABLE.itemsize * len(patches))
+    with open(j.bin_path, "rb") as f:
+        assert f.read(len(jr.BIN_MAGIC)) == jr.BIN_MAGIC
     assert all(isinstance(s["patches"], int) for s in doc["shards"])
     for s in j.shards:
         old = b"".join(j.old(p) for p in j.patches(s))

@@ -11,11 +11,22 @@ import dataclasses
 import enum
 import os
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
 
-from fp8doctor.cli.options import IgnoreOpt, LayoutOpt, NoColorOpt, PathsArg, QuietOpt, SelectOpt
+from fp8doctor.cli.options import (
+    ConfigOpt,
+    IgnoreOpt,
+    IsolatedOpt,
+    LayoutOpt,
+    NoColorOpt,
+    PathsArg,
+    QuietOpt,
+    SelectOpt,
+)
 from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stderr_console, stdout_console
 from fp8doctor.reporters import FORMATS
 
@@ -88,18 +99,10 @@ def checkpoint_root(checkpoint_path: str) -> str:
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
 
-def _write(dest: str, text: str) -> None:
-    tmp = f"{dest}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, dest)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def _write(dest: str, text: Iterable[str]) -> None:
+    from fp8doctor.userfiles import write_file
+
+    write_file(dest, text)
 
 
 def scan_command(
@@ -120,10 +123,8 @@ def scan_command(
         "--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), or 0xNN. Float scales use "
         "0.0 / 1.0. Default: zero (or the configuration's).", show_default=False)] = None,
     layout: LayoutOpt = None,
-    config: Annotated[str | None, typer.Option(
-        "--config", help="Configuration file (fp8doctor.toml, or a pyproject.toml with \\[tool.fp8doctor]); "
-        "default: the closest one above the checkpoint, else above the current directory.",
-        show_default=False)] = None,
+    config: ConfigOpt = None,
+    isolated: IsolatedOpt = False,
     baseline: Annotated[str | None, typer.Option(
         "--baseline", help="Report only findings that are new or changed since this baseline file.",
         show_default=False)] = None,
@@ -151,9 +152,9 @@ def scan_command(
     if write_baseline is not None and baseline is not None:
         raise typer.Exit(fail("--baseline and --write-baseline together: write the baseline from a full scan"))
     color = not no_color(no_color_flag)
-    options = dict(config=config, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
-                   baseline=baseline, write_baseline=write_baseline, max_findings=max_findings, quiet=quiet,
-                   color=color, version=__version__)
+    options = dict(config=config, isolated=isolated, fill=fill, select=select, ignore=ignore, layout=layout,
+                   fail_on=fail_on, baseline=baseline, write_baseline=write_baseline, max_findings=max_findings,
+                   quiet=quiet, color=color, version=__version__)
     if len(targets) == 1:
         try:
             done = _scan_target(targets[0], **options)
@@ -167,7 +168,7 @@ class _TargetError(Exception):
     """This checkpoint could not be scanned (exit 2): one line."""
 
 
-def _scan_target(path: str, *, config, fill, select, ignore, layout, fail_on, baseline, write_baseline,
+def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, fail_on, baseline, write_baseline,
                  max_findings, quiet, color, version):
     """Scan one checkpoint with its configuration: (Report, RenderContext). _TargetError if it cannot."""
     from fp8doctor.baseline import BaselineError, apply_baseline
@@ -180,7 +181,7 @@ def _scan_target(path: str, *, config, fill, select, ignore, layout, fail_on, ba
 
     try:
         # no discovery for a missing path: the scanner says it is missing, in one line
-        cfg = load_for(path, config) if config is not None or os.path.lexists(path) or is_remote(path) \
+        cfg = load_for(path, config, isolated) if config is not None or os.path.lexists(path) or is_remote(path) \
             else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
@@ -189,14 +190,16 @@ def _scan_target(path: str, *, config, fill, select, ignore, layout, fail_on, ba
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
-        report = scan(path, run.options, progress=progress)
+        # every finding, then select/ignore here, so the report can count what they suppressed
+        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress)
     except CheckpointError as e:
         raise _TargetError(str(e)) from None
     finally:
         if progress is not None:
             progress.finish()
 
-    report = dataclasses.replace(report, findings=run.keep(report.findings))
+    kept, hidden = run.apply(report.findings)
+    report = dataclasses.replace(report, findings=kept)
     if write_baseline is not None:
         try:
             n = record_baseline(write_baseline, report, version)
@@ -207,13 +210,17 @@ def _scan_target(path: str, *, config, fill, select, ignore, layout, fail_on, ba
     baseline_file = run.baseline if write_baseline is None else None
     if baseline_file is not None:
         try:
+            before = Counter(f.rule for f in report.findings)
             report, suppressed = apply_baseline(report, baseline_file)
         except BaselineError as e:
             raise _TargetError(str(e)) from None
+        hidden.update(before - Counter(f.rule for f in report.findings))
+
     exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
     ctx = RenderContext(version=version, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
+                        config=run.config_path, suppressed_by_rule=dict(hidden),
                         exit_code=exit_code, configuration=run.describe())
     return report, ctx
 
@@ -231,8 +238,8 @@ def _scan_or_error(path: str, options: dict):
 
 def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None) -> None:
     """Today's single-checkpoint reports, byte for byte; exits."""
+    from fp8doctor.reporters import chunks as report_chunks
     from fp8doctor.reporters import console as console_reporter
-    from fp8doctor.reporters import renderer
 
     report, ctx = done
     to_file = False
@@ -241,14 +248,13 @@ def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline:
             continue  # the note above says what was recorded; these are accepted, not failures
         if dest == STDOUT and fmt == "console":
             console_reporter.render(report, stdout_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
-                                    ctx.suppressed)
+                                    ctx.suppressed, ctx.config, ctx.config_suppressed)
             continue
-        text = renderer(fmt)(report, dataclasses.replace(ctx, color=False))
-        _emit(fmt, dest, text)
+        _emit(fmt, dest, report_chunks(fmt, report, dataclasses.replace(ctx, color=False)))  # streamed
         to_file = to_file or dest != STDOUT
     if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
         console_reporter.render(report, stderr_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
-                                ctx.suppressed)
+                                ctx.suppressed, ctx.config, ctx.config_suppressed)
     raise typer.Exit(ctx.exit_code)
 
 
@@ -271,9 +277,10 @@ def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:
     raise typer.Exit(EXIT_FINDINGS if any(r.failed for r in results) else EXIT_OK)
 
 
-def _emit(fmt: str, dest: str, text: str) -> None:
+def _emit(fmt: str, dest: str, text: Iterable[str]) -> None:
     if dest == STDOUT:
-        sys.stdout.write(text)
+        for piece in [text] if isinstance(text, str) else text:
+            sys.stdout.write(piece)
         sys.stdout.flush()
         return
     try:

@@ -51,6 +51,8 @@ class ShardPlan:
     size: int
     mtime_ns: int
     patches: tuple[Patch, ...]
+    identity: tuple[int, int] | None = None
+    """(st_dev, st_ino) of the file the scan read: fix writes only through a descriptor of that file."""
 
     @property
     def nbytes(self) -> int:
@@ -169,6 +171,6 @@ def build_plan(analysis: Analysis, options: ScanOptions) -> RepairPlan:
         for prev, nxt in itertools.pairwise(patches):
             if prev.offset + prev.length > nxt.offset:
                 raise ValueError(f"{file}: overlapping patches at 0x{nxt.offset:x}")
-        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), patches))
+        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), patches, getattr(src, "identity", None)))
     changes.sort(key=lambda c: (c.file, c.first_offset))
     return RepairPlan(ckpt.root, options.fill, tuple(shards), tuple(changes), tuple(unfixable))

@@ -50,7 +50,7 @@ def render_report(report: Report, ctx: RenderContext) -> str:
 
     shown, hidden = capped(report.findings, 0 if ctx.quiet else ctx.max_findings)
     lines = [annotation(f, ctx) for f in shown]
-    summary = verdict(report, ctx.fail_on, ctx.suppressed).plain
+    summary = verdict(report, ctx.fail_on, ctx.suppressed, ctx.config_suppressed).plain
     if hidden:
         summary += f"; {hidden_summary(hidden, 'not annotated')} (see the SARIF or JSON report)"
     lines.append(f"::notice title=fp8doctor scan::{escape_data(summary)}")

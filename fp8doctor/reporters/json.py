@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from fp8doctor.findings import Report
-from fp8doctor.reporters import RenderContext, TargetResult, tool_version
+from fp8doctor.reporters import SLOT, RenderContext, TargetResult, stream_json, tool_version
 from fp8doctor.reporters.envelope import SCHEMA_VERSION, envelope
 
 __all__ = ["SCHEMA_VERSION", "many_dict", "render", "render_many", "render_report", "report_dict"]
 
 
-def report_dict(report: Report, version: str) -> dict[str, Any]:
+def report_dict(report: Report, version: str, findings: bool = True) -> dict[str, Any]:
     fields: dict[str, Any] = {"target": report.target}
     if report.hf_cache is not None:  # only for a Hugging Face cache snapshot: other reports are unchanged
         fields["hf_cache"] = dict(report.hf_cache)
-    return envelope(version, **fields, summary=report.summary(), findings=[f.to_dict() for f in report.findings])
+    return envelope(version, **fields, summary=report.summary(),
+                    findings=[f.to_dict() for f in report.findings] if findings else [])
 
 
 def render(report: Report, version: str) -> str:
     return json.dumps(report_dict(report, version), indent=2, ensure_ascii=True) + "\n"
 
 
-def _report_data(report: Report, ctx: RenderContext) -> dict[str, Any]:
-    data = report_dict(report, ctx.version)
+def _report_data(report: Report, ctx: RenderContext, findings: bool = True) -> dict[str, Any]:
+    data = report_dict(report, ctx.version, findings=findings)
+    data["config"] = ctx.config
+    data["summary"]["suppressed"] = dict(sorted(ctx.suppressed_by_rule.items()))
     if ctx.baseline is not None:
         data["baseline"] = {"file": ctx.baseline, "suppressed": ctx.suppressed}
     return data
@@ -32,9 +36,14 @@ def _report_data(report: Report, ctx: RenderContext) -> dict[str, Any]:
 
 def render_report(report: Report, ctx: RenderContext) -> str:
     """The JSON report; with a baseline, a top-level `baseline` object says what it suppressed."""
-    return json.dumps(_report_data(report, ctx), indent=2, ensure_ascii=True) + "\n"
+    return "".join(render_chunks(report, ctx))
 
 
+def render_chunks(report: Report, ctx: RenderContext) -> Iterator[str]:
+    """The JSON report in pieces: the findings are encoded one by one as they are written."""
+    data = _report_data(report, ctx, findings=False)
+    data["findings"] = SLOT
+    return stream_json(data, (f.to_dict() for f in report.findings))
 def many_dict(results: list[TargetResult]) -> dict[str, Any]:
     """Several checkpoints: `targets` holds one single-checkpoint report each (without its
     schema_version and tool), or {"target", "error"} for one that could not be scanned; `summary`
