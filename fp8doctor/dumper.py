@@ -342,8 +342,7 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
         why, flagged = pairing.findings, None
     names = select(ckpt, options.tensors, scale_names, flagged)
     quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.scan.fill, outlier_span=options.scan.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.scan.verify_zero_blocks)
+    content = options.scan.content_options(bool(quant and quant.ue8m0))
     out = []
     for name in names:
         layout = layouts.get(name)

@@ -65,7 +65,7 @@ class ScanOptions:
     fill: str | int = "zero"
     fill_explicit: bool = False
     """The fill was asked for (--fill, configuration): padding that holds the other accepted fill is then
-    an error, not an accepted choice (info)."""
+    an error, not an accepted choice (info). A fill other than the default zero always counts as asked."""
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     overrides: tuple[LayoutOverride, ...] = ()
@@ -78,6 +78,11 @@ class ScanOptions:
     def __post_init__(self) -> None:
         validate_rule_ids(self.select)
         validate_rule_ids(self.ignore)
+
+    def content_options(self, ue8m0: bool) -> ContentOptions:
+        """The content rules' options (one place: scan, dump and the in-memory checks agree)."""
+        return ContentOptions(fill=self.fill, fill_explicit=self.fill_explicit or self.fill != "zero",
+                              outlier_span=self.outlier_span, ue8m0=ue8m0, verify_zero_blocks=self.verify_zero_blocks)
 
     def wants(self, f: Finding) -> bool:
         return (not self.select or f.rule in self.select) and f.rule not in self.ignore
@@ -249,8 +254,7 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     result.layouts = {lay.scale.name: lay for lay in pairing.layouts}
     result.scale_tensors = [lay.scale for lay in pairing.layouts] + pairing.value_only
     quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.fill, fill_explicit=options.fill_explicit, outlier_span=options.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.verify_zero_blocks)
+    content = options.content_options(bool(quant and quant.ue8m0))
 
     readable = [t for t in result.scale_tensors if ckpt.readable(t)]
     result.skipped = len(result.scale_tensors) - len(readable)

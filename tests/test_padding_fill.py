@@ -87,3 +87,13 @@ def test_every_rule_path_accepts_the_same(tmp_path):
         [f] = [f for f in whole if f.rule == "scale-padding-nonzero"]
         assert f.severity is (Severity.ERROR if explicit else Severity.INFO)
     assert np.frombuffer(data, np.uint8)[800:].tolist() == [0x7F] * 160
+
+
+def test_rules_json_says_what_the_padding_rule_accepts():
+    from typer.testing import CliRunner
+
+    from fp8doctor.cli.app import app
+
+    rules = {r["id"]: r for r in json.loads(CliRunner().invoke(app, ["rules", "--json"]).stdout)}
+    assert rules["scale-padding-nonzero"]["accepted_severity"] == "info"
+    assert rules["scale-nan"]["accepted_severity"] is None

@@ -32,7 +32,9 @@ def rules_command(
     chosen = [RULES[rule]] if rule else list(RULES.values())
     if json_out:
         typer.echo(json.dumps([{"id": r.id, "severity": r.severity.value, "fixable": r.fixable,
-                                "region": r.region.value, "title": r.title, "help": r.help} for r in chosen],
+                                "region": r.region.value, "title": r.title, "help": r.help,
+                                "accepted_severity": r.accepted_severity.value if r.accepted_severity else None}
+                               for r in chosen],
                               indent=2))
         return
     console = stdout_console(color=not no_color(no_color_flag))

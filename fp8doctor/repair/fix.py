@@ -150,7 +150,7 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
     path = os.fspath(path)
     options = options or ScanOptions()
     if fill is not None:
-        options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill)
+        options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill, fill_explicit=True)
     if undo and (output is not None or dry_run):
         raise FixError("--undo cannot be combined with --output or --dry-run")
     if is_remote(path):
