@@ -121,3 +121,14 @@ def test_dump_reads_a_snapshot(cache):
     r = run_cli("dump", snap, "-t", "layers.0.attn.wkv.scale", "--format", "json", env=_env(hub))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["tensors"][0]["rules"] == {"scale-padding-nonzero": 13}
+
+
+def test_verify_reads_a_snapshot(tmp_path):
+    pytest.importorskip("torch")
+    import fp8doctor
+
+    src = str(tmp_path / "mla")
+    synth.deepseek_v4_mla(src)
+    snap = cache_checkpoint(str(tmp_path / "hub"), REPO, src, revision=REV)
+    result = fp8doctor.verify(snap, fp8doctor.VerifyOptions(layer=0, tokens=8, context=40))
+    assert result.passed  # the layer's tensors were read through the snapshot's links
