@@ -29,6 +29,7 @@ from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Severity
 from fp8doctor.inspection import Inspection
+from fp8doctor.interrupt import hold
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
 from fp8doctor.rules.content import check_tensor
@@ -273,6 +274,7 @@ def _itemsize(t: TensorInfo, encoding: str | None) -> int:
 def _dump_one(insp: Inspection, t: TensorInfo, layout: ScaleLayout | None, note: str,
               options: DumpOptions) -> TensorDump:
     ckpt = insp.checkpoint
+    hold("dump-tensor")
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     itemsize = _itemsize(t, encoding)
     nrows, row_len = _geometry(t.shape)

@@ -27,8 +27,12 @@ class Fp8DoctorError(Exception):
     exit_code: int = EXIT_ERROR
 
 
+class CheckpointError(Fp8DoctorError):
+    """The path cannot be scanned at all (missing, not a checkpoint). Maps to exit code 2."""
+
+
 class VerifyError(Fp8DoctorError):
     """`verify` cannot run on this checkpoint (layer not found, weights not modelled, no torch)."""
 
 
-__all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_FINDINGS", "EXIT_OK", "Fp8DoctorError", "VerifyError"]
+__all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_FINDINGS", "EXIT_OK", "CheckpointError", "Fp8DoctorError", "VerifyError"]

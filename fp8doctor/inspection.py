@@ -56,8 +56,7 @@ class Inspection:
     def of(cls, ckpt: Checkpoint, options: ScanOptions, hashes: bool = False) -> Inspection:
         pairing = LayoutBuilder(ckpt.tensors, ckpt.config, options.overrides).build()
         quant = ckpt.config.quant if ckpt.config else None
-        content = ContentOptions(fill=options.fill, outlier_span=options.outlier_span,
-                                 ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.verify_zero_blocks)
+        content = options.content_options(bool(quant and quant.ue8m0))
         return cls(ckpt, pairing, content, {lay.scale.name: lay for lay in pairing.layouts},
                    {} if hashes else None)
 

@@ -119,3 +119,14 @@ def test_library_report_hashes_only_when_asked(v4):
     assert plain.findings and plain.tensor_hashes == {}
     hashed = pipeline(v4, hashes=True)
     assert {f.tensor for f in hashed.findings if f.tensor} <= set(hashed.tensor_hashes)
+def test_write_baseline_says_what_it_recorded_and_prints_no_failure_report(v4, tmp_path):
+    break_padding(v4)
+    base = tmp_path / "baseline.json"
+    r = scan(v4, "--write-baseline", base)
+    assert r.exit_code == 0
+    assert r.stdout == ""  # no red "✗ 9 errors" report for findings just accepted
+    assert "✗" not in r.stderr and "Findings" not in r.stderr
+    assert f"wrote 9 findings to baseline {base} (scale-padding-nonzero x9)" in r.stderr
+    assert f"--baseline {base}` now reports only new or changed findings" in r.stderr
+    r = scan(v4, "--write-baseline", tmp_path / "b2.json", "--format", "json")  # asked-for formats still come
+    assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["errors"] == 9

@@ -28,6 +28,8 @@ def open_checkpoint(path: str | os.PathLike[str] | Target) -> Checkpoint:
         return open_remote_checkpoint(path)
     if not target.exists:
         raise CheckpointError(f"{path}: no such file or directory")
+    if target.kind == "not-safetensors":
+        raise CheckpointError(f"{path}: not a safetensors file (nor a directory or index .json)")
     if target.kind == "other":
         raise CheckpointError(f"{path}: not a directory, .safetensors file or index .json")
     root = target.root

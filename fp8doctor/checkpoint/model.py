@@ -22,7 +22,6 @@ from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.paths import allowed_root, escapes, open_inside, unsafe_name
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.checkpoint.target import INDEX_NAME
-from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Region
 from fp8doctor.rules.catalog import rule as catalog_rule
 
@@ -30,8 +29,7 @@ INDEX_LIMIT = 256 << 20
 """The index is read up to this many bytes."""
 
 
-class CheckpointError(Fp8DoctorError):
-    """The path cannot be scanned at all (missing, not a checkpoint). Maps to exit code 2."""
+from fp8doctor.errors import CheckpointError as CheckpointError  # noqa: E402  (defined with the other errors)
 
 
 class Store(Protocol):
@@ -82,7 +80,9 @@ class LocalStore:
         where = escapes(self.root, name, self.allowed)
         if where is not None:
             how = "is a symlink to" if os.path.islink(full) else "goes through a symlink to"
-            return "path-unsafe", f"shard {name} {how} {where}, outside the checkpoint directory; not read"
+            outside = "the checkpoint directory" if os.path.realpath(self.allowed) == os.path.realpath(self.root) \
+                else f"the Hugging Face cache repo folder {os.path.basename(self.allowed)}"
+            return "path-unsafe", f"shard {name} {how} {where}, outside {outside}; not read"
         return None
 
     def open(self, name: str) -> ByteSource:

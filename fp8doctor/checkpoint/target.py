@@ -23,7 +23,24 @@ JOURNAL_DIRNAME = ".fp8doctor-journal"
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
-Kind = Literal["directory", "index", "shard", "url", "missing", "other"]
+Kind = Literal["directory", "index", "shard", "url", "missing", "not-safetensors", "other"]
+
+
+def _looks_like_safetensors(path: str) -> bool:
+    """A file named otherwise is taken as a shard only if it starts like one: an 8-byte header length
+    that fits in the file, then '{'. (A file named .safetensors is always read: damage is a finding.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return True  # let the loader report why it cannot be read
+    try:
+        head = os.pread(fd, 9, 0)
+        size = os.fstat(fd).st_size
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{"
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -51,13 +68,19 @@ class Target:
             root = base.rsplit("/", 1)[0] if base.endswith((".json", ".safetensors")) else base
             return cls(path, "url", root)
         if not os.path.lexists(path):
-            return cls(path, "missing", os.path.dirname(path) or ".")
+            from fp8doctor.checkpoint.hfcache import local_path
+
+            path = local_path(path)  # ORG/NAME[@REV]: its snapshot in the local Hugging Face cache
+            if not os.path.lexists(path):
+                return cls(path, "missing", os.path.dirname(path) or ".")
         if os.path.isdir(path):
             return cls(path, "directory", path, INDEX_NAME if os.path.isfile(os.path.join(path, INDEX_NAME)) else None)
         root = os.path.dirname(path) or "."
         if path.endswith(".json"):
             return cls(path, "index", root, os.path.relpath(path, root))
         if path.endswith(".safetensors") or os.path.isfile(path):
+            if not path.endswith(".safetensors") and not _looks_like_safetensors(path):
+                return cls(path, "not-safetensors", root)
             return cls(path, "shard", root, shard=os.path.basename(path))
         return cls(path, "other", root)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import sys
 from typing import Annotated
 
@@ -19,7 +20,14 @@ from fp8doctor.cli.options import (
     SelectOpt,
 )
 from fp8doctor.cli.output import EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
-from fp8doctor.cli.scan import ScanFormat
+
+
+class FixFormat(str, enum.Enum):
+    """What fix can report: its own result (what it wrote) has no SARIF/JUnit/annotation form; any
+    other --format is a usage error (exit 2). `fp8doctor scan` reports what is left in those."""
+
+    console = "console"
+    json = "json"
 
 
 def fix_command(
@@ -34,8 +42,9 @@ def fix_command(
                                        "(or roll back an interrupted one).")] = False,
     journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Journal and lock directory (default "
                                                     "PATH/.fp8doctor-journal).")] = None,
-    format: Annotated[ScanFormat, typer.Option("--format", "-f",
-                                               help="Report format on stdout.")] = ScanFormat["console"],
+    format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format on stdout: console or json "
+                                              "(for SARIF/JUnit/GitHub/Markdown, run `fp8doctor scan` after the "
+                                              "fix).")] = FixFormat.console,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: "
                                                 "error, warning, info. Default: error (or the configuration's).",
                                                 show_default=False)] = None,
@@ -63,7 +72,7 @@ def fix_command(
     except (ConfigError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
     threshold = run.fail_on
-    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat["console"] else None
+    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is FixFormat.console else None
     try:
         result = fix(path, run.options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
                      progress=progress, ignore_tensors=run.ignore_tensors)
@@ -79,6 +88,6 @@ def fix_command(
     color = not no_color(no_color_flag)
     ctx = RenderContext(version=__version__, fail_on=threshold, max_findings=max_findings, quiet=quiet, color=color,
                         target=path, config=run.config_path)
-    emit("fix", "json" if format is ScanFormat["json"] else "console", result, ctx, stdout_console(color=color),
+    emit("fix", format.value, result, ctx, stdout_console(color=color),
          sys.stdout)
     raise typer.Exit(EXIT_FINDINGS if result.failed(threshold) else EXIT_OK)

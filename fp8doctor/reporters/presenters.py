@@ -65,7 +65,7 @@ def _dump_console(dumps: Any, ctx: RenderContext, console: Console | None) -> It
                 c.print()
             _module("dump_histogram").render(dumps, c)
         if "heatmap" not in ctx.views and "histogram" not in ctx.views:
-            _module("dump_grid").render(dumps, c, decode=ctx.decode)
+            _module("dump_grid").render(dumps, c, decode=ctx.decode, max_rows=ctx.max_rows)
 
     yield from _view(console, draw)
 
