@@ -1,6 +1,6 @@
 """Pair every scale tensor with its weight and build its ScaleLayout.
 
-The naming conventions understood are the modules of layouts/conventions/ (see README, "Layouts"):
+The naming conventions understood are the modules of layouts/conventions/ (see docs/layouts.md):
 each says how its scales are found beside their weights and how its weights' element shapes and
 groups are read; this module runs them and infers what they leave open (the block size).
 """

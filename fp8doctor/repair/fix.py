@@ -130,7 +130,7 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
         dry_run: bool = False, output: str | os.PathLike[str] | None = None, undo: bool = False,
         journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
         ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
-    """Repair every fixable finding of the checkpoint at `path` (see README, "fix"). `options` and
+    """Repair every fixable finding of the checkpoint at `path` (see docs/fix.md). `options` and
     `ignore_tensors` come from the same configuration as scan's (fp8doctor.config_file.settings)."""
     from fp8doctor import __version__
 

@@ -1,5 +1,5 @@
 """`dump --format json`: the selected bytes of each tensor as one lowercase hex string, with where
-they are and which are padding (documented in README, "dump")."""
+they are and which are padding (documented in docs/dump.md, "JSON")."""
 
 from __future__ import annotations
 
