@@ -28,6 +28,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Severity
+from fp8doctor.interrupt import hold
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder, find_pairs
@@ -272,6 +273,7 @@ def _itemsize(t: TensorInfo, encoding: str | None) -> int:
 
 def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note: str, options: DumpOptions,
               content: ContentOptions) -> TensorDump:
+    hold("dump-tensor")
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     itemsize = _itemsize(t, encoding)
     nrows, row_len = _geometry(t.shape)
@@ -340,8 +342,7 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
         why, flagged = pairing.findings, None
     names = select(ckpt, options.tensors, scale_names, flagged)
     quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.scan.fill, outlier_span=options.scan.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.scan.verify_zero_blocks)
+    content = options.scan.content_options(bool(quant and quant.ue8m0))
     out = []
     for name in names:
         layout = layouts.get(name)
