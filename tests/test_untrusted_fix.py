@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import threading
 
 import pytest
@@ -332,3 +333,34 @@ def test_missing_shards_are_indexed_in_linear_time(tmp_path, monkeypatch):
         missing = [f for f in ck.findings if f.rule == "index-shard-missing"]
     assert len(missing) == n and all(f.count == 1 for f in missing)
     assert passes < 10, passes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root (as a tarball unpacked by root does)")
+def test_output_copy_never_reads_devices_or_fifos(dirty, tmp_path):
+    """A checkpoint unpacked as root can hold device nodes (a `tokenizer.json` that is /dev/zero would
+    fill the disk) and FIFOs (a read that never ends): --output leaves them out and says so."""
+    os.mknod(os.path.join(dirty, "tokenizer.json"), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(os.path.join(dirty, "vocab.txt"))
+    os.mkdir(os.path.join(dirty, "extra"))
+    os.mknod(os.path.join(dirty, "extra", "dev"), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    with open(os.path.join(dirty, "extra", "ok.txt"), "w") as f:
+        f.write("kept")
+    out = str(tmp_path / "out")
+    res = runner.invoke(app, ["fix", dirty, "--output", out])
+    assert res.exit_code in (0, 1), res.output
+    for name in ("tokenizer.json", "vocab.txt", os.path.join("extra", "dev")):
+        assert not os.path.lexists(os.path.join(out, name)), name
+        assert name in res.output
+    assert _read(os.path.join(out, "extra", "ok.txt")) == b"kept"
+
+
+def test_output_copy_never_holds_a_link_that_leaves_and_reenters(dirty, tmp_path):
+    """`a -> ../v4/config.json` resolves inside the source checkpoint, but in the copy it names the
+    source's file (or whatever `../v4` is beside DIR): such a link is left out, not copied."""
+    os.symlink(os.path.join("..", os.path.basename(dirty), "config.json"), os.path.join(dirty, "loop.json"))
+    os.symlink("config.json", os.path.join(dirty, "plain.json"))
+    out = str(tmp_path / "out")
+    res = runner.invoke(app, ["fix", dirty, "--output", out])
+    assert res.exit_code in (0, 1), res.output
+    assert not os.path.lexists(os.path.join(out, "loop.json")) and "loop.json" in res.output
+    assert os.readlink(os.path.join(out, "plain.json")) == "config.json"

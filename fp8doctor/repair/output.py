@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 
 from fp8doctor.checkpoint.paths import escapes
@@ -76,13 +77,26 @@ def _check_source(root: str, file: str, size: int, mtime_ns: int) -> None:
 
 
 def _link_points_inside(root: str, path: str) -> bool:
-    """A symlink that may be copied as a symlink: relative, and resolving inside `root`."""
+    """A symlink that may be copied as a symlink: relative, resolving inside `root`, and never leaving
+    it even on the way (`../ckpt/x` resolves inside the source, but in the copy names the file of
+    whatever `../ckpt` is beside DIR)."""
     target = os.readlink(path)
-    return not os.path.isabs(target) and escapes(root, os.path.relpath(path, root)) is None
+    rel = os.path.relpath(path, root)
+    lexical = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    return (not os.path.isabs(target) and lexical != ".." and not lexical.startswith(".." + os.sep)
+            and escapes(root, rel) is None)
 
 
-def _outside_links(root: str, left_out: list[str]):
-    """A shutil.copytree `ignore` that leaves out (and records) symlinks leading outside `root`."""
+def _special(path: str) -> bool:
+    """Neither a directory, a regular file nor a symlink: a device or FIFO is never read into a copy
+    (a /dev/zero node would fill the disk, a FIFO never ends)."""
+    mode = os.lstat(path).st_mode
+    return not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode))
+
+
+def _outside_links(root: str, left_out: list[str], special: list[str]):
+    """A shutil.copytree `ignore` that leaves out (and records) symlinks leading outside `root`, and
+    devices and FIFOs."""
     def ignore(directory: str, names: list[str]) -> set[str]:
         out = set()
         for n in names:
@@ -90,6 +104,9 @@ def _outside_links(root: str, left_out: list[str]):
             if os.path.islink(p) and not _link_points_inside(root, p):
                 out.add(n)
                 left_out.append(os.path.relpath(p, root))
+            elif _special(p):
+                out.add(n)
+                special.append(os.path.relpath(p, root))
         return out
     return ignore
 
@@ -110,14 +127,17 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     notes: list[str] = []
     written = 0
     left_out: list[str] = []
+    special: list[str] = []
     for name in list(shard_files) + list(carry):  # never a file (or link) leading out of the checkpoint
         full = os.path.join(plan.root, name)
         if escapes(plan.root, name) is not None or (os.path.islink(full) and not _link_points_inside(root, full)):
             if name in patched:
                 raise FixError(f"shard {name} leads outside the checkpoint; no copy was written")
             left_out.append(name)
-    shard_files = [n for n in shard_files if n not in left_out]
-    carry = [n for n in carry if n not in left_out]
+        elif name not in patched and os.path.lexists(full) and _special(full):
+            special.append(name)
+    shard_files = [n for n in shard_files if n not in left_out and n not in special]
+    carry = [n for n in carry if n not in left_out and n not in special]
     try:
         os.mkdir(tmp)
         for file in shard_files:
@@ -152,7 +172,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
         for name in carry:
             src, dst = os.path.join(plan.root, name), os.path.join(tmp, name)
             if os.path.isdir(src) and not os.path.islink(src):
-                shutil.copytree(src, dst, symlinks=True, ignore=_outside_links(root, left_out))
+                shutil.copytree(src, dst, symlinks=True, ignore=_outside_links(root, left_out, special))
             elif os.path.islink(src):
                 os.symlink(os.readlink(src), dst)
             else:
@@ -171,4 +191,5 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
             raise FixError(f"cannot write the copy in {out}: {e.strerror or e}; nothing was written") from None
         raise
     notes.extend(f"{name}: not copied (a symlink leading outside the checkpoint)" for name in left_out)
+    notes.extend(f"{name}: not copied (a device or FIFO, not a regular file)" for name in special)
     return Copied(written, len(plan.shards), tuple(notes))
