@@ -364,3 +364,49 @@ def test_output_copy_never_holds_a_link_that_leaves_and_reenters(dirty, tmp_path
     assert res.exit_code in (0, 1), res.output
     assert not os.path.lexists(os.path.join(out, "loop.json")) and "loop.json" in res.output
     assert os.readlink(os.path.join(out, "plain.json")) == "config.json"
+
+
+def _device_opens(monkeypatch) -> list[str]:
+    """Record every os.open of a device node (opening one can have effects: a watchdog node arms a
+    reboot, a tape rewinds), through a path or relative to a directory descriptor."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path, flags, mode=0o777, *, dir_fd=None):
+        try:
+            st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            opened.append(os.fspath(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", spy)
+    return opened
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root (as a tarball unpacked by root does)")
+def test_device_nodes_in_the_checkpoint_are_never_opened(dirty, monkeypatch):
+    for name in (SHARD2, "config.json"):  # a shard the index names, and the config
+        os.unlink(os.path.join(dirty, name))
+        os.mknod(os.path.join(dirty, name), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    opened = _device_opens(monkeypatch)
+    findings = fp8doctor.scan(dirty).findings
+    assert any(f.rule == "file-unreadable" and f.file == SHARD2 and "regular file" in f.message for f in findings)
+    out = os.path.join(os.path.dirname(dirty), "out")
+    fp8doctor.fix(dirty, output=out)  # repairs the shard that is a file; carries neither device
+    assert not os.path.lexists(os.path.join(out, "config.json"))
+    assert opened == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root (as a tarball unpacked by root does)")
+@pytest.mark.parametrize("name", ["lock", "00000000000000000001-1.json"])
+def test_device_nodes_in_the_journal_directory_are_never_opened(dirty, monkeypatch, name):
+    jdir = os.path.join(dirty, jr.JOURNAL_DIRNAME)
+    os.mkdir(jdir)
+    os.mknod(os.path.join(jdir, name), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    opened = _device_opens(monkeypatch)
+    with pytest.raises(FixError, match="regular file"):
+        fp8doctor.fix(dirty)
+    fp8doctor.scan(dirty)
+    assert opened == []

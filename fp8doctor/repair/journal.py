@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
+from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, refuse_device, unsafe_name
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
@@ -111,13 +111,17 @@ class _Dir:
 
 
 def open_in(dfd: int, name: str, flags: int, directory: str = "the journal directory") -> int:
-    """Open `name` inside the directory `dfd` without following a symlink; a symlink is refused."""
+    """Open `name` inside the directory `dfd` without following a symlink; a symlink or a device
+    node is refused."""
     try:
+        refuse_device(name, dfd)
         return os.open(name, flags | O_NOFOLLOW | O_CLOEXEC, 0o644, dir_fd=dfd)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise JournalError(f"{os.path.join(directory, name)} is a symlink; refusing to follow it (remove "
                                "it to continue)") from None
+        if e.errno == errno.EINVAL:
+            raise JournalError(f"{os.path.join(directory, name)} is not a regular file") from None
         raise
 
 
