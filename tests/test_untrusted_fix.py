@@ -410,3 +410,35 @@ def test_device_nodes_in_the_journal_directory_are_never_opened(dirty, monkeypat
         fp8doctor.fix(dirty)
     fp8doctor.scan(dirty)
     assert opened == []
+
+
+@pytest.mark.parametrize("how", ["file", "directory"])
+@pytest.mark.parametrize("flag", ["-o", "--write-baseline"])
+def test_report_inside_the_checkpoint_never_goes_through_its_links(dirty, tmp_path, how, flag):
+    """`scan CKPT -o CKPT/reports/r.json` (the GitHub action's default when the repository is the
+    checkpoint): a planted `r.json -> ~/.bashrc`, or a `reports -> /etc/cron.d`, would carry tensor
+    names the checkpoint chose into a file outside it. Refused, nothing outside written."""
+    victim_dir = tmp_path / "victim"
+    victim_dir.mkdir()
+    victim = victim_dir / "bashrc"
+    victim.write_text("keep me\n")
+    reports = os.path.join(dirty, "reports")
+    if how == "file":
+        os.mkdir(reports)
+        os.symlink(victim, os.path.join(reports, "r.json"))
+    else:
+        os.symlink(victim_dir, reports)
+    args = ["scan", dirty, "-f", "json", "-o", os.path.join(reports, "r.json")] if flag == "-o" else \
+        ["scan", dirty, "--write-baseline", os.path.join(reports, "r.json")]
+    res = runner.invoke(app, args)
+    _one_line_error(res)
+    assert "outside the checkpoint" in res.output
+    assert victim.read_text() == "keep me\n" and sorted(os.listdir(victim_dir)) == ["bashrc"]
+
+
+def test_report_inside_the_checkpoint_through_plain_directories_is_written(dirty):
+    os.mkdir(os.path.join(dirty, "reports"))
+    dest = os.path.join(dirty, "reports", "r.json")
+    res = runner.invoke(app, ["scan", dirty, "-f", "json", "-o", dest])
+    assert res.exit_code == 1, res.output
+    assert json.loads(_read(dest))["target"] == dirty

@@ -50,6 +50,18 @@ def escapes(root: str, name: str, allowed: str | None = None) -> str | None:
     return None if _within(real, os.path.realpath(allowed if allowed is not None else allowed_root(root))) else real
 
 
+def leads_out_of(path: str, root: str) -> str | None:
+    """Where `path` really leads when it lies in the checkpoint directory `root` (as spelt, or once
+    its directory is resolved) but resolves outside it, through a symlink the checkpoint holds; else
+    None. A file the user names outside the checkpoint is theirs: None."""
+    lexical = os.path.abspath(path)
+    real_root = os.path.realpath(root)
+    if not (_within(lexical, os.path.abspath(root)) or _within(os.path.realpath(os.path.dirname(lexical)), real_root)):
+        return None
+    real = os.path.realpath(lexical)
+    return None if _within(real, real_root) else real
+
+
 def refuse_device(name: str, dir_fd: int | None = None) -> None:
     """OSError(EINVAL) when `name` (relative to `dir_fd`, the link itself if a symlink) is a device
     node: opening one can act (a watchdog node arms a reboot, a tape rewinds), so fp8doctor never

@@ -86,10 +86,17 @@ def checkpoint_root(checkpoint_path: str) -> str:
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
 
-def _write(dest: str, text: Iterable[str]) -> None:
+def local_checkpoint_dir(checkpoint_path: str) -> str | None:
+    """The local checkpoint directory a report path must not leave through (None for a URL)."""
+    from fp8doctor.checkpoint.loader import is_remote
+
+    return None if is_remote(checkpoint_path) else checkpoint_root(checkpoint_path)
+
+
+def _write(dest: str, text: Iterable[str], checkpoint_path: str) -> None:
     from fp8doctor.userfiles import write_file
 
-    write_file(dest, text)
+    write_file(dest, text, local_checkpoint_dir(checkpoint_path))
 
 
 def scan_command(
@@ -161,7 +168,7 @@ def scan_command(
     color = not no_color(no_color_flag)
     if write_baseline is not None:
         try:
-            n = record_baseline(write_baseline, report, __version__)
+            n = record_baseline(write_baseline, report, __version__, local_checkpoint_dir(path))
         except BaselineError as e:
             raise typer.Exit(fail(str(e))) from None
         stderr_console(color).print(f"wrote {n} finding{'s' if n != 1 else ''} to baseline {write_baseline}",
@@ -196,7 +203,7 @@ def scan_command(
             continue
         to_file = True
         try:
-            _write(dest, pieces)
+            _write(dest, pieces, path)
         except OSError as e:
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
