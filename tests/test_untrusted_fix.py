@@ -442,3 +442,42 @@ def test_report_inside_the_checkpoint_through_plain_directories_is_written(dirty
     res = runner.invoke(app, ["scan", dirty, "-f", "json", "-o", dest])
     assert res.exit_code == 1, res.output
     assert json.loads(_read(dest))["target"] == dirty
+
+
+def test_output_through_a_link_in_the_checkpoint_is_refused(dirty, tmp_path):
+    """`fix CKPT --output CKPT/link/fixed` with a planted `link -> /somewhere`: the copy would land
+    outside the checkpoint, where the user did not ask for it. Refused."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, os.path.join(dirty, "link"))
+    res = runner.invoke(app, ["fix", dirty, "--output", os.path.join(dirty, "link", "fixed")])
+    _one_line_error(res)
+    assert os.listdir(elsewhere) == []
+
+
+def test_output_never_links_a_file_swapped_for_a_symlink(dirty, tmp_path, monkeypatch):
+    """An unchanged file carried into the copy by hard link is swapped for a symlink to a secret
+    after the containment check (when the temp directory is made): the copy never holds the secret."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    extra = os.path.join(dirty, "zz-extra.safetensors")
+    shutil.copy2(os.path.join(dirty, SHARD2), extra)
+    real_mkdir = os.mkdir
+
+    def swap_then_mkdir(path, *args, **kwargs):
+        if ".fp8doctor-tmp-" in os.fspath(path):
+            os.unlink(extra)
+            os.symlink(secret, extra)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", swap_then_mkdir)
+    out = str(tmp_path / "out")
+    try:
+        fp8doctor.fix(dirty, output=out)
+    except FixError:
+        pass
+    for dirpath, _, files in os.walk(out):
+        for n in files:
+            p = os.path.join(dirpath, n)
+            assert not os.path.islink(p) or os.path.realpath(p).startswith(os.path.realpath(out) + os.sep), p
+            assert _read(p) != b"top secret\n", p

@@ -14,7 +14,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 
-from fp8doctor.checkpoint.paths import escapes
+from fp8doctor.checkpoint.paths import O_CLOEXEC, escapes, leads_out_of, open_inside
 from fp8doctor.repair import journal as jr
 from fp8doctor.repair.apply import pread_all
 from fp8doctor.repair.errors import FixError, ShardChanged
@@ -31,35 +31,75 @@ class Copied:
     notes: tuple[str, ...]
 
 
-def _reflink(src: str, dst: str) -> bool:
+def _open_source(root: str, file: str, identity: tuple[int, int] | None = None) -> tuple[int, os.stat_result]:
+    """A read descriptor of the checkpoint's `file`, opened inside it without following a link
+    (open_inside): a file swapped for a symlink after the containment check fails instead of
+    carrying what the link points to into the copy. Must be a regular file (and the scanned one)."""
     try:
-        with open(src, "rb") as fs, open(dst, "wb") as fd:
-            fcntl.ioctl(fd.fileno(), FICLONE, fs.fileno())
+        fd = open_inside(root, file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ShardChanged(f"{file} changed since the scan ({e.strerror or e}); no copy was written") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (identity is not None and (st.st_dev, st.st_ino) != tuple(identity)):
+        os.close(fd)
+        raise ShardChanged(f"{file} changed since the scan (not the regular file it was); no copy was written")
+    return fd, st
+
+
+def _reflink(src_fd: int, dst_fd: int) -> bool:
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
         return True
     except OSError:
-        try:
-            os.unlink(dst)
-        except FileNotFoundError:
-            pass
         return False
 
 
-def _clone(src: str, dst: str) -> str:
-    """Reflink if the filesystem can, else a full copy; returns which."""
-    how = "reflinked" if _reflink(src, dst) else "copied"
-    if how == "copied":
-        shutil.copyfile(src, dst)
-    shutil.copymode(src, dst)
+def _copy(src_fd: int, dst_fd: int, size: int) -> None:
+    done = 0
+    while done < size:
+        chunk = os.pread(src_fd, min(16 << 20, size - done), done)
+        if not chunk:
+            break
+        jr.write_all(dst_fd, chunk, done)
+        done += len(chunk)
+
+
+def _clone(root: str, file: str, dst: str, identity: tuple[int, int] | None = None) -> str:
+    """Reflink if the filesystem can, else a full copy, from a descriptor of the source; returns which."""
+    fd, st = _open_source(root, file, identity)
+    try:
+        out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
+        try:
+            how = "reflinked" if _reflink(fd, out) else "copied"
+            if how == "copied":
+                _copy(fd, out, st.st_size)
+            os.fchmod(out, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
     return how
 
 
-def _link(src: str, dst: str) -> tuple[str, str]:
+def _link(root: str, file: str, dst: str) -> tuple[str, str]:
+    """Hard-link an unchanged file into the copy: the link must be the very inode open_inside found
+    inside the checkpoint (a name swapped in between is unlinked again, never kept)."""
+    fd, st = _open_source(root, file)
     try:
-        os.link(src, dst)
-        return "linked", ""
-    except OSError as e:
-        why = e.strerror or str(e)
-    return _clone(src, dst), why
+        try:
+            os.link(os.path.join(root, file), dst, follow_symlinks=False)
+        except OSError as e:
+            why = e.strerror or str(e)
+        else:
+            got = os.lstat(dst)
+            if (got.st_dev, got.st_ino) == (st.st_dev, st.st_ino):
+                return "linked", ""
+            os.unlink(dst)
+            raise ShardChanged(f"{file} changed since the scan (it was replaced while being linked); no copy was "
+                               "written")
+    finally:
+        os.close(fd)
+    return _clone(root, file, dst), why
 
 
 def _fsync_file(path: str) -> None:
@@ -117,6 +157,10 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     real_out = os.path.realpath(out)
     if real_out == root or real_out.startswith(root.rstrip(os.sep) + os.sep):
         raise FixError(f"--output {out} is inside the checkpoint directory; choose a directory outside it")
+    where = leads_out_of(out, plan.root)
+    if where is not None:
+        raise FixError(f"--output {out} lies in the checkpoint but leads to {where} through a link the checkpoint "
+                       "holds; choose a directory outside the checkpoint")
     if os.path.lexists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise FixError(f"--output {out} already exists and is not an empty directory; nothing was written")
     parent = os.path.dirname(os.path.abspath(out))
@@ -141,16 +185,16 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     try:
         os.mkdir(tmp)
         for file in shard_files:
-            src, dst = os.path.join(plan.root, file), os.path.join(tmp, file)
+            dst = os.path.join(tmp, file)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             sp = patched.get(file)
             if sp is None:
-                how, why = _link(src, dst)
+                how, why = _link(plan.root, file, dst)
                 if how != "linked":
                     notes.append(f"{file}: {how}, not hard-linked ({why})")
                 continue
             _check_source(plan.root, file, sp.size, sp.mtime_ns)
-            how = _clone(src, dst)
+            how = _clone(plan.root, file, dst, sp.identity)
             notes.append(f"{file}: {how} and patched")
             _check_source(plan.root, file, sp.size, sp.mtime_ns)
             fd = os.open(dst, os.O_RDWR)
@@ -176,7 +220,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
             elif os.path.islink(src):
                 os.symlink(os.readlink(src), dst)
             else:
-                shutil.copy2(src, dst)
+                _clone(plan.root, name, dst)  # through a descriptor opened inside the checkpoint
                 _fsync_file(dst)
         jr.fsync_dir(tmp)
         if os.path.isdir(out):
