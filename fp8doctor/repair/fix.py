@@ -41,6 +41,11 @@ class FixResult:
     verified: bool = False
     recovered: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    writes: int = 0
+    """pwrite calls into shards (one per span: padded ranges closer than a page share one)."""
+    journal_bytes: int = 0
+    """Bytes the journal's files take on disk (in place and undo)."""
+    journal_dir: str | None = None
 
     @property
     def bytes_changed(self) -> int:
@@ -62,7 +67,9 @@ class FixResult:
             "summary": {"tensors_changed": len(self.changes), "entries_changed": self.entries_changed,
                         "bytes_changed": self.bytes_changed, "bytes_written": self.bytes_written,
                         "shards_touched": self.shards_touched, "unfixable": len(self.unfixable),
-                        "seconds": round(self.seconds, 3)},
+                        "seconds": round(self.seconds, 3), "writes": self.writes,
+                        "journal_bytes": self.journal_bytes},
+            "journal_dir": self.journal_dir,
             "changes": [c.to_dict() for c in self.changes],
             "unfixable": [f.to_dict() for f in self.unfixable],
         }
@@ -142,19 +149,37 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
                 j = finished[-1][0]
                 return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), j.nbytes, len(j.shards),
                                  time.perf_counter() - t0, j.json_path, None, True, tuple(recovered), tuple(notes))
-            done = ap.undo_last(jdir, root)
+            done = ap.undo_last(jdir, root, progress)
             j = done.journal
             return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), done.bytes_written,
-                             done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes))
+                             done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes),
+                             done.writes, _dir_bytes(jdir), jdir)
         with open_checkpoint(path) as ckpt:
-            plan = build_plan(analyze(ckpt, options, progress), options)
+            plan = build_plan(analyze(ckpt, options, progress), options, progress)
         if plan.empty:
             return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
-                             time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes))
-        done = ap.apply_in_place(plan, jdir, path, __version__)
+                             time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes),
+                             journal_bytes=_dir_bytes(jdir), journal_dir=jdir)
+        done = ap.apply_in_place(plan, jdir, path, __version__, progress)
         return FixResult(path, "in-place", fill_name(options.fill), plan.changes, plan.unfixable, done.bytes_written,
                          done.shards_touched, time.perf_counter() - t0, done.journal.json_path, None, True,
-                         tuple(recovered), tuple(notes))
+                         tuple(recovered), tuple(notes), done.writes, _dir_bytes(jdir), jdir)
+
+
+def _dir_bytes(directory: str) -> int:
+    """Bytes of the journals kept in `directory` (every fix's, for undo)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    total = 0
+    for n in names:
+        if n.endswith((".bin", ".json")):
+            try:
+                total += os.lstat(os.path.join(directory, n)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str] | None,
@@ -169,7 +194,7 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
                            f"`fp8doctor fix {path}` (to complete it) or `--undo` (to roll it back) first")
         notes.append(f"an interrupted fix is recorded in {interrupted[0].json_path}; `fix` will complete it first")
     with open_checkpoint(path) as ckpt:
-        plan = build_plan(analyze(ckpt, options, progress), options)
+        plan = build_plan(analyze(ckpt, options, progress), options, progress)
         shard_files = sorted(ckpt.shards)
     fill = fill_name(options.fill)
     if dry_run:

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 
 from fp8doctor.repair import journal as jr
-from fp8doctor.repair.apply import pread_all
+from fp8doctor.repair import spans as sv
 from fp8doctor.repair.errors import FixError, ShardChanged
 from fp8doctor.repair.plan import RepairPlan
 
@@ -107,17 +107,21 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
             fd = os.open(dst, os.O_RDWR)
             try:
                 for p in sp.patches:
-                    if pread_all(fd, p.length, p.offset) != p.old:
-                        raise ShardChanged(f"shard {file} changed since the scan (bytes of {p.tensor} differ); "
-                                           "no copy was written")
+                    for span in p.spans():
+                        if not sv.holds(fd, span, span.old):
+                            raise ShardChanged(f"shard {file} changed since the scan (bytes of {p.tensor} differ); "
+                                               "no copy was written")
                 for p in sp.patches:
-                    jr.write_all(fd, p.new, p.offset)
-                    written += p.length
+                    for span in p.spans():
+                        data = sv.composed(fd, span, True)
+                        jr.write_all(fd, data, span.offset)
+                        written += len(data)
                 os.fsync(fd)
                 for p in sp.patches:
-                    if pread_all(fd, p.length, p.offset) != p.new:
-                        raise FixError(f"verification failed: the copy of {file} at 0x{p.offset:x} does not read "
-                                       "back what was written")
+                    for span in p.spans():
+                        if not sv.holds(fd, span, span.new):
+                            raise FixError(f"verification failed: the copy of {file} at 0x{span.offset:x} does not "
+                                           "read back what was written")
             finally:
                 os.close(fd)
         for name in carry:

@@ -33,9 +33,13 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
         console.print(Text(plain(line), "yellow"))
     if r.changes:
         verb = "restored" if r.mode == "undo" else "would change" if r.mode == "dry-run" else "changed"
-        console.print(Text(f"\nPadded scale entries {verb}", "bold"))
+        # the biggest changes first, capped like findings (a padded MoE export changes thousands of tensors)
+        shown = sorted(sorted(r.changes, key=lambda c: -c.nbytes)[:max(0, max_findings)],
+                       key=lambda c: (c.file, c.first_offset))
+        count = f" ({len(shown)} of {len(r.changes):,} tensors, largest first)" if len(shown) < len(r.changes) else ""
+        console.print(Text(f"\nPadded scale entries {verb}{count}", "bold"))
         last_file = None
-        for c in r.changes:
+        for c in shown:
             if c.file != last_file:
                 console.print(Text(f"  {plain(c.file)}", "dim"))
                 last_file = c.file
@@ -46,6 +50,14 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
             more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
             console.print(Text.assemble(("      ", ""), (_hex(c.before[:8]) + more, "red"), (" → ", ""),
                                         (_hex(c.after[:8]) + more, "green")))
+        if len(shown) < len(r.changes):
+            rest = [c for c in r.changes if c not in set(shown)] if len(r.changes) < 64 else None
+            n = len(r.changes) - len(shown)
+            entries = sum(c.entries for c in rest) if rest is not None else r.entries_changed - sum(
+                c.entries for c in shown)
+            nbytes = sum(c.nbytes for c in rest) if rest is not None else r.bytes_changed - sum(c.nbytes for c in shown)
+            console.print(Text(f"  ... {plural(n, 'more tensor')}: {entries:,} entries, {nbytes:,} bytes "
+                               "(--max-findings, or --format json for every tensor)", "dim"))
     if r.unfixable:
         shown = r.unfixable[:max_findings]
         console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",
@@ -73,15 +85,37 @@ def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
     failed = r.failed(fail_on)
     mark, style = ("✗", "bold red") if failed else ("✓", "bold green")
     if r.mode == "undo":
-        return Text(f"{mark} restored the original bytes of {what}: {r.bytes_written:,} bytes written to "
-                    f"{plural(r.shards_touched, 'shard')} in {r.seconds:.2f} s, verified (journal {plain(r.journal)})",
-                    style)
+        return Text(f"{mark} restored the original bytes of {what}: {r.bytes_changed:,} bytes in "
+                    f"{plural(r.shards_touched, 'shard')} ({_written(r)}) in {r.seconds:.2f} s, verified (journal "
+                    f"{plain(r.journal)})", style)
     if not r.changes:
         return Text(f"{mark} nothing to fix: no padded scale entry differs from the fill{remain}", style)
     if r.mode == "dry-run":
         return Text(f"{'✗' if failed else '!'} dry run: would change {r.bytes_changed:,} bytes ({what}) in "
                     f"{plural(n_shards, 'shard')}; nothing was written{remain}", "bold red" if failed else "yellow")
     where = f"; source untouched, copy in {plain(r.output)}" if r.mode == "output" else (
-        f"; journal {plain(r.journal)} (undo: fp8doctor fix --undo {plain(r.target)})")
-    return Text(f"{mark} fixed {what}: {r.bytes_written:,} bytes written to {plural(r.shards_touched, 'shard')} "
-                f"in {r.seconds:.2f} s, verified{where}{remain}", style)
+        f"; journal {plain(r.journal)} (undo: fp8doctor fix --undo {plain(r.target)}){_kept(r)}")
+    return Text(f"{mark} fixed {what}: {r.bytes_changed:,} bytes changed in {plural(r.shards_touched, 'shard')} "
+                f"({_written(r)}) in {r.seconds:.2f} s, verified{where}{remain}", style)
+
+
+def _written(r: FixResult) -> str:
+    calls = f" in {plural(r.writes, 'write')}" if r.writes else ""
+    return f"{r.bytes_written:,} bytes written{calls}"
+
+
+def _kept(r: FixResult) -> str:
+    """Where the journals are and what they cost: they sit inside the checkpoint, and upload tools take
+    hidden directories along."""
+    if not r.journal_dir:
+        return ""
+    return (f". Journals kept in {plain(r.journal_dir)}: {_size(r.journal_bytes)}; once the fix is accepted, remove "
+            f"them before uploading: rm -r {plain(r.journal_dir)}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n}"
