@@ -16,6 +16,25 @@ from benchmarks.common import is_scale, read_header, shard_files
 CHUNK = 16 << 20
 
 
+def pread_only(root: str) -> dict[str, int]:
+    """The I/O floor: pread every scale tensor's bytes once (same chunks as the floor), nothing else."""
+    tensors = nbytes = 0
+    for path in shard_files(root):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            start, header = read_header(fd)
+            for name, e in header.items():
+                if name == "__metadata__" or not is_scale(name, e["dtype"]):
+                    continue
+                b, end = e["data_offsets"]
+                for off in range(b, end, CHUNK):
+                    nbytes += len(os.pread(fd, min(CHUNK, end - off), start + off))
+                tensors += 1
+        finally:
+            os.close(fd)
+    return {"tensors": tensors, "bytes": nbytes}
+
+
 def floor_scan(root: str) -> dict[str, int]:
     hist = np.zeros(256, dtype=np.int64)
     tensors = nbytes = 0
