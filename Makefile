@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint fuzz bench clean
+.PHONY: demo test lint fuzz bench clean dist
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
 	$(BIN)/python -m pytest
 
 CASES ?= 100000
@@ -31,8 +31,12 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# sdist and wheel in dist/ (the test suite builds them too, from a copy of the tree)
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+
 lint: $(STAMP)
-	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz
+	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
 
 clean:
 	rm -rf $(VENV) demo-checkpoint .pytest_cache

@@ -24,6 +24,11 @@ def fp8doctor(*args: str) -> int:
     return subprocess.call([sys.executable, "-m", "fp8doctor", *args])
 
 
+def write_checkpoint(root: str) -> None:
+    """The demo's checkpoint, clean (the GitHub Action's test scans it too)."""
+    synth.deepseek_v4_mla(root, layers=2, shards=2)
+
+
 def break_padding(root: str) -> int:
     """Leftover-memory bytes in every padded scale entry of layer 0, as torch.empty leaves them."""
     return synth.garble_padding(root, "layers.0.")
@@ -32,7 +37,7 @@ def break_padding(root: str) -> int:
 def main() -> int:
     shutil.rmtree(TARGET, ignore_errors=True)
     step("1. write a small DeepSeek-V4-style checkpoint (FP8 attention, FP4 experts, padded E8M0 scales)")
-    synth.deepseek_v4_mla(TARGET, layers=2, shards=2)
+    write_checkpoint(TARGET)
     print(f"wrote {TARGET}")
     step("2. a clean scan")
     if fp8doctor("scan", TARGET) != 0:

@@ -99,6 +99,23 @@ class Settings:
         """Findings not matched by a per-tensor-glob ignore."""
         return filter_findings(findings, self.ignore_tensors)
 
+    def describe(self) -> dict[str, Any]:
+        """The configuration a run used, as plain JSON data (SARIF `invocations`): the file it came
+        from (None: no file) and every value after flags were merged in."""
+        o = self.options
+        return {
+            "file": self.config_path,
+            "fail_on": self.fail_on.value,
+            "select": list(o.select),
+            "ignore": list(o.ignore),
+            "fill": o.fill if isinstance(o.fill, str) else f"0x{o.fill:02x}",
+            "layouts": [{"pattern": x.pattern, "block": list(x.block) if x.block else None,
+                         "logical": list(x.logical_shape) if x.logical_shape else None} for x in o.overrides],
+            "ignore_tensors": [{"pattern": i.pattern, "rules": list(i.rules), "reason": i.reason}
+                               for i in self.ignore_tensors],
+            "baseline": self.baseline,
+        }
+
 
 def filter_findings(findings: Iterable[Finding], ignores: Iterable[TensorIgnore]) -> tuple[Finding, ...]:
     ignores = tuple(ignores)

@@ -36,3 +36,25 @@ def broken_checkpoint_repo(tmp_path) -> tuple:
     synth.deepseek_v4(str(ckpt))
     break_padding(str(ckpt))
     return root, ckpt
+
+
+def grow_headers(root: str, pad: int = 4096) -> None:
+    """Rewrite every shard under `root` with `pad` more header bytes (a `__metadata__` entry), as a
+    re-save by another tool would: the data stays, every absolute byte offset moves."""
+    import json
+    import os
+    import struct
+
+    for name in sorted(os.listdir(root)):
+        if not name.endswith(".safetensors"):
+            continue
+        path = os.path.join(root, name)
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+            body = fh.read()
+        header.setdefault("__metadata__", {})["rewritten_by"] = "x" * pad
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(path, "wb") as fh:
+            fh.write(struct.pack("<Q", len(raw)) + raw + body)

@@ -69,3 +69,24 @@ def ct(tmp_path):
     d = str(tmp_path / "ct")
     synth.compressed_tensors_mxfp4(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory):
+    """`python -m build` (isolated, as CI and a release do) of a copy of the source: (sdist, wheel)."""
+    from tests.packaging_helpers import build_dist
+
+    return build_dist(str(tmp_path_factory.mktemp("dist")))
+
+
+@pytest.fixture(scope="session")
+def action_install(dist, tmp_path_factory):
+    """The action's install step, run once: the built wheel into a fresh venv under RUNNER_TEMP."""
+    from tests.action_runner import run_action
+
+    temp = tmp_path_factory.mktemp("runner-temp")
+    ws = tmp_path_factory.mktemp("workspace")
+    run = run_action({"paths": "nothing", "version": dist[1]}, str(ws), str(temp))
+    install = run.step("install")
+    assert install.returncode == 0, install.stdout + install.stderr
+    return install

@@ -1,10 +1,12 @@
 """SARIF 2.1.0: validates against the OASIS schema, describes every rule, locates findings in the
-repository, and keeps fingerprints stable per rule + file + tensor."""
+repository, and keeps fingerprints stable per rule + file + tensor (+ region), whatever the byte offsets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 
 import jsonschema
 import pytest
@@ -15,7 +17,7 @@ from fp8doctor.cli.app import app
 from fp8doctor.findings import Finding, Region, Report, Severity
 from fp8doctor.reporters import RenderContext, sarif
 from fp8doctor.rules.catalog import RULES
-from tests.ci_helpers import ODD_NAME, break_padding, broken_checkpoint_repo, odd_names_checkpoint
+from tests.ci_helpers import ODD_NAME, break_padding, broken_checkpoint_repo, grow_headers, odd_names_checkpoint
 from tests.conftest import run_cli
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "data", "sarif-schema-2.1.0.json")
@@ -140,3 +142,72 @@ def test_levels_and_file_less_findings(tmp_path):
     ctx = RenderContext(source_root=str(tmp_path / "elsewhere"), checkpoint_root="/models/ck")
     loc = sarif.sarif_dict(report, ctx)["runs"][0]["results"][1]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"] == {"uri": "file:///models/ck/a.safetensors"}
+
+
+def _by_key(results):
+    return {(r["ruleId"], r["properties"]["file"], r["properties"]["tensor"]): r for r in results}
+
+
+def test_fingerprints_survive_a_rewritten_shard_whose_offsets_moved(repo, tmp_path):
+    root, ckpt = repo
+    before = _by_key(sarif_of(ckpt, cwd=root)["runs"][0]["results"])
+    grow_headers(str(ckpt))
+    after_doc = sarif_of(ckpt, cwd=root)
+    validate(after_doc)
+    after = _by_key(after_doc["runs"][0]["results"])
+    assert before.keys() == after.keys() and before
+    for key, res in before.items():
+        moved = after[key]
+        assert moved["properties"]["byte_offset"] != res["properties"]["byte_offset"]  # the offsets did move
+        assert moved["partialFingerprints"] == res["partialFingerprints"]
+        assert set(res["partialFingerprints"]) == {"fp8doctor/v1", "primaryLocationLineHash"}
+        assert re.fullmatch(r"[0-9a-f]{16}:1", res["partialFingerprints"]["primaryLocationLineHash"])
+
+
+def test_primary_hash_tells_rule_path_tensor_and_region_apart(tmp_path):
+    base = Finding("scale-nan", Severity.ERROR, "a.safetensors", "t", "nan", Region.LOGICAL, 16)
+    variants = [base, dataclasses.replace(base, region=Region.PADDING), dataclasses.replace(base, tensor="u"),
+                dataclasses.replace(base, rule="scale-zero"), dataclasses.replace(base, file="b.safetensors")]
+    same = [dataclasses.replace(base, byte_offset=4096, count=7, message="other", index=(3, 4))]
+
+    def primary(findings, ckpt="ck"):
+        ctx = RenderContext(source_root=str(tmp_path), checkpoint_root=str(tmp_path / ckpt))
+        doc = sarif.sarif_dict(Report("ck", tuple(findings)), ctx)
+        validate(doc)
+        return [r["partialFingerprints"]["primaryLocationLineHash"] for r in doc["runs"][0]["results"]]
+
+    hashes = primary(variants)
+    assert len(set(hashes)) == len(variants)
+    assert primary(same) == hashes[:1]  # offset, count, message and index are not identity
+    assert primary([base], ckpt="other") != hashes[:1]  # the same tensor in another checkpoint of the repo
+
+
+def test_run_names_its_analysis_exit_code_and_configuration(repo, tmp_path):
+    root, _ckpt = repo
+    (root / "fp8doctor.toml").write_text('fail-on = "warning"\nfill = "0x01"\n'
+                                         '[[ignore-tensors]]\npattern = "nothing.*"\nreason = "test"\n')
+    doc = sarif_of("models/v4", "--ignore", "scale-outlier", cwd=root)
+    validate(doc)
+    [run] = doc["runs"]
+    assert run["automationDetails"]["id"] == "fp8doctor/scan/models/v4/"
+    [inv] = run["invocations"]
+    assert inv["exitCode"] == 1 and inv["exitCodeDescription"] == "findings at or above warning"
+    cfg = inv["properties"]["configuration"]
+    assert os.path.samefile(cfg["file"], root / "fp8doctor.toml")
+    assert cfg["fail_on"] == "warning" and cfg["fill"] == "0x01" and cfg["ignore"] == ["scale-outlier"]
+    assert cfg["ignore_tensors"] == [{"pattern": "nothing.*", "rules": [], "reason": "test"}]
+    assert "scale-outlier" not in inv["properties"]["rules"]
+
+
+def test_clean_run_and_baseline_writing_run_say_exit_zero(v4, repo, tmp_path):
+    [inv] = sarif_of(v4, cwd=tmp_path)["runs"][0]["invocations"]
+    assert inv["exitCode"] == 0 and inv["properties"]["configuration"]["file"] is None
+    root, ckpt = repo
+    r = run_cli("scan", str(ckpt), "--format", "sarif", "--write-baseline", str(tmp_path / "b.json"), cwd=str(root))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["runs"][0]["results"] and doc["runs"][0]["invocations"][0]["exitCode"] == 0
+    # library rendering knows no exit code: the invocation leaves it out rather than guess
+    doc = sarif.sarif_dict(Report("ck", ()), RenderContext())
+    validate(doc)
+    assert "exitCode" not in doc["runs"][0]["invocations"][0]

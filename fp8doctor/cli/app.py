@@ -18,7 +18,7 @@ app = typer.Typer(
     name="fp8doctor",
     help="Inspect and repair the E8M0/FP8/MXFP4 scale tensors of safetensors checkpoints.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -10,6 +10,7 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fp8doctor.findings import Report, Severity
 
@@ -30,6 +31,8 @@ class RenderContext:
     `source_root` is the directory artifact paths are made relative to (the git toplevel holding
     the checkpoint, else the current directory); `checkpoint_root` is the directory finding files
     are relative to. `suppressed` counts findings the baseline hid; `rules` the rule ids that ran.
+    `exit_code` is the code the command exits with (None: not known, e.g. a library caller);
+    `configuration` the settings the run used (`Settings.describe()`), where the caller has them.
     """
 
     version: str = ""
@@ -42,6 +45,8 @@ class RenderContext:
     baseline: str | None = None
     suppressed: int = 0
     rules: tuple[str, ...] = field(default_factory=tuple)
+    exit_code: int | None = None
+    configuration: dict[str, Any] | None = None
 
     def artifact_path(self, file: str | None) -> tuple[str, bool]:
         """(path, inside): a checkpoint file's path relative to `source_root` with forward slashes

@@ -3,8 +3,15 @@
 Every rule of the catalogue is described in `tool.driver.rules`; each finding is a result whose
 location is its shard file relative to the repository root (`%SRCROOT%`). Shards are binary, so
 the region is line 1 (GitHub requires a startLine) and the byte offset, tensor and index travel in
-the message and the result's properties. `partialFingerprints` hash rule + file + tensor, so an
-alert keeps its identity across runs however the message's counts change.
+the message and the result's properties.
+
+Identity across runs (`partialFingerprints`): `fp8doctor/v1` hashes rule + file + tensor (as in
+0.1.0); `primaryLocationLineHash` hashes rule + repository path + tensor + region. Neither holds a
+byte offset, a count or the message, so rewriting a shard (which moves every offset) or different
+garbage in the same entries keeps the alert. Giving `primaryLocationLineHash` ourselves matters: the
+upload-sarif action otherwise computes it from "line 1" of the binary shard, i.e. the header bytes,
+which change whenever offsets move. `automationDetails.id` names the analysis per target, and the
+invocation carries the exit code and the configuration the run used.
 """
 
 from __future__ import annotations
@@ -23,10 +30,34 @@ LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "n
 PROBLEM_SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "recommendation"}
 
 
+PRIMARY_KEY = "primaryLocationLineHash"
+AUTOMATION_PREFIX = "fp8doctor/scan"
+
+
 def fingerprint(rule: str, file: str | None, tensor: str | None) -> str:
     """A stable identity for a finding: the same rule on the same tensor of the same file."""
     key = json.dumps([rule, file, tensor], ensure_ascii=True)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def location_hash(rule: str, path: str, tensor: str | None, region: str) -> str:
+    """GitHub's `primaryLocationLineHash` for a finding: rule + repository path + tensor + region,
+    in GitHub's "HEX:OCCURRENCE" shape (one finding per rule and tensor, so occurrence 1)."""
+    key = json.dumps([rule, path, tensor, region], ensure_ascii=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16] + ":1"
+
+
+def fingerprints(f: Finding, ctx: RenderContext) -> dict[str, str]:
+    path, _ = ctx.artifact_path(f.file)
+    return {FINGERPRINT_KEY: fingerprint(f.rule, f.file, f.tensor),
+            PRIMARY_KEY: location_hash(f.rule, path, f.tensor, f.region.value)}
+
+
+def automation_id(ctx: RenderContext) -> str:
+    """`fp8doctor/scan/<target>/`: the category (trailing slash: no run id) code scanning keeps
+    alerts under, one per scanned checkpoint, so scanning two checkpoints never closes the other's."""
+    path, _ = ctx.artifact_path(None)
+    return f"{AUTOMATION_PREFIX}/{path.strip('/') or '.'}/"
 
 
 def _rule_descriptors() -> list[dict[str, Any]]:
@@ -70,6 +101,21 @@ def _message(f: Finding) -> str:
     return f"{f.message}{suffix}{fix}"
 
 
+def _invocation(report: Report, ctx: RenderContext) -> dict[str, Any]:
+    props: dict[str, Any] = {"target": report.target, "summary": report.summary(), "baseline": ctx.baseline,
+                             "suppressedByBaseline": ctx.suppressed, "failOn": ctx.fail_on.value,
+                             "rules": list(ctx.rules)}
+    if ctx.configuration is not None:
+        props["configuration"] = ctx.configuration
+    invocation: dict[str, Any] = {"executionSuccessful": True, "properties": props}
+    if ctx.exit_code is not None:
+        failed = report.failed(ctx.fail_on)
+        invocation["exitCode"] = ctx.exit_code
+        invocation["exitCodeDescription"] = (f"findings at or above {ctx.fail_on.value}" if failed
+                                             else f"no finding at or above {ctx.fail_on.value}")
+    return invocation
+
+
 def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
     rules = _rule_descriptors()
     index = {r["id"]: i for i, r in enumerate(rules)}
@@ -80,7 +126,7 @@ def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
             "level": LEVEL[f.severity],
             "message": {"text": _message(f)},
             "locations": [_location(f, ctx)],
-            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f.rule, f.file, f.tensor)},
+            "partialFingerprints": fingerprints(f, ctx),
             "properties": {k: v for k, v in f.to_dict().items() if k not in ("rule", "severity", "message")},
         }
         if f.rule in index:
@@ -90,9 +136,9 @@ def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
         "tool": {"driver": {"name": "fp8doctor", "version": ctx.version, "semanticVersion": ctx.version,
                             "rules": rules}},
         "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "The repository root."}}},
-        "invocations": [{"executionSuccessful": True,
-                         "properties": {"target": report.target, "summary": report.summary(),
-                                        "baseline": ctx.baseline, "suppressedByBaseline": ctx.suppressed}}],
+        "automationDetails": {"id": automation_id(ctx),
+                              "description": {"text": f"fp8doctor scan of {report.target}"}},
+        "invocations": [_invocation(report, ctx)],
         "results": results,
     }
     if not ctx.version:
