@@ -204,7 +204,7 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
     link, carry = _carried(root, path, shard_files)
     copied = write_copy(plan, out, link, carry)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
-                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes)
+                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes, copied.writes)
 
 
 def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str],
@@ -255,4 +255,4 @@ def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | o
     notes = (f"fetched {len(need)} of {total} shards ({fetched:,} bytes); {out} holds only the repaired shards{held}",
              *copied.notes)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
-                     time.perf_counter() - t0, None, out, True, (), notes)
+                     time.perf_counter() - t0, None, out, True, (), notes, copied.writes)

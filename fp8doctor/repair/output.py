@@ -27,6 +27,7 @@ class Copied:
     bytes_written: int
     shards_touched: int
     notes: tuple[str, ...]
+    writes: int = 0
 
 
 def _reflink(src: str, dst: str) -> bool:
@@ -88,7 +89,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.fp8doctor-tmp-{os.getpid()}")
     patched = {s.file: s for s in plan.shards}
     notes: list[str] = []
-    written = 0
+    written = calls = 0
     try:
         os.mkdir(tmp)
         for file in shard_files:
@@ -116,6 +117,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
                         data = sv.composed(fd, span, True)
                         jr.write_all(fd, data, span.offset)
                         written += len(data)
+                        calls += 1
                 os.fsync(fd)
                 for p in sp.patches:
                     for span in p.spans():
@@ -145,4 +147,4 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
                 raise jr.os_error(e, f"cannot write the copy in {out}") from None
             raise FixError(f"cannot write the copy in {out}: {e.strerror or e}; nothing was written") from None
         raise
-    return Copied(written, len(plan.shards), tuple(notes))
+    return Copied(written, len(plan.shards), tuple(notes), calls)
