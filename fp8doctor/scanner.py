@@ -197,7 +197,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
     return results  # type: ignore[return-value]
 
 
-def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -> Tally | None:
+def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions, quick: bool = False) -> Tally | None:
     """A Tally for the tensor, or None when only the mask-based rules can judge it."""
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     if encoding is None or not supported(encoding, t.shape):
@@ -210,24 +210,44 @@ def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -
             return None
         if layout.has_padding:
             want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
-    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in ("f32", "bf16", "f16"))
+    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in ("f32", "bf16", "f16"), quick)
 
 
 def _clean(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
            raw: Callable[[], bytes | memoryview]) -> _Checked | None:
-    """The outcome when the real box is clean (only the padding rule may fire); None when unsure."""
-    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-    if not ok:
-        return None
+    """The outcome when the real box is clean (only the padding rule may fire); None when unsure.
+    A quick tally decides from its band (median known as an interval), a full one from its histogram."""
+    if tally.quick:
+        band = tally.band(content.outlier_span, UNINIT_FAR)
+        if band is None:
+            return None
+        lo, hi = band
+        summary = TensorSummary(t.name, t.file, t.offset, lo, kind_of(t.name), hi if hi != lo else None)
+    else:
+        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+        if not ok:
+            return None
+        summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     findings: list[Finding] = []
     if tally.pad_bad and layout is not None:
         entries = raw_view(layout.encoding, raw(), t.shape)
         findings = list(check_padding_raw(layout, entries, content.fill))
-    return findings, TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+    return findings, summary
+
+
+QUICK = True
+"""Judge 1-byte scale tensors by the quick test first (min/max of the real box; a histogram only
+for tensors that fail it). False: always the histogram (the property tests compare both)."""
 
 
 def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryview, content: ContentOptions,
                read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
+    quick = _tally(layout, t, content, quick=QUICK)
+    if quick is not None and quick.quick:
+        quick.add(data, 0)
+        done = _clean(quick, t, layout, content, lambda: data)
+        if done is not None:
+            return done
     tally = _tally(layout, t, content)
     if tally is not None:
         tally.add(data, 0)
@@ -249,18 +269,38 @@ def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: Con
     def read_rows(r0: int, n: int) -> bytes:
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
 
-    tally = _tally(layout, t, content)
-    if tally is not None:
-        rows = max(1, MAX_READ // max(1, row_bytes))
+    rows = max(1, MAX_READ // max(1, row_bytes))
+    for quick in (True, False) if QUICK else (False,):  # the quick test, then (unsure) the histogram
+        tally = _tally(layout, t, content, quick)
+        if tally is None or (quick and not tally.quick):
+            continue
         for r in range(0, t.shape[0], rows):
             tally.add(read_rows(r, min(rows, t.shape[0] - r)), r)
-        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-        if ok and not tally.pad_bad:
-            return [], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+        if not tally.pad_bad:
+            done = _clean(tally, t, layout, content, lambda: b"")
+            if done is not None:
+                return done
     if not row_bytes:
         return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
     # A finding (or an encoding the tally does not know): the rules, in row slabs (bounded memory)
     return check_tensor_slabs(layout, t, read_rows, content, read_weight)
+
+
+def exact_median(t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
+                 read: Callable[[int, int], bytes]) -> int:
+    """The median exponent of a tensor the quick test found clean, from a histogram of its real box
+    (read in row slabs of at most MAX_READ bytes)."""
+    tally = _tally(layout, t, content)
+    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
+    rows = max(1, MAX_READ // max(1, row_bytes))
+    if tally is None:
+        raise ValueError(f"{t.name}: no histogram for this encoding")
+    for r in range(0, t.shape[0], rows):
+        tally.add(read(r * row_bytes, min(rows, t.shape[0] - r) * row_bytes), r)
+    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+    if not ok or median is None:  # the quick test proved it clean: the histogram agrees
+        raise AssertionError(f"{t.name}: the quick test and the histogram disagree")
+    return median
 
 
 def _read_whole(src, t: TensorInfo) -> bytes:
@@ -318,7 +358,12 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
             result.checked += 1
             if summary is not None:
                 summaries.append(summary)
-    result.findings.extend(check_kinds(summaries, options.outlier_span))
+    def exact(summary: TensorSummary) -> int:
+        """The exact median exponent of a tensor the quick test judged (re-read, histogrammed)."""
+        t = ckpt.tensors[summary.name]
+        return exact_median(t, result.layouts.get(t.name), content, lambda start, n: ckpt.read(t, start, n))
+
+    result.findings.extend(check_kinds(summaries, options.outlier_span, exact))
     if progress is not None:
         progress.finish()
     return result
