@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 CASES ?= 100000
@@ -37,6 +38,7 @@ dist: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) demo-checkpoint .pytest_cache
+	rm -rf $(VENV) demo-checkpoint .pytest_cache .mypy_cache

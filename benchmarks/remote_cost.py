@@ -17,8 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fp8doctor import scan, synth
+from fp8doctor import scan
 from fp8doctor.checkpoint import remote
+from fp8doctor.testing import synth
 from tests.fakehub import FakeServer
 
 

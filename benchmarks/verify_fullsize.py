@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from fp8doctor import synth
+from fp8doctor.testing import synth
 
 
 def build_v32(directory: str, experts: int) -> None:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from fp8doctor import synth
+from fp8doctor.testing import synth
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.join(os.path.dirname(HERE), "demo-checkpoint")

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from fp8doctor import synth  # noqa: E402
+from fp8doctor.testing import synth  # noqa: E402
 
 OUT = os.path.join(HERE, "dump_walkthrough.md")
 CKPT = "broken-v4"
@@ -59,9 +59,9 @@ def main() -> int:
             "## 1. A broken checkpoint\n",
             "A small DeepSeek-V4-style checkpoint (FP8 attention with E8M0 `.scale` tensors padded to a "
             "multiple of 4, FP4 experts whose intermediate size is padded from 80 to 96) written with "
-            "`fp8doctor.synth.deepseek_v4`, then the padded scale entries of layer 0 overwritten with what "
+            "`fp8doctor.testing.synth.deepseek_v4`, then the padded scale entries of layer 0 overwritten with what "
             f"`torch.empty` leaves behind: random bytes, every 7th one 0xFF (NaN). {n} bytes in all.\n",
-            "```python\nfrom fp8doctor import synth\nsynth.deepseek_v4(\"broken-v4\", layers=2, shards=2)\n"
+            "```python\nfrom fp8doctor.testing import synth\nsynth.deepseek_v4(\"broken-v4\", layers=2, shards=2)\n"
             "# then: random bytes into every padded entry of layer 0 (see break_padding in the script)\n```\n",
             "The scan flags them:\n",
             block(run(work, "scan", CKPT, "--select", "scale-padding-nonzero", "--max-findings", "3")[0]),

@@ -31,7 +31,7 @@ _EXPORTS = {
     "FixError": "fp8doctor.repair.errors",
     "FixResult": "fp8doctor.repair.fix",
     "fix": "fp8doctor.repair.fix",
-    "VerifyError": "fp8doctor.reference.layer",
+    "VerifyError": "fp8doctor.errors",
     "VerifyOptions": "fp8doctor.reference.layer",
     "VerifyResult": "fp8doctor.reference.layer",
     "verify": "fp8doctor.reference.layer",
@@ -65,9 +65,10 @@ __all__ = [
 if TYPE_CHECKING:
     from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.dumper import DumpError, DumpOptions, RowRange, TensorDump, dump
+    from fp8doctor.errors import VerifyError
     from fp8doctor.findings import Finding, Region, Report, Severity
     from fp8doctor.layouts.model import LayoutOverride, ScaleLayout
-    from fp8doctor.reference.layer import VerifyError, VerifyOptions, VerifyResult, verify
+    from fp8doctor.reference.layer import VerifyOptions, VerifyResult, verify
     from fp8doctor.repair.errors import FixError
     from fp8doctor.repair.fix import FixResult, fix
     from fp8doctor.scanner import ScanOptions, scan

@@ -26,6 +26,7 @@ import numpy as np
 from fp8doctor.checkpoint.dtypes import DTYPE_BITS
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Severity
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
@@ -41,7 +42,7 @@ NO_MARK = -1
 _WHY_NO_LAYOUT = ("scale-orphan", "layout-unknown", "scale-shape-mismatch")
 
 
-class DumpError(ValueError):
+class DumpError(Fp8DoctorError, ValueError):
     """The selection cannot be dumped (unknown name, not a scale, glob matching nothing, bad rows).
     The message is one line; the CLI exits 2."""
 

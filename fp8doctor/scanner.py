@@ -21,22 +21,22 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
-from fp8doctor.layouts.codecs import raw_view
-from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout, fill_bytes
+from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
+from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
+from fp8doctor.rules import judge
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.content import (
-    RULE_SLAB,
     UNINIT_FAR,
     ContentOptions,
     TensorSummary,
     check_kinds,
-    check_padding_raw,
     check_tensor,
     check_tensor_slabs,
     kind_of,
 )
-from fp8doctor.rules.tally import TALLY_ITEMSIZE, Tally, medians_of_many, supported
+from fp8doctor.rules.judge import judge_scale_tensor, tally_for
+from fp8doctor.rules.tally import TALLY_ITEMSIZE, medians_of_many
 
 COALESCE_GAP = 1 << 16
 """Scale tensors closer than this in one file are read with one pread (gap bytes are discarded)."""
@@ -164,6 +164,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
     if len(batch) > 1:
         for i, t in enumerate(batch):
             layout = layouts.get(t.name)
+            encoding: str | None
             if layout is not None:
                 encoding = layout.encoding
                 if layout.logical_shape != t.shape:
@@ -184,7 +185,7 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
         item = TALLY_ITEMSIZE[encoding]
         starts = [(batch[i].offset - start - rem) // item for i in members]
         counts = [batch[i].nbytes // item for i in members]
-        ue8m0 = content.ue8m0 and encoding in ("f32", "bf16", "f16")
+        ue8m0 = content.ue8m0 and encoding in FLOAT_ENCODINGS
         medians = medians_of_many(encoding, blob[rem:], starts, counts, ue8m0, content.outlier_span, UNINIT_FAR)
         for i, median in zip(members, medians):
             if median is not None:
@@ -197,68 +198,9 @@ def _check_batch(batch: list[TensorInfo], start: int, blob: memoryview, layouts:
     return results  # type: ignore[return-value]
 
 
-def _tally(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions, quick: bool = False) -> Tally | None:
-    """A Tally for the tensor, or None when only the mask-based rules can judge it."""
-    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
-    if encoding is None or not supported(encoding, t.shape):
-        return None
-    want = None
-    box = t.shape
-    if layout is not None:
-        box = layout.logical_shape
-        if len(box) != len(t.shape):
-            return None
-        if layout.has_padding:
-            want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
-    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in ("f32", "bf16", "f16"), quick)
-
-
-def _clean(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
-           raw: Callable[[], bytes | memoryview]) -> _Checked | None:
-    """The outcome when the real box is clean (only the padding rule may fire); None when unsure.
-    A quick tally decides from its band (median known as an interval), a full one from its histogram."""
-    if tally.quick:
-        band = tally.band(content.outlier_span, UNINIT_FAR)
-        if band is None:
-            return None
-        lo, hi = band
-        summary = TensorSummary(t.name, t.file, t.offset, lo, kind_of(t.name), hi if hi != lo else None)
-    else:
-        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-        if not ok:
-            return None
-        summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
-    findings: list[Finding] = []
-    if tally.pad_bad and layout is not None:
-        entries = raw_view(layout.encoding, raw(), t.shape)
-        findings = list(check_padding_raw(layout, entries, content.fill))
-    return findings, summary
-
-
-QUICK = True
-"""Judge 1-byte scale tensors by the quick test first (min/max of the real box; a histogram only
-for tensors that fail it). False: always the histogram (the property tests compare both)."""
-
-
 def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryview, content: ContentOptions,
                read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
-    quick = _tally(layout, t, content, quick=QUICK)
-    if quick is not None and quick.quick:
-        quick.add(data, 0)
-        done = _clean(quick, t, layout, content, lambda: data)
-        if done is not None:
-            return done
-    tally = _tally(layout, t, content)
-    if tally is not None:
-        tally.add(data, 0)
-        done = _clean(tally, t, layout, content, lambda: data)
-        if done is not None:
-            return done
-    if t.nbytes > RULE_SLAB and t.shape and t.shape[0]:  # decoding it whole would take ~10x its size
-        row_bytes = t.nbytes // t.shape[0]
-        return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], content,
-                                  read_weight)
-    return check_tensor(layout, t, bytes(data), content, read_weight)
+    return judge_scale_tensor(t, data, layout, content, read_weight)
 
 
 def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
@@ -270,37 +212,20 @@ def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: Con
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
 
     rows = max(1, MAX_READ // max(1, row_bytes))
-    for quick in (True, False) if QUICK else (False,):  # the quick test, then (unsure) the histogram
-        tally = _tally(layout, t, content, quick)
+    for quick in (True, False) if judge.QUICK else (False,):  # the quick test, then (unsure) the histogram
+        tally = tally_for(layout, t, content, quick)
         if tally is None or (quick and not tally.quick):
             continue
         for r in range(0, t.shape[0], rows):
             tally.add(read_rows(r, min(rows, t.shape[0] - r)), r)
         if not tally.pad_bad:
-            done = _clean(tally, t, layout, content, lambda: b"")
+            done = judge.clean_outcome(tally, t, layout, content, lambda: b"")
             if done is not None:
                 return done
     if not row_bytes:
         return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
     # A finding (or an encoding the tally does not know): the rules, in row slabs (bounded memory)
     return check_tensor_slabs(layout, t, read_rows, content, read_weight)
-
-
-def exact_median(t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
-                 read: Callable[[int, int], bytes]) -> int:
-    """The median exponent of a tensor the quick test found clean, from a histogram of its real box
-    (read in row slabs of at most MAX_READ bytes)."""
-    tally = _tally(layout, t, content)
-    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
-    rows = max(1, MAX_READ // max(1, row_bytes))
-    if tally is None:
-        raise ValueError(f"{t.name}: no histogram for this encoding")
-    for r in range(0, t.shape[0], rows):
-        tally.add(read(r * row_bytes, min(rows, t.shape[0] - r) * row_bytes), r)
-    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-    if not ok or median is None:  # the quick test proved it clean: the histogram agrees
-        raise AssertionError(f"{t.name}: the quick test and the histogram disagree")
-    return median
 
 
 def _read_whole(src, t: TensorInfo) -> bytes:
@@ -361,7 +286,8 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     def exact(summary: TensorSummary) -> int:
         """The exact median exponent of a tensor the quick test judged (re-read, histogrammed)."""
         t = ckpt.tensors[summary.name]
-        return exact_median(t, result.layouts.get(t.name), content, lambda start, n: ckpt.read(t, start, n))
+        return judge.exact_median(t, result.layouts.get(t.name), content, lambda start, n: ckpt.read(t, start, n),
+                                  MAX_READ)
 
     result.findings.extend(check_kinds(summaries, options.outlier_span, exact))
     if progress is not None:

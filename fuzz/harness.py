@@ -10,8 +10,9 @@ import random
 import struct
 import tempfile
 
-from fp8doctor import CheckpointError, synth
+from fp8doctor import CheckpointError
 from fp8doctor.scanner import scan
+from fp8doctor.testing import synth
 
 _TEMPLATE: bytes | None = None
 _DIR = tempfile.mkdtemp(prefix="fp8doctor-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fp8doctor import synth
+from fp8doctor.testing import synth
 
 ODD_NAME = "odd%25 name,with:colons\nand newline"
 """A tensor-name prefix holding every character GitHub workflow commands must escape."""

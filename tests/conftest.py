@@ -1,4 +1,4 @@
-"""Shared fixtures: every test builds its own small checkpoint with fp8doctor.synth."""
+"""Shared fixtures: every test builds its own small checkpoint with fp8doctor.testing.synth."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from fp8doctor import synth
 from fp8doctor.checkpoint.loader import open_checkpoint
+from fp8doctor.testing import synth
 
 
 def tensor_info(path: str, name: str):

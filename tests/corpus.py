@@ -8,8 +8,8 @@ import os
 import struct
 from collections.abc import Callable
 
-from fp8doctor import synth
 from fp8doctor.checkpoint.loader import INDEX_NAME, open_checkpoint
+from fp8doctor.testing import synth
 
 Case = tuple[str, Callable[[str], str]]
 SHARD = "model-00001-of-00002.safetensors"

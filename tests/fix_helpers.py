@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 
-from fp8doctor import synth
 from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.repair.journal import JOURNAL_DIRNAME
 from fp8doctor.scanner import ScanOptions, analyze
+from fp8doctor.testing import synth
 from tests.conftest import poke
 
 V4_DIRT = [  # (tensor, offset into its data, bytes): all inside padded regions

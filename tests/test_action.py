@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from fp8doctor import synth
+from fp8doctor.testing import synth
 from tests.action_runner import ACTION, ROOT, load_action, parse_outputs, run_action
 from tests.ci_helpers import broken_checkpoint_repo
 from tests.test_reporters_github import parse as parse_annotation

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from fp8doctor.cli.app import app
 from fp8doctor.rules.catalog import RULES
-from fp8doctor.synth import Builder
+from fp8doctor.testing.synth import Builder
 from tests.conftest import poke, run_cli
 
 runner = CliRunner()

@@ -26,7 +26,7 @@ def write(path, text: str):
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
     """repo/pyproject.toml [tool.fp8doctor], repo/models/v4 (broken padding in layer 0)."""
-    from fp8doctor import synth
+    from fp8doctor.testing import synth
 
     repo = tmp_path / "repo"
     ckpt = repo / "models" / "v4"

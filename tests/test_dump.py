@@ -12,10 +12,11 @@ import struct
 import numpy as np
 import pytest
 
-from fp8doctor import DumpError, DumpOptions, LayoutOverride, RowRange, ScanOptions, dump, scan, synth
+from fp8doctor import DumpError, DumpOptions, LayoutOverride, RowRange, ScanOptions, dump, scan
 from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.dumper import NO_MARK, dump_checkpoint
 from fp8doctor.findings import Severity
+from fp8doctor.testing import synth
 from tests.conftest import poke
 
 ITEM = {"F8_E8M0": 1, "U8": 1, "F32": 4}

@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 import fp8doctor
-from fp8doctor import LayoutOverride, ScanOptions, synth
+from fp8doctor import LayoutOverride, ScanOptions
 from fp8doctor.cli.app import app
 from fp8doctor.layouts.model import parse_fill
+from fp8doctor.testing import synth
 from tests.conftest import poke, run_cli, tensor_info
 from tests.fix_helpers import V4_DIRT, assert_same_outside_padding, checkpoint_files, dirty_v4, padding_masks
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 import fp8doctor
-from fp8doctor import synth
 from fp8doctor.repair import journal as jr
 from fp8doctor.repair.hooks import CRASH_ENV, CRASH_POINTS, DELAY_ENV
+from fp8doctor.testing import synth
 from tests.conftest import run_cli
 from tests.fix_helpers import assert_same_outside_padding, checkpoint_files, copy_tree, dirty_v4, padding_masks
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import fp8doctor
-from fp8doctor import synth
+from fp8doctor.testing import synth
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.cli.app import app
 from fp8doctor.layouts.model import ScaleLayout, fill_bytes, padding_arrays

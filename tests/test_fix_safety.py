@@ -38,8 +38,8 @@ def test_plan_never_leaves_trusted_padding(tmp_path):
     """Whatever garbage sits anywhere in a scale tensor, planned bytes are padded bytes."""
     import numpy as np
 
-    from fp8doctor import synth
     from fp8doctor.checkpoint.loader import open_checkpoint
+    from fp8doctor.testing import synth
 
     path = str(tmp_path / "v4")
     synth.deepseek_v4(path)

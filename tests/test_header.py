@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from fp8doctor import scan
-from fp8doctor.synth import Tensor, write_safetensors
+from fp8doctor.testing.synth import Tensor, write_safetensors
 
 
 def raw_file(path, header, data: bytes = b"", *, raw_header: bytes | None = None, prefix: bytes | None = None):

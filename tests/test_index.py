@@ -49,7 +49,7 @@ def test_listed_but_absent_and_unlisted(v4):
 def test_tensor_in_two_shards(tmp_path):
     import numpy as np
 
-    from fp8doctor.synth import Tensor, write_safetensors
+    from fp8doctor.testing.synth import Tensor, write_safetensors
 
     d = tmp_path / "dup"
     d.mkdir()

@@ -16,7 +16,8 @@ from email.parser import Parser
 
 import pytest
 
-from fp8doctor import __version__, synth
+from fp8doctor import __version__
+from fp8doctor.testing import synth
 from tests.ci_helpers import break_padding
 
 if sys.version_info >= (3, 11):

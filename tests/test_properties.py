@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fp8doctor import scan
-from fp8doctor.synth import Builder
+from fp8doctor.testing.synth import Builder
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fuzz"))
 from harness import mutate, one_input

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import make_checkpoint
 from fp8doctor import scanner
+from fp8doctor.rules import judge
 from fp8doctor.rules.content import TensorSummary, check_kinds
 from fp8doctor.rules.tally import Tally
 
@@ -83,16 +84,16 @@ def test_scan_with_and_without_the_quick_test_is_identical(v4, monkeypatch):
     shifted = np.where(data > 0, data + 40, data).astype(np.uint8)  # real entries 2^40 up, padding (0) kept
     poke(v4, name, 0, shifted.tobytes())
     asked = []
-    real = scanner.exact_median
+    real = judge.exact_median
 
     def spy(t, *a, **k):
         asked.append(t.name)
         return real(t, *a, **k)
 
-    monkeypatch.setattr(scanner, "exact_median", spy)
+    monkeypatch.setattr(judge, "exact_median", spy)
     quick = scanner.scan(v4)
     assert asked  # the intervals left the outlier rule open for that kind: exact medians were read
-    monkeypatch.setattr(scanner, "QUICK", False)
+    monkeypatch.setattr(judge, "QUICK", False)
     full = scanner.scan(v4)
     assert quick.findings == full.findings
     [f] = [f for f in quick.findings if f.rule == "scale-outlier" and f.tensor == name]

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from fp8doctor import CheckpointError, scan, synth
+from fp8doctor import CheckpointError, scan
 from fp8doctor.checkpoint import remote
 from fp8doctor.checkpoint.loader import INDEX_NAME, open_checkpoint
 from fp8doctor.checkpoint.remote import (
@@ -24,6 +24,7 @@ from fp8doctor.checkpoint.remote import (
     parse_url,
 )
 from fp8doctor.scanner import COALESCE_GAP
+from fp8doctor.testing import synth
 from tests.conftest import poke, run_cli
 from tests.fakehub import COMMIT, FakeServer
 

@@ -12,11 +12,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from fp8doctor import synth
 from fp8doctor.cli.app import app
 from fp8doctor.findings import Finding, Region, Report, Severity
 from fp8doctor.reporters import RenderContext, sarif
 from fp8doctor.rules.catalog import RULES
+from fp8doctor.testing import synth
 from tests.ci_helpers import ODD_NAME, break_padding, broken_checkpoint_repo, grow_headers, odd_names_checkpoint
 from tests.conftest import run_cli
 

@@ -7,8 +7,9 @@ import os
 
 import numpy as np
 
-from fp8doctor import LayoutOverride, ScanOptions, scan, synth
-from fp8doctor.synth import Builder
+from fp8doctor import LayoutOverride, ScanOptions, scan
+from fp8doctor.testing import synth
+from fp8doctor.testing.synth import Builder
 from tests.conftest import poke, tensor_info
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from benchmarks import make_checkpoint
-from fp8doctor import synth
 from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.content import ContentOptions, check_tensor, check_tensor_slabs
 from fp8doctor.scanner import ScanOptions, _check_one, scan
+from fp8doctor.testing import synth
 from tests.conftest import poke
 
 
@@ -45,7 +45,7 @@ def _slow(layout, t, data, opts):
 def resolved(outcome, t, layout, opts, data):
     """A quick-test outcome with its median interval resolved the way the scan resolves it (exact
     median from a histogram), after checking the direct median lies in the interval."""
-    from fp8doctor.scanner import exact_median
+    from fp8doctor.rules.judge import exact_median
 
     findings, summary = outcome
     if summary is None or summary.median_hi is None:

@@ -13,7 +13,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fp8doctor import synth  # noqa: E402
 from fp8doctor.checkpoint.loader import open_checkpoint  # noqa: E402
 from fp8doctor.layouts.model import fill_bytes  # noqa: E402
 from fp8doctor.reference import attention as A  # noqa: E402
@@ -21,6 +20,7 @@ from fp8doctor.reference.cache import CacheLayout, PagedCache  # noqa: E402
 from fp8doctor.reference.dequant import QuantWeight, e2m1_table, e4m3_table, linear_exact, linear_served, lookup  # noqa: E402
 from fp8doctor.reference.layer import VerifyOptions, verify  # noqa: E402
 from fp8doctor.scanner import analyze  # noqa: E402
+from fp8doctor.testing import synth  # noqa: E402
 from tests.conftest import poke, run_cli  # noqa: E402
 
 SMALL = VerifyOptions(tokens=8, context=40)

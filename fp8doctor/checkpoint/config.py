@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
+from fp8doctor.rules.catalog import emit
 
 # Model dims the layout model uses, with the aliases different configs spell them with.
 _DIM_ALIASES: dict[str, tuple[str, ...]] = {
@@ -74,7 +75,7 @@ def parse_config(obj: Any, file: str = "config.json") -> tuple[ModelConfig, list
     findings: list[Finding] = []
 
     def warn(msg: str) -> None:
-        findings.append(Finding("config-invalid", Severity.ERROR, file, None, msg, Region.FILE))
+        findings.append(emit("config-invalid", file, None, msg))
 
     if not isinstance(obj, dict):
         warn(f"{file} is a JSON {type(obj).__name__}, not an object; layouts inferred from shapes")
@@ -150,5 +151,5 @@ def read_config(read: Callable[[], bytes | None]) -> tuple[ModelConfig | None, l
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         msg = f"config.json could not be read ({reason}); layouts inferred from tensor shapes"
-        return None, [Finding("config-invalid", Severity.ERROR, "config.json", None, msg, Region.FILE)]
+        return None, [emit("config-invalid", "config.json", None, msg)]
     return parse_config(obj)

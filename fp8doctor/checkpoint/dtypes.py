@@ -33,11 +33,7 @@ FP8_WEIGHT_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ
 PACKED_WEIGHT_DTYPES = frozenset({"I8", "U8", "F4"})
 """Dtypes FP4 weights are stored in: two codes per byte (I8/U8), or counted per element (F4)."""
 
-E8M0_DTYPES = frozenset({"F8_E8M0", "U8"})
-"""Dtypes that hold E8M0 exponent bytes (U8 in gpt-oss and compressed-tensors MXFP4 exports)."""
-
-FLOAT_SCALE_DTYPES = frozenset({"F32", "BF16", "F16"})
-"""Dtypes of float scales (DeepSeek V3 weight_scale_inv is F32)."""
+# Which dtypes hold scales, and how they decode: layouts/encodings.py (one record per encoding).
 
 
 def nbytes(dtype: str, numel: int) -> int | None:

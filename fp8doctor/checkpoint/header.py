@@ -17,7 +17,8 @@ from typing import Any
 
 from fp8doctor.checkpoint.dtypes import DTYPE_BITS, nbytes
 from fp8doctor.checkpoint.source import ByteSource
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
+from fp8doctor.rules.catalog import emit
 
 MAX_HEADER_LEN = 100_000_000
 """The reference reader's limit on the JSON header length."""
@@ -120,8 +121,7 @@ def parse_header(source: ByteSource, file: str) -> ShardHeader:
 
     def bad(message: str, tensor: str | None = None, offset: int | None = 0,
             rule: str = "header-invalid") -> None:
-        region = Region.HEADER if rule == "header-invalid" else Region.FILE
-        shard.findings.append(Finding(rule, Severity.ERROR, file, tensor, message, region, byte_offset=offset))
+        shard.findings.append(emit(rule, file, tensor, message, byte_offset=offset))
 
     if size < 8:
         bad(f"file is {size} bytes, shorter than the 8-byte header length prefix"

@@ -19,15 +19,17 @@ from typing import Any, Protocol
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.errors import Fp8DoctorError
+from fp8doctor.findings import Finding, Region
 from fp8doctor.gcpause import gc_paused
+from fp8doctor.rules.catalog import rule as catalog_rule
 
 INDEX_NAME = "model.safetensors.index.json"
 INDEX_LIMIT = 256 << 20
 """The index is read up to this many bytes."""
 
 
-class CheckpointError(Exception):
+class CheckpointError(Fp8DoctorError):
     """The path cannot be scanned at all (missing, not a checkpoint). Maps to exit code 2."""
 
 
@@ -156,7 +158,7 @@ class Checkpoint:
 
 def _finding(rule: str, file: str | None, message: str, tensor: str | None = None, count: int = 1,
              region: Region = Region.INDEX) -> Finding:
-    return Finding(rule, Severity.ERROR, file, tensor, message, region, count=count)
+    return Finding(rule, catalog_rule(rule).severity, file, tensor, message, region, count=count)
 
 
 def _inside(root: str, path: str) -> bool:
@@ -365,10 +367,10 @@ def _check_index(ckpt: Checkpoint) -> None:
     if present:
         stray = [n for n in present if n not in ckpt.shards and n not in ckpt.unread_files]
         for name in stray:
-            ckpt.findings.append(Finding(
-                "index-mismatch", Severity.WARNING, name, None,
+            ckpt.findings.append(_finding(
+                "index-mismatch", name,
                 f"{name} is in the checkpoint directory but the index names none of its tensors: loaders ignore it "
-                "(a leftover from another export?); not checked", Region.INDEX))
+                "(a leftover from another export?); not checked"))
     for file, shard in () if exact else ckpt.shards.items():
         unlisted = [n for n in shard.tensors if listed.get(n) != file and n not in listed]
         if unlisted:

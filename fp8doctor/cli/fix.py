@@ -22,7 +22,8 @@ def fix_command(
                                        "(or roll back an interrupted one).")] = False,
     journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Journal and lock directory (default "
                                                     "PATH/.fp8doctor-journal).")] = None,
-    format: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format on stdout.")] = ScanFormat.console,
+    format: Annotated[ScanFormat, typer.Option("--format", "-f",
+                                               help="Report format on stdout.")] = ScanFormat["console"],
     fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: error, "
                                          "warning, info.")] = "error",
     select: SelectOpt = None,
@@ -45,7 +46,7 @@ def fix_command(
         options = build_options(fill, select, ignore, layout)
     except ValueError as e:
         raise typer.Exit(fail(str(e))) from None
-    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat.console else None
+    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat["console"] else None
     try:
         result = fix(path, options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
                      progress=progress)
@@ -54,7 +55,7 @@ def fix_command(
     finally:
         if progress is not None:
             progress.finish()
-    if format is ScanFormat.json:
+    if format is ScanFormat["json"]:
         from fp8doctor.reporters import fix_json
 
         typer.echo(fix_json.render(result, __version__), nl=False)

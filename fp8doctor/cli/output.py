@@ -7,12 +7,9 @@ import sys
 
 from rich.console import Console
 
-EXIT_OK = 0
-"""No finding at or above --fail-on (scan), repair done (fix), PASS (verify)."""
-EXIT_FINDINGS = 1
-"""Findings at or above --fail-on; unfixable problems left (fix); FAIL (verify)."""
-EXIT_ERROR = 2
-"""The command could not run: path missing, not a checkpoint, usage error, internal error."""
+from fp8doctor.errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
+
+__all__ = ["EXIT_ERROR", "EXIT_FINDINGS", "EXIT_OK", "fail", "no_color", "stderr_console", "stdout_console"]
 
 
 def no_color(flag: bool = False) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -23,7 +23,7 @@ class BarProgress:
         self.delay = delay
         self.file = file
         self._progress: Progress | None = None
-        self._task = None
+        self._task: Any = None
         self._lock = threading.Lock()
         self._t0 = 0.0
         self._started = False

@@ -170,11 +170,11 @@ def scan_command(
         except BaselineError as e:
             raise typer.Exit(fail(str(e))) from None
 
+    exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
     ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
-                        exit_code=EXIT_OK if write_baseline is not None or not report.failed(run.fail_on)
-                        else EXIT_FINDINGS, configuration=run.describe())
+                        exit_code=exit_code, configuration=run.describe())
     to_file = False
     for fmt, dest in pairs:
         if dest == STDOUT and fmt == "console":
@@ -193,7 +193,7 @@ def scan_command(
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
         console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed)
-    raise typer.Exit(ctx.exit_code)
+    raise typer.Exit(exit_code)
 
 
 def _active_rules(options) -> tuple[str, ...]:

@@ -10,20 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def _e4m3fn_table() -> np.ndarray:
-    """float32 value of every E4M3FN byte (0x7F/0xFF are NaN)."""
-    b = np.arange(256, dtype=np.int32)
-    sign = np.where(b & 0x80, -1.0, 1.0)
-    exp = (b >> 3) & 0xF
-    man = b & 0x7
-    val = np.where(exp == 0, man / 8.0 * 2.0 ** -6, (1 + man / 8.0) * 2.0 ** (exp - 7.0))
-    val = sign * val
-    val[(b & 0x7F) == 0x7F] = np.nan
-    return val.astype(np.float32)
-
-
-_E4M3FN = _e4m3fn_table()
+from fp8doctor.layouts.encodings import BY_NAME
 
 
 @dataclass(frozen=True)
@@ -40,28 +27,19 @@ class Decoded:
     @property
     def valid(self) -> np.ndarray:
         """Entries with a usable exponent: finite, non-zero, non-negative."""
-        return ~(self.nan | self.zero | self.negative)
+        valid: np.ndarray = ~(self.nan | self.zero | self.negative)
+        return valid
 
 
-def raw_view(encoding: str, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    dtype = {"e8m0": np.uint8, "e4m3": np.uint8, "f32": np.dtype("<u4"), "bf16": np.dtype("<u2"),
-             "f16": np.dtype("<u2")}[encoding]
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+def raw_view(encoding: str, data: bytes | memoryview, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(data, dtype=BY_NAME[encoding].raw).reshape(shape)
 
 
 def _floats(encoding: str, raw: np.ndarray) -> np.ndarray:
-    if encoding == "f32":
-        return raw.view(np.dtype("<f4")).astype(np.float32, copy=False)
-    if encoding == "bf16":
-        return (raw.astype(np.uint32) << 16).view(np.float32)
-    if encoding == "f16":
-        return raw.view(np.dtype("<f2")).astype(np.float32)
-    if encoding == "e4m3":
-        return _E4M3FN[raw]
-    raise ValueError(encoding)
+    return BY_NAME[encoding].to_float(raw)
 
 
-def decode(encoding: str, data: bytes, shape: tuple[int, ...]) -> Decoded:
+def decode(encoding: str, data: bytes | memoryview, shape: tuple[int, ...]) -> Decoded:
     raw = raw_view(encoding, data, shape)
     if encoding == "e8m0":
         nan = raw == 0xFF
@@ -88,6 +66,6 @@ def describe_value(encoding: str, entry: int) -> str:
         if entry == 0:
             return "0x00 (2^-127, zero)"
         return f"0x{entry:02X} (2^{entry - 127})"
-    raw = np.array([entry], dtype={"f32": np.uint32, "e4m3": np.uint8}.get(encoding, np.uint16))
+    raw = np.array([entry], dtype=BY_NAME[encoding].raw)
     val = float(_floats(encoding, raw)[0])
     return f"{val:.6g}"

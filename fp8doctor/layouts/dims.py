@@ -7,30 +7,11 @@ Getting this wrong would make `fix` overwrite real scales, so anything unsure is
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from fp8doctor.layouts.conventions import DIM_RULES
 
-# (name pattern, {axis counted from the end of the element shape: dim key or callable})
-# Axis -1 is K (input features), -2 is N (output features), -3 the expert axis of fused experts.
-_DimSpec = dict[int, Callable[[dict[str, int]], int | None]]
-
-
-def _key(k: str, mul: int = 1) -> Callable[[dict[str, int]], int | None]:
-    return lambda d: d[k] * mul if k in d else None
-
-
-_RULES: list[tuple[re.Pattern[str], _DimSpec]] = [
-    # routed experts, one module per expert (DeepSeek HF and native names)
-    (re.compile(r"(^|\.)experts\.\d+\.(gate_proj|up_proj|w1|w3)\.(weight|weight_packed)$"),
-     {-2: _key("moe_intermediate_size")}),
-    (re.compile(r"(^|\.)experts\.\d+\.(down_proj|w2)\.(weight|weight_packed)$"),
-     {-1: _key("moe_intermediate_size")}),
-    # gpt-oss fused experts: [E, N, G, 16] blocks; element shape [E, N, K]
-    (re.compile(r"(^|\.)experts\.gate_up_proj_blocks$"),
-     {-3: _key("num_experts"), -2: _key("intermediate_size", 2), -1: _key("hidden_size")}),
-    (re.compile(r"(^|\.)experts\.down_proj_blocks$"),
-     {-3: _key("num_experts"), -2: _key("hidden_size"), -1: _key("intermediate_size")}),
-]
+# The rules (name pattern -> config dims per axis) live with their conventions (layouts/conventions/):
+# a weight's name picks the first rule whose pattern it matches, whatever convention paired it.
+_ALL_EXPERTS = all("experts" in r.pattern.pattern for r in DIM_RULES)
 
 
 def _looks_padded(stored: int, real: int) -> bool:
@@ -43,10 +24,10 @@ def _looks_padded(stored: int, real: int) -> bool:
 def logical_weight_shape(weight_name: str, shape: tuple[int, ...], dims: dict[str, int]) -> tuple[int, ...]:
     """The weight's real element shape: `shape` with config-declared padded dims shrunk."""
     out = list(shape)
-    for pattern, spec in _RULES:
-        if not pattern.search(weight_name):
+    for rule in DIM_RULES:
+        if not rule.pattern.search(weight_name):
             continue
-        for axis, getter in spec.items():
+        for axis, getter in rule.axes.items():
             if -axis > len(out):
                 continue
             real = getter(dims)
@@ -59,9 +40,9 @@ def logical_weight_shape(weight_name: str, shape: tuple[int, ...], dims: dict[st
 def dims_rule(weight_name: str) -> int:
     """Which of the rules `logical_weight_shape` applies to this name (-1: none): names with the
     same rule, stored shape and dims get the same logical shape."""
-    if "experts" not in weight_name:  # every rule is about experts
+    if _ALL_EXPERTS and "experts" not in weight_name:  # one C call decides for most names
         return -1
-    for i, (pattern, _) in enumerate(_RULES):
-        if pattern.search(weight_name):
+    for i, rule in enumerate(DIM_RULES):
+        if rule.pattern.search(weight_name):
             return i
     return -1

@@ -9,20 +9,22 @@ import functools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.layouts.encodings import ALL as _ALL_ENCODINGS
+from fp8doctor.layouts.encodings import BY_DTYPE, BY_NAME
 
-ENCODINGS = {"F8_E8M0": "e8m0", "U8": "e8m0", "F32": "f32", "BF16": "bf16", "F16": "f16", "F8_E4M3": "e4m3"}
-"""Scale dtype -> how its bytes are decoded."""
+ENCODINGS: dict[str, str] = {dtype: enc.name for dtype, enc in BY_DTYPE.items()}
+"""Scale dtype -> how its bytes are decoded (derived from layouts/encodings.py)."""
 
-ITEMSIZE = {"e8m0": 1, "e4m3": 1, "f32": 4, "bf16": 2, "f16": 2}
+ITEMSIZE: dict[str, int] = {e.name: e.itemsize for e in _ALL_ENCODINGS}
 
-FILL_BYTES = {
+FILL_BYTES: dict[str, dict[str, bytes]] = {
     # fill name -> encoding -> the raw bytes of one entry
-    "zero": {"e8m0": b"\x00", "e4m3": b"\x00", "f32": b"\x00\x00\x00\x00", "bf16": b"\x00\x00", "f16": b"\x00\x00"},
-    "one": {"e8m0": b"\x7f", "e4m3": b"\x38", "f32": b"\x00\x00\x80\x3f", "bf16": b"\x80\x3f", "f16": b"\x00\x3c"},
+    fill: {e.name: e.fills[fill] for e in _ALL_ENCODINGS} for fill in ("zero", "one")
 }
 
 
@@ -30,7 +32,7 @@ def fill_bytes(fill: str | int, encoding: str) -> bytes:
     """The raw bytes one padded entry must hold. An int fill is a raw byte, for 1-byte encodings;
     for wider float scales it means the matching float (0x00 -> 0.0, 0x7F -> 1.0)."""
     if isinstance(fill, int):
-        if ITEMSIZE[encoding] == 1:
+        if BY_NAME[encoding].itemsize == 1:
             return bytes([fill])
         fill = "zero" if fill == 0 else "one" if fill == 0x7F else "zero"
     return FILL_BYTES[fill][encoding]
@@ -235,7 +237,7 @@ def _padding_arrays(shape: tuple[int, ...], box: tuple[int, ...]) -> tuple[np.nd
     return a, e
 
 
-class DescribedLayouts(Sequence):
+class DescribedLayouts(Sequence[dict[str, object]]):
     """`Report.layouts`: the `describe()` dicts of a scan's layouts, built on first use (a scan of
     DeepSeek-V3 has 45,032 of them, and most callers never look). Compares equal to the tuple."""
 
@@ -253,7 +255,7 @@ class DescribedLayouts(Sequence):
     def __len__(self) -> int:
         return len(self._layouts)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
         return self._all()[i]
 
     def __iter__(self) -> Iterator[dict[str, object]]:

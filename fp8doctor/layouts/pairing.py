@@ -1,11 +1,8 @@
 """Pair every scale tensor with its weight and build its ScaleLayout.
 
-Naming conventions understood (see README, "Layouts"):
-  X.weight (FP8) + X.weight_scale_inv (F32)          DeepSeek V3/V3.1/V3.2 HF
-  X.weight (FP8) + X.scale / X.weight_scale (E8M0)    DeepSeek V4 native, other exporters
-  X.weight (I8/U8 packed FP4 or F4) + X.scale         DeepSeek V4 FP4 experts (MX groups of 32)
-  X.weight_packed (U8) + X.weight_scale (U8/E8M0)      compressed-tensors MXFP4
-  X_blocks (U8 [..., G, 16]) + X_scales (U8 [..., G])  gpt-oss MXFP4
+The naming conventions understood are the modules of layouts/conventions/ (see README, "Layouts"):
+each says how its scales are found beside their weights and how its weights' element shapes and
+groups are read; this module runs them and infers what they leave open (the block size).
 """
 
 from __future__ import annotations
@@ -13,31 +10,30 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from fp8doctor.checkpoint.config import ModelConfig
-from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES, PACKED_WEIGHT_DTYPES
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
 from fp8doctor.gcpause import gc_paused
+from fp8doctor.layouts.conventions import (
+    BY_SCALE_SUFFIX,
+    IGNORED_SCALE_SUFFIXES,
+    SCALE_SUFFIXES,
+    Convention,
+    expected_scale_names,
+    needs_scale,
+)
+from fp8doctor.layouts.conventions.base import MX_GROUP
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
-
-_SCALE_SUFFIXES = (  # scale suffix -> weight suffixes to try, in order
-    (".weight_scale_inv", (".weight",)),
-    (".weight_scale", (".weight_packed", ".weight")),
-    (".scale", (".weight",)),
-    ("_scales", ("_blocks",)),
-)
-_IGNORED_SCALE_SUFFIXES = (".input_scale", ".k_scale", ".v_scale", ".q_scale", ".weight_global_scale",
-                           ".input_global_scale", ".output_scale")
-
-_ANY_SCALE_SUFFIX = tuple(s for s, _ in _SCALE_SUFFIXES)
+from fp8doctor.rules.catalog import emit
 
 BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
                                                   (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
 """Block sizes tried when neither configuration nor config.json gives one, most common first."""
 
-MX_GROUP = 32
+__all__ = ["BLOCK_CANDIDATES", "MX_GROUP", "LayoutBuilder", "PairingResult", "find_pairs", "find_pairs_by_convention"]
 
 
 @dataclass
@@ -48,44 +44,48 @@ class PairingResult:
     """Scale tensors whose layout is unknown: only their values are checked."""
 
 
-def _is_quantized_weight(t: TensorInfo) -> bool:
-    return t.dtype in FP8_WEIGHT_DTYPES or t.dtype == "F4"
-
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
 def find_pairs(tensors: dict[str, TensorInfo]) -> tuple[dict[str, TensorInfo | None], set[str]]:
     """scale name -> its weight (None when it has none); plus the names of weights that have one."""
+    pairs, scaled, _ = find_pairs_by_convention(tensors)
+    return pairs, scaled
+
+
+def find_pairs_by_convention(tensors: dict[str, TensorInfo]) -> tuple[
+        dict[str, TensorInfo | None], set[str], dict[str, Convention]]:
+    """find_pairs, plus the convention that paired each scale that has a weight."""
     pairs: dict[str, TensorInfo | None] = {}
     scaled: set[str] = set()
+    conventions: dict[str, Convention] = {}
     for name, t in tensors.items():
-        if not name.endswith(_ANY_SCALE_SUFFIX):  # most tensors: one C call decides
+        if not name.endswith(SCALE_SUFFIXES):  # most tensors: one C call decides
             if t.dtype == "F8_E8M0":
                 pairs[name] = None
             continue
-        if name.endswith(_IGNORED_SCALE_SUFFIXES):
+        if name.endswith(IGNORED_SCALE_SUFFIXES):
             continue
-        for suffix, weight_suffixes in _SCALE_SUFFIXES:
+        for suffix, convs in BY_SCALE_SUFFIX:
             if not name.endswith(suffix):
                 continue
             stem = name[: -len(suffix)]
-            weight = next((tensors[stem + ws] for ws in weight_suffixes if stem + ws in tensors), None)
-            if suffix == ".scale":
-                # `.scale` is also what some models call norm weights: only a scale when it is E8M0
-                # or sits beside a quantized weight.
-                quantized = weight is not None and weight.dtype in FP8_WEIGHT_DTYPES | PACKED_WEIGHT_DTYPES
-                if t.dtype != "F8_E8M0" and not quantized:
-                    break
+            weight, by = next(((tensors[stem + ws], c) for c in convs for ws in c.weight_suffixes
+                               if stem + ws in tensors), (None, None))
+            owner = by if by is not None and by.is_scale(t, weight) else next(
+                (c for c in convs if c.is_scale(t, weight)), None)
+            if owner is None:
+                break  # e.g. a `.scale` that is a norm weight
             pairs[name] = weight
             if weight is not None:
                 scaled.add(weight.name)
+                conventions[name] = owner
             break
         else:
             if t.dtype == "F8_E8M0":
                 pairs[name] = None
-    return pairs, scaled
+    return pairs, scaled, conventions
 
 
 def _aligned_up(shape: tuple[int, ...], block: tuple[int, int], stored: tuple[int, ...]) -> bool:
@@ -109,10 +109,8 @@ class LayoutBuilder:
         self.dims = config.dims if config else {}
         self.quant = config.quant if config else None
         self._vote_ambiguous = False
-        self._memo: dict[tuple, tuple] = {}
-        self.fp4_checkpoint = bool(config) and (
-            (self.quant is not None and (self.quant.quant_method or "").lower() == "mxfp4")
-            or str(config.raw.get("expert_dtype", "")).lower() in ("fp4", "mxfp4"))
+        self._memo: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        self._conventions: dict[str, Convention] = {}
 
     def build(self) -> PairingResult:
         with gc_paused():
@@ -120,36 +118,31 @@ class LayoutBuilder:
 
     def _build(self) -> PairingResult:
         res = PairingResult()
-        pairs, scaled = find_pairs(self.tensors)
+        pairs, scaled, self._conventions = find_pairs_by_convention(self.tensors)
         for name, t in self.tensors.items():
             if name in scaled or name in pairs:
                 continue
-            if self._needs_scale(t):
-                res.findings.append(Finding(
-                    "scale-missing", Severity.ERROR, t.file, name,
+            if needs_scale(t, self.config):
+                res.findings.append(emit("scale-missing", t.file, name,
                     f"{t.dtype} weight {name} {list(t.shape)} has no scale tensor beside it "
-                    f"(looked for {self._expected_scale_names(name)})", Region.LOGICAL))
+                    f"(looked for {expected_scale_names(name)})"))
         block_pairs = []
         for sname, weight in pairs.items():
             scale = self.tensors[sname]
             if weight is None:
-                res.findings.append(Finding(
-                    "scale-orphan", Severity.WARNING, scale.file, sname,
-                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to",
-                    Region.LOGICAL))
+                res.findings.append(emit("scale-orphan", scale.file, sname,
+                    f"{scale.dtype} scale {sname} {list(scale.shape)} has no quantized weight it could belong to"))
                 res.value_only.append(scale)
                 continue
             if scale.dtype not in ENCODINGS:
-                res.findings.append(Finding(
-                    "layout-unknown", Severity.WARNING, scale.file, sname,
-                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked",
-                    Region.LOGICAL))
+                res.findings.append(emit("layout-unknown", scale.file, sname,
+                    f"scale {sname} has dtype {scale.dtype}, which fp8doctor cannot decode; not checked"))
                 continue
             block_pairs.append((scale, weight))
         global_block, vote_note = self._vote_block(block_pairs)
         self._vote_ambiguous = bool(vote_note)
         if vote_note:
-            res.findings.append(Finding("layout-ambiguous", Severity.WARNING, None, None, vote_note, Region.LOGICAL))
+            res.findings.append(emit("layout-ambiguous", None, None, vote_note))
         for scale, weight in block_pairs:
             layout, finding = self._layout(scale, weight, global_block)
             if finding is not None:
@@ -162,20 +155,6 @@ class LayoutBuilder:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _needs_scale(self, t: TensorInfo) -> bool:
-        if _is_quantized_weight(t) and t.numel > 0 and t.name.endswith("weight"):
-            return True
-        if t.name.endswith(("_blocks", ".weight_packed")) and t.dtype in ("U8", "I8"):
-            return True
-        return self.fp4_checkpoint and t.dtype in ("I8",) and t.name.endswith(".weight") and len(t.shape) >= 2
-
-    @staticmethod
-    def _expected_scale_names(name: str) -> str:
-        if name.endswith("_blocks"):
-            return name[: -len("_blocks")] + "_scales"
-        stem = name.rsplit(".", 1)[0]
-        return ", ".join(stem + s for s in (".weight_scale_inv", ".weight_scale", ".scale"))
-
     def _override(self, scale: TensorInfo, weight: TensorInfo) -> LayoutOverride | None:
         for o in reversed(self.overrides):  # later overrides win
             if o.matches(scale.name, weight.name):
@@ -183,16 +162,9 @@ class LayoutBuilder:
         return None
 
     def _element_shape(self, scale: TensorInfo, weight: TensorInfo) -> tuple[tuple[int, ...], str]:
-        """Weight shape in elements, and whether it is block-FP8 ('block') or MX groups ('group')."""
-        shape = weight.shape
-        if weight.name.endswith("_blocks") and len(shape) >= 2:
-            # gpt-oss: [..., G, 16] bytes, 32 FP4 values per scale entry
-            return (*shape[:-2], shape[-2] * shape[-1] * 2), "group"
-        if weight.dtype in ("I8", "U8") and shape:
-            return (*shape[:-1], shape[-1] * 2), "group"
-        if weight.dtype == "F4":
-            return shape, "group"
-        return shape, "block"
+        """Weight shape in elements, and whether it is block-FP8 ('block') or MX groups ('group'):
+        as the convention that paired them reads it."""
+        return self._conventions[scale.name].element_shape(weight)
 
     def _vote_block(self, pairs: list[tuple[TensorInfo, TensorInfo]]) -> tuple[tuple[int, int] | None, str]:
         """The block size of the checkpoint's FP8 weights when config.json does not say: the common
@@ -242,7 +214,7 @@ class LayoutBuilder:
         kinds) reuse the first one's answer."""
         if self.overrides:  # globs on names: nothing to share
             return self._layout_of(scale, weight, global_block)
-        key = (scale.dtype, scale.shape, weight.dtype, weight.shape, weight.name.endswith("_blocks"),
+        key = (scale.dtype, scale.shape, weight.dtype, weight.shape, self._conventions[scale.name].name,
                dims_rule(weight.name), global_block)
         hit = self._memo.get(key)
         if hit is not None:
@@ -261,15 +233,15 @@ class LayoutBuilder:
         logical_w = logical_weight_shape(weight.name, shape, self.dims)
         if override is not None and override.logical_shape is not None:
             if len(override.logical_shape) != len(shape) or any(a > b for a, b in zip(override.logical_shape, shape)):
-                return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+                return None, emit("layout-unknown", scale.file, scale.name,
                                      f"configured logical shape {list(override.logical_shape)} does not fit weight "
-                                     f"{weight.name} {list(shape)}; layout not modelled", Region.LOGICAL)
+                                     f"{weight.name} {list(shape)}; layout not modelled")
             logical_w = tuple(override.logical_shape)
 
         def mismatch(why: str) -> tuple[None, Finding]:
-            return None, Finding("scale-shape-mismatch", Severity.ERROR, scale.file, scale.name,
+            return None, emit("scale-shape-mismatch", scale.file, scale.name,
                                  f"scale {scale.name} {list(scale.shape)} cannot cover weight {weight.name} "
-                                 f"{list(weight.shape)} ({why})", Region.LOGICAL)
+                                 f"{list(weight.shape)} ({why})")
 
         if scale.numel == 1 and len(scale.shape) <= 2:
             full = (math.prod(shape[:-1]) if shape else 1, shape[-1] if shape else 1)
@@ -293,7 +265,7 @@ class LayoutBuilder:
             block, source = override.block, "override"
         elif kind == "group":
             group = (self.quant.group_size if self.quant and self.quant.group_size else
-                     16 if encoding == "e4m3" else MX_GROUP)
+                     self._conventions[scale.name].default_group(encoding))
             block, source = (1, group), ("config" if self.quant and self.quant.group_size else "format")
         elif self.quant is not None and self.quant.block_size:
             block, source = self.quant.block_size, "config"
@@ -310,9 +282,10 @@ class LayoutBuilder:
                         block, source = b, "inferred"
                         break
         else:
-            return None, Finding("layout-unknown", Severity.WARNING, scale.file, scale.name,
+            return None, emit("layout-unknown", scale.file, scale.name,
                                  f"no block size fits scale {scale.name} {list(scale.shape)} for weight "
-                                 f"{weight.name} {list(weight.shape)}; padding not located", Region.LOGICAL)
+                                 f"{weight.name} {list(weight.shape)}; padding not located")
+        needed_stored: tuple[int, ...]
         if len(sshape_eff) == 1:
             needed_stored = (_cdiv(shape[-1], block[1]),)
         else:

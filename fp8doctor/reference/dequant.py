@@ -17,14 +17,11 @@ _CHUNK = 1 << 24  # elements decoded per table lookup: bounds the int64 index te
 
 
 def e4m3_table() -> torch.Tensor:
-    """float32 value of each E4M3FN byte; 0x7F and 0xFF are NaN (OCP FP8, the 'fn' variant)."""
-    b = torch.arange(256, dtype=torch.int64)
-    exp = (b >> 3) & 0xF
-    man = (b & 0x7).double()
-    val = torch.where(exp == 0, man / 8 * 2.0 ** -6, (1 + man / 8) * torch.pow(2.0, (exp - 7).double()))
-    val = torch.where((b & 0x80) != 0, -val, val).float()
-    val[(b & 0x7F) == 0x7F] = float("nan")
-    return val
+    """float32 value of each E4M3FN byte; 0x7F and 0xFF are NaN (OCP FP8, the 'fn' variant): the
+    table of layouts/encodings.py, as a tensor."""
+    from fp8doctor.layouts.encodings import E4M3FN_TABLE
+
+    return torch.from_numpy(E4M3FN_TABLE.copy())
 
 
 def e2m1_table() -> torch.Tensor:

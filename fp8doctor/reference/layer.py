@@ -23,6 +23,7 @@ import torch
 
 from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.errors import VerifyError
 from fp8doctor.layouts.model import ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.reference import attention as A
@@ -37,10 +38,6 @@ FP8 rounding of the KV cache (E4M3: 3 mantissa bits, up to 2^-4 relative per ele
 
 EXPERT_BYTES_AUTO = 1 << 30
 """--experts auto checks every expert when the layer's expert weights are at most this many bytes."""
-
-
-class VerifyError(Exception):
-    """The layer cannot be verified (unknown architecture, missing tensors). Exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -405,14 +402,15 @@ class Model:
             if u.expert is not None and mode == "routed" and u.expert not in chosen:
                 continue
             ws = [self.src.linear(r, keep=False) for r in u.rels]
-            e = _mlp(exact, ex_in, *ws, limit)
-            iso = _mlp(served, ex_in, *ws, limit)
+            w1, w3, w2 = ws
+            e = _mlp(exact, ex_in, w1, w3, w2, limit)
+            iso = _mlp(served, ex_in, w1, w3, w2, limit)
             if u.expert is None:
                 weight = torch.ones(ex_in.shape[0], 1, device=self.device)
             else:
                 assert routing is not None
                 weight = (routing[0] * (routing[1] == u.expert)).sum(-1, keepdim=True)
-            e2e = _mlp(served, se_in, *ws, limit) if bool((weight != 0).any()) else torch.zeros_like(se_in)
+            e2e = _mlp(served, se_in, w1, w3, w2, limit) if bool((weight != 0).any()) else torch.zeros_like(se_in)
             out_ex += weight * e
             out_iso += weight * iso[:, :e.shape[1]]
             out_e2e += weight * e2e[:, :e.shape[1]]
@@ -509,7 +507,7 @@ def _v32(m: Model, run: Run, x: torch.Tensor, pos: torch.Tensor, q_pos: torch.Te
         sel = A.topk_positions(scores, topk)
     else:
         m.assumptions.append("no indexer in this layer: top-k chosen by the exact path's attention scores")
-        sel = selection[0] if selection else None
+        sel = selection[0] if selection else None  # type: ignore[assignment]
         if sel is None:
             wk = m.src.linear(f"{a}kv_b_proj.weight").exact_weight()
             qa_ = torch.einsum("thd,hdc->thc", q_nope, wk.reshape(H, nope + vd, kvl)[:, :nope])

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from fp8doctor.dumper import NO_MARK, TensorDump
 from fp8doctor.layouts.codecs import describe_value
+from fp8doctor.layouts.encodings import BY_NAME
 from fp8doctor.reporters.dump_header import (
     PAD_MARK,
     PAD_STYLE,
@@ -21,7 +22,6 @@ from fp8doctor.reporters.dump_header import (
 )
 
 _E8M0_VALUE = ["2^-127"] + [f"2^{b - 127}" for b in range(1, 255)] + ["NaN"]
-_DECODE_WIDTH = {"e8m0": 6, "e4m3": 10, "f32": 12, "bf16": 12, "f16": 12}
 
 
 def decode_values(d: TensorDump) -> list[str] | None:
@@ -50,7 +50,7 @@ def _per_line(d: TensorDump, width: int, prefix: int, cell: int) -> int:
 
 def render_grid(d: TensorDump, console: Console, decode: bool = False) -> None:
     values = decode_values(d) if decode else None
-    dw = _DECODE_WIDTH.get(d.encoding or "", 0) if values is not None else 0
+    dw = (BY_NAME[d.encoding].decode_width if d.encoding in BY_NAME else 0) if values is not None else 0
     if values is not None:
         dw = max(dw, max((len(v) for v in values), default=0))
     cell = 1 + 2 * d.itemsize + (1 + dw if dw else 0)
@@ -65,8 +65,9 @@ def render_grid(d: TensorDump, console: Console, decode: bool = False) -> None:
     off_w = max(8, len(f"{last:x}"))
     prefix = 2 + label_w + 2 + 2 + off_w + 1
     per = _per_line(d, console.width, prefix, cell)
-    hexes = d.entries().reshape(-1, d.itemsize)
-    hexes = [bytes(h).hex() for h in hexes] if d.itemsize > 1 else [f"{int(b):02x}" for b in hexes[:, 0]]
+    entry_bytes = d.entries().reshape(-1, d.itemsize)
+    hexes = ([bytes(h).hex() for h in entry_bytes] if d.itemsize > 1 else
+             [f"{int(b):02x}" for b in entry_bytes[:, 0]])
 
     head = Text()
     head.append(f"  {'row':>{label_w}}  {'offset':<{off_w + 2}} ", "dim")

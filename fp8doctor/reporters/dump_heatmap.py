@@ -73,8 +73,8 @@ def render_heatmap(d: TensorDump, console: Console, max_height: int = MAX_HEIGHT
             if patch.max() < 0:
                 line.append(" ")
                 continue
-            r, c = np.unravel_index(int(patch.argmax()), patch.shape)
-            r, c = int(re_[i] + r), int(ce[j] + c)
+            pr, pc = np.unravel_index(int(patch.argmax()), patch.shape)
+            r, c = int(re_[i] + pr), int(ce[j] + pc)
             if dec.nan[r, c]:
                 line.append("N", NAN_STYLE)
             elif dec.negative[r, c]:

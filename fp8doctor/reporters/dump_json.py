@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from fp8doctor.dumper import TensorDump
+from fp8doctor.reporters.envelope import SCHEMA_VERSION, envelope
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "render", "tensor_dict"]
 
 
 def tensor_dict(d: TensorDump) -> dict[str, Any]:
@@ -39,6 +40,6 @@ def tensor_dict(d: TensorDump) -> dict[str, Any]:
 
 def render(dumps: list[TensorDump], target: str, version: str) -> str:
     """One JSON object; each tensor on a line of its own (grep- and diff-friendly)."""
-    head = {"schema_version": SCHEMA_VERSION, "tool": {"name": "fp8doctor", "version": version}, "target": target}
+    head = envelope(version, target=target)
     tensors = ",\n".join("  " + json.dumps(tensor_dict(d), ensure_ascii=True) for d in dumps)
     return json.dumps(head, ensure_ascii=True)[:-1] + ', "tensors": [' + (f"\n{tensors}\n" if dumps else "") + "]}\n"

@@ -63,11 +63,11 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
         console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",
                            "bold"))
         for f in shown:
-            line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
-                                 (plain(f.tensor) if f.tensor else "", "cyan"))
+            row = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
+                                (plain(f.tensor) if f.tensor else "", "cyan"))
             if f.file:
-                line.append("  " + " ".join(location(f)), "dim")
-            console.print(line)
+                row.append("  " + " ".join(location(f)), "dim")
+            console.print(row)
             console.print(Text(plain(f.message)), overflow="fold")
         if len(r.unfixable) > len(shown):
             console.print(Text(f"... {len(r.unfixable) - len(shown)} more (--max-findings, or --format json)", "dim"))

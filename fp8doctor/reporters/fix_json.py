@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 from fp8doctor.repair.fix import FixResult
+from fp8doctor.reporters.envelope import SCHEMA_VERSION, envelope
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "render", "result_dict"]
 
 
 def result_dict(result: FixResult, version: str) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "tool": {"name": "fp8doctor", "version": version},
-            "command": "fix", **result.to_dict()}
+    return envelope(version, command="fix", **result.to_dict())
 
 
 def render(result: FixResult, version: str) -> str:

@@ -7,18 +7,14 @@ from typing import Any
 
 from fp8doctor.findings import Report
 from fp8doctor.reporters import RenderContext
+from fp8doctor.reporters.envelope import SCHEMA_VERSION, envelope
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "render", "render_report", "report_dict"]
 
 
 def report_dict(report: Report, version: str) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "fp8doctor", "version": version},
-        "target": report.target,
-        "summary": report.summary(),
-        "findings": [f.to_dict() for f in report.findings],
-    }
+    return envelope(version, target=report.target, summary=report.summary(),
+                    findings=[f.to_dict() for f in report.findings])
 
 
 def render(report: Report, version: str) -> str:

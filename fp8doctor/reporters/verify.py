@@ -11,8 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from fp8doctor.reporters.common import plain
+from fp8doctor.reporters.envelope import SCHEMA_VERSION, envelope
 
-VERIFY_SCHEMA_VERSION = 1
+VERIFY_SCHEMA_VERSION = SCHEMA_VERSION  # the one schema version (reporters/envelope.py)
 
 
 def _num(x: float) -> float | str:
@@ -23,8 +24,7 @@ def to_dict(result: Any, version: str) -> dict[str, Any]:
     first = result.first_failure
     o = result.options
     return {
-        "schema_version": VERIFY_SCHEMA_VERSION,
-        "tool": {"name": "fp8doctor", "version": version},
+        **envelope(version),
         "target": result.target,
         "layer": result.layer,
         "architecture": result.arch,

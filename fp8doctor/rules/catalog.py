@@ -6,18 +6,27 @@ Rule ids are a public contract: never rename one, never change what it means.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from fp8doctor.findings import Region, Severity
+from fp8doctor.findings import Finding, Region, Severity
 
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule: its id (a public contract), default severity, whether `fix` can repair what it
+    finds, the region it is about, and its help. Every finding of the rule is made by `finding`,
+    so severity and region come from here and nowhere else."""
+
     id: str
     severity: Severity
     fixable: bool
     region: Region
     title: str
     help: str
+
+    def finding(self, file: str | None, tensor: str | None, message: str, **fields: Any) -> Finding:
+        """A finding of this rule (`fields`: byte_offset, count, index, fixable)."""
+        return Finding(self.id, self.severity, file, tensor, message, self.region, **fields)
 
 
 _RULES = [
@@ -125,6 +134,11 @@ RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 
 def rule(rule_id: str) -> Rule:
     return RULES[rule_id]
+
+
+def emit(rule_id: str, file: str | None, tensor: str | None, message: str, **fields: Any) -> Finding:
+    """A finding of rule `rule_id`, with the catalog's severity and region (KeyError: unknown id)."""
+    return RULES[rule_id].finding(file, tensor, message, **fields)
 
 
 def validate_rule_ids(ids: list[str] | tuple[str, ...]) -> list[str]:

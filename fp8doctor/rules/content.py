@@ -9,13 +9,16 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from fp8doctor.checkpoint.header import TensorInfo
-from fp8doctor.findings import Finding, Region, Severity
+from fp8doctor.findings import Finding
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
+from fp8doctor.layouts.encodings import EXPONENT_OFFSET, FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
+from fp8doctor.rules.catalog import emit
 from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
@@ -69,13 +72,13 @@ def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
     return i, tuple(int(x) for x in np.unravel_index(i, mask.shape)) if mask.ndim else ()
 
 
-def _finding(rule: str, sev: Severity, t: TensorInfo, region: Region, mask: np.ndarray, message: str,
+def _finding(rule: str, t: TensorInfo, mask: np.ndarray, message: str,
              itemsize: int, count: int | None = None, fixable: bool = False, sink: MarkSink | None = None) -> Finding:
     first = _first(mask)
     flat, index = first if first else (None, None)
-    f = Finding(rule, sev, t.file, t.name, message, region,
-                byte_offset=t.offset + flat * itemsize if flat is not None else None,
-                count=int(np.count_nonzero(mask)) if count is None else count, index=index, fixable=fixable)
+    f = emit(rule, t.file, t.name, message,
+             byte_offset=t.offset + flat * itemsize if flat is not None else None,
+             count=int(np.count_nonzero(mask)) if count is None else count, index=index, fixable=fixable)
     if sink is not None:
         sink(f, mask)
     return f
@@ -162,7 +165,7 @@ def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
     else:
         vals, counts = np.unique(values, return_counts=True)
     msg = _msg_padding(layout, n, dict(zip(vals.tolist(), counts.tolist())), int(want_raw))
-    yield _finding("scale-padding-nonzero", Severity.ERROR, t, Region.PADDING, bad, msg, layout.itemsize,
+    yield _finding("scale-padding-nonzero", t, bad, msg, layout.itemsize,
                    fixable=layout.trusted, sink=sink)
 
 
@@ -194,7 +197,7 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
-                 budget: int, state: list | None = None) -> tuple[np.ndarray, int]:
+                 budget: int, state: list[Any] | None = None) -> tuple[np.ndarray, int]:
     """For flat scale indices `entries`, whether each one's weight block holds only signed zeros.
 
     Reads each needed band of weight rows once (all flagged columns of a block-row share it).
@@ -254,7 +257,7 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     in_box[box] = True
     uninit, why = _is_uninitialized(dec, box)
     if uninit:
-        out.append(_finding("scale-uninitialized", Severity.ERROR, t, Region.LOGICAL, in_box & ~dec.valid,
+        out.append(_finding("scale-uninitialized", t, in_box & ~dec.valid,
                             f"{t.name} looks like leftover memory, not scales: {why}", itemsize,
                             count=int(in_box.sum()), sink=sink))
         return out, None
@@ -262,11 +265,12 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     nan = in_box & dec.nan
     if nan.any():
         first = _first(nan)
-        out.append(_finding("scale-nan", Severity.ERROR, t, Region.LOGICAL, nan,
+        assert first is not None
+        out.append(_finding("scale-nan", t, nan,
                             _msg_nan(int(nan.sum()), t.name, first[1]), itemsize, sink=sink))
     neg = in_box & dec.negative
     if neg.any():
-        out.append(_finding("scale-negative", Severity.ERROR, t, Region.LOGICAL, neg,
+        out.append(_finding("scale-negative", t, neg,
                             _msg_negative(int(neg.sum()), t.name), itemsize, sink=sink))
     zero = in_box & dec.zero
     if zero.any():
@@ -278,14 +282,15 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
         far = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
         if far.any():
             first = _first(far)
+            assert first is not None
             val = int(dec.raw[first[1]]) if first[1] else int(dec.raw.reshape(-1)[first[0]])
-            out.append(_finding("scale-outlier", Severity.WARNING, t, Region.LOGICAL, far,
+            out.append(_finding("scale-outlier", t, far,
                                 _msg_outlier(int(far.sum()), t.name, opts.outlier_span, median,
                                              describe_value(encoding, val), first[1]), itemsize, sink=sink))
-    if opts.ue8m0 and encoding in ("f32", "bf16", "f16"):
+    if opts.ue8m0 and encoding in FLOAT_ENCODINGS:
         npow2 = valid & ~dec.pow2
         if npow2.any():
-            out.append(_finding("scale-not-power-of-two", Severity.WARNING, t, Region.LOGICAL, npow2,
+            out.append(_finding("scale-not-power-of-two", t, npow2,
                                 _msg_not_pow2(int(npow2.sum()), int(valid.sum()), t.name), itemsize, sink=sink))
     return out, median
 
@@ -297,8 +302,9 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
                   and layout.weight is not None and layout.kind in ("block", "group"))
     if not can_verify:
-        return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, zero,
+        return [_finding("scale-zero", t, zero,
                          _msg_zero_unverified(flat.size, t.name), itemsize, sink=sink)]
+    assert layout is not None and read_weight is not None  # can_verify
     try:
         is_zero, unchecked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
     except OSError:
@@ -309,7 +315,7 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     if not count:
         return []
     msg = _msg_zero_erased(count, t.name, unchecked)
-    return [_finding("scale-zero", Severity.ERROR, t, Region.LOGICAL, bad.reshape(zero.shape), msg, itemsize,
+    return [_finding("scale-zero", t, bad.reshape(zero.shape), msg, itemsize,
                      count=count, sink=sink)]
 
 
@@ -339,10 +345,10 @@ def check_kinds(summaries: list[TensorSummary], span: int,
         center = int(np.median([m.median_exponent for m in members]))
         for m in members:
             if abs(m.median_exponent - center) > span:
-                yield Finding("scale-outlier", Severity.WARNING, m.file, m.name,
-                              f"{m.name}'s median scale 2^{m.median_exponent} is more than 2^{span} from the median "
-                              f"2^{center} of the {len(members)} tensors like it ({kind})", Region.LOGICAL,
-                              byte_offset=m.offset, count=1)
+                yield emit("scale-outlier", m.file, m.name,
+                           f"{m.name}'s median scale 2^{m.median_exponent} is more than 2^{span} from the median "
+                           f"2^{center} of the {len(members)} tensors like it ({kind})",
+                           byte_offset=m.offset, count=1)
 
 
 def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: ContentOptions,
@@ -367,7 +373,7 @@ def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: C
 RULE_SLAB = 1 << 20
 """Bytes of entries decoded at once by check_tensor_slabs (decoding takes ~10x that in arrays)."""
 
-_EXP_OFFSET = 160  # exponents of every encoding (f32 subnormals: -149) shifted to non-negative bins
+_EXP_OFFSET = EXPONENT_OFFSET  # exponents of every encoding shifted to non-negative bins (160)
 _EXP_BINS = 320
 
 
@@ -412,7 +418,7 @@ def _pad_slab(pad: _First, values: dict[int, int], bad: np.ndarray, raw: np.ndar
             values[v] = values.get(v, 0) + c
 
 
-def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes],
+def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes | memoryview],
                        opts: ContentOptions, read_weight: ReadWeight | None,
                        slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], TensorSummary | None]:
     """`check_tensor` on a large tensor in bounded memory: the same findings and summary, from row
@@ -443,11 +449,10 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     def unravel(flat: int | None) -> tuple[int, ...] | None:
         return None if flat is None else tuple(int(x) for x in np.unravel_index(flat, shape))
 
-    def finding(rule: str, sev: Severity, region: Region, first: int | None, count: int, message: str,
-                fixable: bool = False) -> Finding:
-        return Finding(rule, sev, t.file, t.name, message, region,
-                       byte_offset=t.offset + first * itemsize if first is not None else None,
-                       count=count, index=unravel(first), fixable=fixable)
+    def finding(rule: str, first: int | None, count: int, message: str, fixable: bool = False) -> Finding:
+        return emit(rule, t.file, t.name, message,
+                    byte_offset=t.offset + first * itemsize if first is not None else None,
+                    count=count, index=unravel(first), fixable=fixable)
 
     want_raw = None
     if layout is not None and layout.has_padding:
@@ -510,28 +515,29 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
-        findings.append(finding("scale-padding-nonzero", Severity.ERROR, Region.PADDING, pad.first, pad.count,
+        assert want_raw is not None  # padded entries differ from the fill only when there is one
+        findings.append(finding("scale-padding-nonzero", pad.first, pad.count,
                                 _msg_padding(layout, pad.count, pad_values, int(want_raw)),
                                 fixable=layout.trusted))
 
     exps = np.arange(_EXP_BINS) - _EXP_OFFSET
     valid_n = int(hist.sum())
     if n_box >= 16:  # _is_uninitialized
-        center = _hist_median(hist) if valid_n else 0
+        center = (_hist_median(hist) or 0) if valid_n else 0
         far_n = invalid.count + int(hist[np.abs(exps - center) > UNINIT_FAR].sum())
         frac = far_n / n_box
         distinct = int(np.count_nonzero(present)) if present is not None else int(seen.size)
         why = _uninitialized_why(frac, distinct, n_box, center)
         if why is not None:
-            findings.append(finding("scale-uninitialized", Severity.ERROR, Region.LOGICAL, invalid.first, n_box,
+            findings.append(finding("scale-uninitialized", invalid.first, n_box,
                                     f"{t.name} looks like leftover memory, not scales: {why}"))
             return findings, None
 
     if nan.count:
-        findings.append(finding("scale-nan", Severity.ERROR, Region.LOGICAL, nan.first, nan.count,
+        findings.append(finding("scale-nan", nan.first, nan.count,
                                 _msg_nan(nan.count, t.name, unravel(nan.first) or ())))
     if neg.count:
-        findings.append(finding("scale-negative", Severity.ERROR, Region.LOGICAL, neg.first, neg.count,
+        findings.append(finding("scale-negative", neg.first, neg.count,
                                 _msg_negative(neg.count, t.name)))
     median = _hist_median(hist)
     far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
@@ -565,20 +571,21 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                 break  # nothing left to find
     if zero.count:
         if not can_verify:
-            findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero.first, zero.count,
+            findings.append(finding("scale-zero", zero.first, zero.count,
                                     _msg_zero_unverified(zero.count, t.name)))
         else:
             if failed:  # one failed weight read: no zero entry counts as proven harmless
                 zero_bad.count, zero_bad.first, unchecked = zero.count, zero.first, zero.count
             if zero_bad.count:
-                findings.append(finding("scale-zero", Severity.ERROR, Region.LOGICAL, zero_bad.first,
+                findings.append(finding("scale-zero", zero_bad.first,
                                         zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
     if far_n:
-        findings.append(finding("scale-outlier", Severity.WARNING, Region.LOGICAL, far.first, far_n,
+        assert median is not None  # far entries are counted from the median
+        findings.append(finding("scale-outlier", far.first, far_n,
                                 _msg_outlier(far_n, t.name, opts.outlier_span, median,
                                              describe_value(encoding, far_value), unravel(far.first) or ())))
-    if opts.ue8m0 and encoding in ("f32", "bf16", "f16") and npow2.count:
-        findings.append(finding("scale-not-power-of-two", Severity.WARNING, Region.LOGICAL, npow2.first,
+    if opts.ue8m0 and encoding in FLOAT_ENCODINGS and npow2.count:
+        findings.append(finding("scale-not-power-of-two", npow2.first,
                                 npow2.count, _msg_not_pow2(npow2.count, valid_n, t.name)))
     summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     return findings, summary

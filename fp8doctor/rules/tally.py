@@ -15,16 +15,16 @@ import math
 
 import numpy as np
 
+from fp8doctor.layouts.encodings import ALL as ALL_ENCODINGS
+
 SLAB = 1 << 20
 """Bytes of entries histogrammed at once (np.bincount widens to 8 bytes per entry)."""
 
 # encoding -> (raw dtype, shift to the sign+exponent field, bins, first and last valid field, bias,
 #              mantissa mask). A valid field is a positive, finite, normal, non-zero entry.
 _FIELDS = {
-    "e8m0": (np.uint8, 0, 256, 1, 254, 127, 0),
-    "f32": (np.dtype("<u4"), 23, 512, 1, 254, 127, 0x7FFFFF),
-    "bf16": (np.dtype("<u2"), 7, 512, 1, 254, 127, 0x7F),
-    "f16": (np.dtype("<u2"), 10, 64, 1, 30, 15, 0x3FF),
+    e.name: (e.raw, f.shift, f.bins, f.lo, f.hi, f.bias, f.mantissa)
+    for e in ALL_ENCODINGS if (f := e.exponent_field) is not None
 }
 
 def byte_histogram(codes: np.ndarray) -> np.ndarray:
@@ -37,10 +37,11 @@ def byte_histogram(codes: np.ndarray) -> np.ndarray:
     hist = pairs.sum(axis=0) + pairs.sum(axis=1)
     if n % 2:
         hist[codes[-1]] += 1
-    return hist
+    out: np.ndarray = hist
+    return out
 
 
-TALLY_ITEMSIZE = {enc: np.dtype(f[0]).itemsize for enc, f in _FIELDS.items()}
+TALLY_ITEMSIZE = {e.name: e.itemsize for e in ALL_ENCODINGS if e.exponent_field is not None}
 
 
 def supported(encoding: str, shape: tuple[int, ...]) -> bool:
@@ -67,7 +68,7 @@ class Tally:
         self.row_items = math.prod(shape[1:])
         self._rest = tuple(slice(0, b) for b in box[1:])
         # quick test (1-byte codes): only the least and greatest code of the real box, at memory speed
-        self.quick = quick and self.dtype == np.uint8 and not self.mant
+        self.quick = quick and self.dtype == np.uint8 and not self.enc[1] and not self.mant
         self.lo, self.hi = 1 << 16, -1
 
     def rows_per_slab(self) -> int:

@@ -254,8 +254,8 @@ def garble_padding(root: str, prefix: str = "layers.0.", seed: int = 7) -> int:
 
 def _positive_table(fmt: str) -> np.ndarray:
     if fmt == "e4m3":
-        from fp8doctor.layouts.codecs import _E4M3FN
-        return _E4M3FN[:0x7F].astype(np.float64)  # codes 0x00..0x7E, increasing
+        from fp8doctor.layouts.encodings import E4M3FN_TABLE
+        return E4M3FN_TABLE[:0x7F].astype(np.float64)  # codes 0x00..0x7E, increasing
     return np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
 
 

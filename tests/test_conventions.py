@@ -1,0 +1,73 @@
+"""Unit tests of the convention registry (layouts/conventions/) and the pairing that runs it."""
+
+from __future__ import annotations
+
+import math
+
+from fp8doctor.checkpoint.dtypes import nbytes
+from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.layouts.conventions import (
+    CONVENTIONS,
+    DIM_RULES,
+    SCALE_SUFFIXES,
+    expected_scale_names,
+    needs_scale,
+)
+from fp8doctor.layouts.dims import logical_weight_shape
+from fp8doctor.layouts.pairing import find_pairs_by_convention
+
+
+def _t(name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
+    n = nbytes(dtype, math.prod(shape)) or 0
+    return TensorInfo(name=name, dtype=dtype, shape=shape, begin=0, end=n, file="m.safetensors", data_start=8)
+
+
+def _pairs(*tensors: TensorInfo) -> dict[str, str]:
+    pairs, _, conv = find_pairs_by_convention({t.name: t for t in tensors})
+    return {s: conv[s].name for s, w in pairs.items() if w is not None}
+
+
+def test_every_convention_has_a_unique_name_and_a_summary():
+    names = [c.name for c in CONVENTIONS]
+    assert len(set(names)) == len(names)
+    assert all(c.summary and c.weight_suffixes for c in CONVENTIONS)
+    assert SCALE_SUFFIXES == (".weight_scale_inv", ".weight_scale", ".scale", "_scales")
+
+
+def test_each_convention_claims_its_pairs():
+    assert _pairs(_t("a.weight", "F8_E4M3", (256, 256)), _t("a.weight_scale_inv", "F32", (2, 2))) == {
+        "a.weight_scale_inv": "deepseek-v3"}
+    assert _pairs(_t("a.weight_packed", "U8", (8, 64)), _t("a.weight_scale", "U8", (8, 4))) == {
+        "a.weight_scale": "compressed-tensors-packed"}
+    assert _pairs(_t("a.weight", "F8_E4M3", (256, 256)), _t("a.weight_scale", "F8_E8M0", (2, 2))) == {
+        "a.weight_scale": "weight-scale"}
+    assert _pairs(_t("a.weight", "F8_E4M3", (256, 256)), _t("a.scale", "F8_E8M0", (2, 2))) == {
+        "a.scale": "deepseek-v4"}
+    assert _pairs(_t("a.weight", "I8", (8, 64)), _t("a.scale", "F8_E8M0", (8, 4))) == {"a.scale": "deepseek-v4-fp4"}
+    assert _pairs(_t("e.gate_up_proj_blocks", "U8", (2, 8, 4, 16)), _t("e.gate_up_proj_scales", "U8", (2, 8, 4))) == {
+        "e.gate_up_proj_scales": "gpt-oss"}
+
+
+def test_a_float_scale_beside_an_unquantized_weight_is_a_norm_not_a_scale():
+    pairs, _, _ = find_pairs_by_convention({t.name: t for t in (
+        _t("n.weight", "BF16", (64,)), _t("n.scale", "F32", (64,)))})
+    assert pairs == {}
+
+
+def test_needs_scale_and_the_names_looked_for():
+    assert needs_scale(_t("a.weight", "F8_E4M3", (4, 4)), None)
+    assert needs_scale(_t("a.weight_packed", "U8", (4, 4)), None)
+    assert needs_scale(_t("x_blocks", "U8", (4, 4, 16)), None)
+    assert not needs_scale(_t("a.weight", "I8", (4, 4)), None)  # I8 is FP4 only when config.json says so
+    assert not needs_scale(_t("a.weight", "BF16", (4, 4)), None)
+    assert expected_scale_names("a.weight") == "a.weight_scale_inv, a.weight_scale, a.scale"
+    assert expected_scale_names("x_blocks") == "x_scales"
+
+
+def test_config_dims_shrink_only_padded_expert_dims():
+    assert len(DIM_RULES) == 4
+    dims = {"moe_intermediate_size": 80}
+    assert logical_weight_shape("layers.0.ffn.experts.3.w1.weight", (96, 320), dims) == (80, 320)
+    assert logical_weight_shape("layers.0.ffn.experts.3.w2.weight", (320, 96), dims) == (320, 80)
+    assert logical_weight_shape("layers.0.attn.wq.weight", (96, 320), dims) == (96, 320)
+    assert logical_weight_shape("layers.0.ffn.experts.3.w1.weight", (200, 320), dims) == (200, 320)  # not padding

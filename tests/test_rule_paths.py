@@ -1,0 +1,99 @@
+"""The rules' fast paths are optimisations only: on random scale tensors (every encoding, random
+padding, NaN, zeros, garbage, outliers) the histogram verdict (rules/tally.py), the row-slab
+evaluation with its byte-histogram path (check_tensor_slabs) and the entry point judge_scale_tensor
+give exactly what the direct whole-tensor evaluation (check_tensor) gives."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.layouts.encodings import ALL, BY_NAME
+from fp8doctor.layouts.model import ScaleLayout
+from fp8doctor.rules.content import UNINIT_FAR, ContentOptions, check_tensor, check_tensor_slabs
+from fp8doctor.rules.judge import exact_median, judge_scale_tensor, tally_for
+
+DTYPES = [(dt, e.name) for e in ALL for dt in e.dtypes]
+
+
+def _values(enc: str, rng: np.random.Generator, n: int, center: int, mix: float) -> bytes:
+    """n entries: most valid scales near 2^center, a share `mix` of anything at all."""
+    e = BY_NAME[enc]
+    exps = np.clip(center + rng.integers(-3, 4, n), -20, 20)
+    if enc == "e8m0":
+        raw = (exps + 127).astype(np.uint8)
+    elif enc == "e4m3":
+        raw = np.clip((np.clip(exps, -6, 8) + 7) << 3, 0, 0x7E).astype(np.uint8)
+    else:
+        ftype = {"f32": np.float32, "bf16": np.float32, "f16": np.float16}[enc]
+        vals = np.ldexp(np.ones(n), exps).astype(ftype)
+        if enc == "bf16":
+            raw = (vals.view(np.uint32) >> 16).astype(np.uint16)
+        else:
+            raw = vals.view(e.raw)
+    garbage = rng.integers(0, 1 << (8 * e.itemsize), n, dtype=np.uint64).astype(e.raw)
+    pick = rng.random(n) < mix
+    special = rng.random(n) < 0.5 * mix
+    out = np.where(pick, garbage, raw).astype(e.raw)
+    out = np.where(special, np.zeros(n, dtype=e.raw), out)  # zero stand-ins
+    return out.astype(e.raw).tobytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dtype=st.sampled_from(DTYPES), rows=st.integers(1, 40), cols=st.integers(1, 24),
+       pad_r=st.integers(0, 5), pad_c=st.integers(0, 5), center=st.integers(-10, 10),
+       mix=st.sampled_from([0.0, 0.0, 0.01, 0.1, 0.5, 1.0]), ue8m0=st.booleans(),
+       fill=st.sampled_from(["zero", "one", 0x00]), with_layout=st.booleans(),
+       garble_pad=st.booleans(), slab=st.sampled_from([1, 7, 64, 1 << 20]), seed=st.integers(0, 2**31))
+def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad_r, pad_c, center, mix, ue8m0, fill,
+                                                          with_layout, garble_pad, slab, seed):
+    dt, enc = dtype
+    rng = np.random.default_rng(seed)
+    itemsize = BY_NAME[enc].itemsize
+    shape = (rows + pad_r, cols + pad_c)
+    n = shape[0] * shape[1]
+    entries = np.frombuffer(_values(enc, rng, n, center, mix), dtype=BY_NAME[enc].raw).reshape(shape).copy()
+    layout = None
+    t = TensorInfo("m.layers.0.w.scale", dt, shape, 0, n * itemsize, "m.safetensors", 8)
+    if with_layout:
+        w = TensorInfo("m.layers.0.w.weight", "F8_E4M3", (shape[0] * 128, shape[1] * 128), 0,
+                       shape[0] * shape[1] * 128 * 128, "m.safetensors", 8)
+        logical = (rows, cols)
+        layout = ScaleLayout(t, w, "block", enc, (128, 128), w.shape, (rows * 128, cols * 128), logical, "config")
+        if not garble_pad:
+            fill_raw = np.frombuffer(BY_NAME[enc].fills["one" if fill == "one" else "zero"], dtype=BY_NAME[enc].raw)[0]
+            pad = np.ones(shape, dtype=bool)
+            pad[:rows, :cols] = False
+            entries[pad] = fill_raw
+    data = entries.tobytes()
+    opts = ContentOptions(fill=fill, ue8m0=ue8m0, verify_zero_blocks=False)
+
+    direct = check_tensor(layout, t, data, opts, None)
+    rb = len(data) // shape[0]
+    slabs = check_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None, slab_bytes=slab)
+    assert slabs == direct
+    # the entry point (quick test first for 1-byte encodings): the same findings, and a median
+    # interval that holds the direct median, resolved to it by exact_median
+    findings, summary = judge_scale_tensor(t, data, layout, opts)
+    if summary is not None and summary.median_hi is not None:
+        assert direct[1] is not None and summary.median_exponent <= direct[1].median_exponent <= summary.median_hi
+        exact = exact_median(t, layout, opts, lambda a, k: data[a:a + k], max_read=slab * rb)
+        summary = dataclasses.replace(summary, median_exponent=exact, median_hi=None)
+    assert (findings, summary) == direct
+    quick = tally_for(layout, t, opts, quick=True)
+    if quick is not None and quick.quick:
+        quick.add(data, 0)
+        if quick.band(opts.outlier_span, UNINIT_FAR) is not None:  # the quick test only ever says "clean"
+            assert [f for f in direct[0] if f.rule != "scale-padding-nonzero"] == []
+
+    tally = tally_for(layout, t, opts)
+    if tally is not None:
+        tally.add(data, 0)
+        ok, median = tally.verdict(opts.outlier_span, UNINIT_FAR)
+        if ok:  # "clean" is only ever said of a tensor whose real entries have no finding
+            assert [f for f in direct[0] if f.rule != "scale-padding-nonzero"] == []
+            assert direct[1] is not None and direct[1].median_exponent == median
