@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import fp8doctor
-from fp8doctor.testing import synth
 from fp8doctor.repair import journal as jr
+from fp8doctor.testing import synth
 from tests.fix_helpers import checkpoint_files, copy_tree, dirty_v4
 
 

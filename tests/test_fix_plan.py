@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 import fp8doctor
-from fp8doctor.testing import synth
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.cli.app import app
 from fp8doctor.layouts.model import ScaleLayout, fill_bytes, padding_arrays
 from fp8doctor.repair import spans as sv
 from fp8doctor.repair.plan import RUN_ROW, tensor_patch
+from fp8doctor.testing import synth
 from tests.conftest import poke
 
 runner = CliRunner()

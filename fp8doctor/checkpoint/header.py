@@ -186,7 +186,7 @@ def parse_header(source: ByteSource, file: str) -> ShardHeader:
                     nbits = numel * bits
                     if (type(begin) is int and type(end) is int and 0 <= begin <= end <= _U64_MAX
                             and nbits <= _U64_MAX and not nbits % 8 and nbits // 8 == end - begin):
-                        append(_tensor_info(name, dtype, tuple(shape), begin, end, file, data_start))
+                        append(_tensor_info(name, dtype, tuple(shape), begin, end, file, data_start))  # type: ignore[arg-type]
                         continue
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):

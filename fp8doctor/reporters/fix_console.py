@@ -34,12 +34,12 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
     if r.changes:
         verb = "restored" if r.mode == "undo" else "would change" if r.mode == "dry-run" else "changed"
         # the biggest changes first, capped like findings (a padded MoE export changes thousands of tensors)
-        shown = sorted(sorted(r.changes, key=lambda c: -c.nbytes)[:max(0, max_findings)],
+        listed = sorted(sorted(r.changes, key=lambda c: -c.nbytes)[:max(0, max_findings)],
                        key=lambda c: (c.file, c.first_offset))
-        count = f" ({len(shown)} of {len(r.changes):,} tensors, largest first)" if len(shown) < len(r.changes) else ""
+        count = f" ({len(listed)} of {len(r.changes):,} tensors, largest first)" if len(listed) < len(r.changes) else ""
         console.print(Text(f"\nPadded scale entries {verb}{count}", "bold"))
         last_file = None
-        for c in shown:
+        for c in listed:
             if c.file != last_file:
                 console.print(Text(f"  {plain(c.file)}", "dim"))
                 last_file = c.file
@@ -50,12 +50,10 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
             more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
             console.print(Text.assemble(("      ", ""), (_hex(c.before[:8]) + more, "red"), (" → ", ""),
                                         (_hex(c.after[:8]) + more, "green")))
-        if len(shown) < len(r.changes):
-            rest = [c for c in r.changes if c not in set(shown)] if len(r.changes) < 64 else None
-            n = len(r.changes) - len(shown)
-            entries = sum(c.entries for c in rest) if rest is not None else r.entries_changed - sum(
-                c.entries for c in shown)
-            nbytes = sum(c.nbytes for c in rest) if rest is not None else r.bytes_changed - sum(c.nbytes for c in shown)
+        if len(listed) < len(r.changes):
+            n = len(r.changes) - len(listed)
+            entries = r.entries_changed - sum(c.entries for c in listed)
+            nbytes = r.bytes_changed - sum(c.nbytes for c in listed)
             console.print(Text(f"  ... {plural(n, 'more tensor')}: {entries:,} entries, {nbytes:,} bytes "
                                "(--max-findings, or --format json for every tensor)", "dim"))
     if r.unfixable:
