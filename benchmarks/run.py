@@ -1,12 +1,14 @@
 """Time fp8doctor's scan against the floor and the peer on sparse full-shape checkpoints, and its
 fix against the peer fix; write the table to benchmarks/RESULTS.md.
 
-    python benchmarks/run.py                      # the `make bench` default (~5-8 minutes)
-    python benchmarks/run.py --v4-layers 43 --oss-layers 36   # full size (~13 GB of real scale bytes)
+    python benchmarks/run.py          # `make bench`: small V4/gpt-oss, full V3, fix at MoE-export scale
+    make bench-full                   # full-size V4-Flash and gpt-oss-120b (~13 GB of real scale bytes)
 
-Every timed task runs in a fresh process (peak RSS is its own; interpreter start-up is not
-counted in the time). Warm: page cache filled by a previous run. Cold: caches dropped before each
-run (`/proc/sys/vm/drop_caches` when writable, else posix_fadvise(DONTNEED) on every file).
+Every timed task runs in a fresh process (peak RSS is its own), in interleaved rounds: each ratio
+is the median over rounds of the ratio of runs made back to back, so both sides saw the same load.
+Times in-process (the task alone) and whole-process (spawn to exit). Warm: page cache filled by an
+untimed round. Cold: caches dropped before each run (`/proc/sys/vm/drop_caches` when writable and
+FP8DOCTOR_BENCH_DROP_CACHES=1, else posix_fadvise(DONTNEED) on every file).
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from benchmarks import make_checkpoint
 from fp8doctor import scanner
 from fp8doctor.rules import judge
 from fp8doctor.rules.content import TensorSummary, check_kinds
 from fp8doctor.rules.tally import Tally
+from fp8doctor.testing import synth
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -70,7 +70,7 @@ def test_band_is_exact_about_the_verdict():
 @pytest.fixture(scope="module")
 def v4(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("quick") / "v4")
-    make_checkpoint.build("v4-flash", d, layers=1, shards=2, moe_pad=64, garbage=20)
+    synth.deepseek_v4(d, experts=4)
     return d
 
 

@@ -196,6 +196,18 @@ class ScaleLayout:
         }
 
 
+_LAYOUT_FIELDS = ("scale", "weight", "kind", "encoding", "block", "weight_shape", "logical_weight_shape",
+                  "logical_shape", "source", "note")
+
+
+def same_layout(scale: TensorInfo, weight: TensorInfo | None, rest: tuple[object, ...]) -> ScaleLayout:
+    """ScaleLayout(scale, weight, *rest) without the frozen dataclass's per-field setattr: equal to
+    it, several times cheaper (pairing builds one per scale: 45,032 for DeepSeek-V3)."""
+    lay = object.__new__(ScaleLayout)
+    object.__setattr__(lay, "__dict__", dict(zip(_LAYOUT_FIELDS, (scale, weight, *rest))))
+    return lay
+
+
 def padding_arrays(shape: Sequence[int], box: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """`_padding_arrays`, cached by shape and box (a MoE layer has hundreds of alike tensors);
     the arrays are read-only."""
