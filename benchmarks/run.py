@@ -232,7 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fix-layers", type=int, default=3, help="fix at scale: v4-flash layers (garbage in layer 0)")
     ap.add_argument("--fix-garbage", type=int, default=2000, help="fix at scale: padded scale tensors with garbage")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--render", metavar="JSON", help="only re-render RESULTS from the measurements a run saved "
+                    "beside it (after editing ANALYSIS.md)")
     a = ap.parse_args(argv)
+    raw = os.path.splitext(a.results)[0] + ".json"
+    if a.render:
+        with open(a.render) as f:
+            saved = json.load(f)
+        text = render(saved["rows"], saved["start"], saved["fix"], saved["scale"], saved["load0"], saved["load1"],
+                      argparse.Namespace(**saved["args"]), saved["total"], saved["cmd"])
+        with open(a.results, "w") as f:
+            f.write(text)
+        return 0
 
     t_start = time.perf_counter()
     load0 = os.getloadavg()
@@ -267,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         print("fix comparison:", file=sys.stderr)
         fix = fix_comparison(("v4-flash", a.v4_layers, a.moe_pad), a.out)
     load1 = os.getloadavg()
-    text = render(rows, start, fix, scale, load0, load1, a, time.perf_counter() - t_start)
+    total = time.perf_counter() - t_start
+    cmd = " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+    with open(raw, "w") as f:  # the measurements, to re-render after editing ANALYSIS.md (--render)
+        json.dump({"rows": rows, "start": start, "fix": fix, "scale": scale, "load0": load0, "load1": load1,
+                   "args": {**vars(a), "drop": _DROP}, "total": total, "cmd": cmd}, f)
+    text = render(rows, start, fix, scale, load0, load1, a, total, cmd)
     with open(a.results, "w") as f:
         f.write(text)
     print(text)
@@ -278,9 +294,8 @@ def _x(v: float) -> str:
     return f"**{v:.2f}x**"
 
 
-def render(rows, start, fix, scale, load0, load1, a, total) -> str:
+def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cmd = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
     out = ["# Benchmark results", "",
            f"Command: `{cmd}`, {total / 60:.1f} minutes in all.  ",
            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {mem:.0f} GiB RAM, {platform.system()} "
@@ -288,7 +303,7 @@ def render(rows, start, fix, scale, load0, load1, a, total) -> str:
            f"Load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at end "
            f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f} (other engineers share the machine: read the ratios, "
            "not the seconds).  ",
-           f"Cold runs drop the page cache with: {_DROP or 'n/a'}.  ",
+           f"Cold runs drop the page cache with: {getattr(a, 'drop', None) or _DROP or 'n/a'}.  ",
            f"Every task runs in a fresh process, {a.runs} rounds (the peer: {a.peer_runs}); within a round the tasks "
            "run back to back, and each ratio is the median over rounds of that round's ratio, so both sides of it "
            "saw the same load. *In-process*: the task's own time (imports and interpreter start-up excluded); "
