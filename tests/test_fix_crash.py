@@ -102,11 +102,11 @@ def test_kill_at_random_moments(tmp_path):
     """Kill `fix --fill one` (many small writes, slowed) at random times; then fix again."""
     loops = int(os.environ.get("FP8DOCTOR_CRASH_LOOPS", "20"))
     src = str(tmp_path / "src")
-    synth.deepseek_v4(src)  # clean: --fill one rewrites every padded entry (18 tensors, 28 runs)
+    synth.deepseek_v4(src)  # clean: --fill one rewrites every padded entry (18 tensors, one write each)
     ref = copy_tree(src, str(tmp_path / "ref"))
     fp8doctor.fix(ref, fill="one")
     original, repaired, masks = checkpoint_files(src), checkpoint_files(ref), padding_masks(src)
-    env = {**os.environ, DELAY_ENV: "0.01", "NO_COLOR": "1"}
+    env = {**os.environ, DELAY_ENV: "0.03", "NO_COLOR": "1"}  # a sleep after each write
     cmd = [sys.executable, "-m", "fp8doctor", "fix", "--fill", "one", "--quiet"]
 
     def timed(extra_env: dict[str, str]) -> float:
