@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Protocol
 
 from fp8doctor.checkpoint.header import TensorInfo
@@ -93,10 +94,13 @@ class Analysis:
     """Bytes of the readable scale tensors (what the checks read)."""
 
 
+_OFFSET = attrgetter("offset")
+
+
 def _batches(tensors: list[TensorInfo]) -> Iterator[list[TensorInfo]]:
     """Group tensors of one file, sorted by offset, into reads of nearby bytes."""
     batch: list[TensorInfo] = []
-    for t in sorted(tensors, key=lambda t: t.offset):
+    for t in sorted(tensors, key=_OFFSET):
         if batch and (t.offset - (batch[-1].offset + batch[-1].nbytes) > COALESCE_GAP
                       or t.offset + t.nbytes - batch[0].offset > MAX_READ):
             yield batch
