@@ -36,7 +36,7 @@ bench: $(STAMP)
 # benchmarks/RESULTS-fullsize.md (checkpoints in benchmarks/out-full/, ~13 GB of disk)
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/run.py --v4-layers 43 --oss-layers 36 --shapes v4-flash,gpt-oss-120b --no-fix \
-		--runs 2 --out benchmarks/out-full --results benchmarks/RESULTS-fullsize.md $(BENCH_ARGS)
+		--runs 2 --peer-runs 0 --out benchmarks/out-full --results benchmarks/RESULTS-fullsize.md $(BENCH_ARGS)
 
 # sdist and wheel in dist/ (the test suite builds them too, from a copy of the tree)
 dist: $(STAMP)

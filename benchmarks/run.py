@@ -78,11 +78,12 @@ def drop_caches(path: str) -> str:
     return _DROP
 
 
-def rounds(tasks: list[tuple[str, str, int]], path: str, runs: int, cold: bool) -> dict[str, list[dict]]:
+def rounds(tasks: list[tuple[str, str, int]], path: str, runs: int, cold: bool,
+           warm_up: bool = True) -> dict[str, list[dict]]:
     """Run every task once per round, interleaved (label, task, workers), so each ratio compares runs
     made under the same load; warm: one untimed round first fills the page cache."""
     out: dict[str, list[dict]] = {label: [] for label, _, _ in tasks}
-    if not cold:
+    if not cold and warm_up:
         for _, task, workers in tasks:
             child(task, path, workers)
     for _ in range(runs):
@@ -263,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             if shape == "v3":
                 tasks.append(("headers", "headers", 0))
             m = {k: summary(v) for k, v in rounds(tasks, path, a.runs, cold).items()}
-            peer = not cold or a.peer_cold
-            m["peer"] = summary(rounds([("peer", "peer", 0)], path, a.peer_runs, cold)["peer"]) if peer else None
+            peer = (not cold or a.peer_cold) and a.peer_runs > 0
+            # the page cache is already warm from the rounds above: no untimed warm-up run for the peer
+            m["peer"] = (summary(rounds([("peer", "peer", 0)], path, a.peer_runs, cold, warm_up=False)["peer"])
+                         if peer else None)
             row["modes"][mode] = m
             print(f"  {mode}: floor {m['floor']['min']:.2f}s fp8doctor {m['fp8doctor']['min']:.2f}s "
                   f"({ratio(m['fp8doctor'], m['floor']):.2f}x)", file=sys.stderr)
