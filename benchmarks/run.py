@@ -108,6 +108,12 @@ def ratio(a: dict, b: dict, key: str = "seconds") -> float:
     return statistics.median(x[key] / max(1e-9, y[key]) for x, y in zip(a["all"], b["all"]))
 
 
+def both(a: dict, b: dict, key: str = "seconds") -> str:
+    """The ratio two ways: median over rounds, and best against best (min / min)."""
+    lo = min(x[key] for x in a["all"]) / max(1e-9, min(y[key] for y in b["all"]))
+    return f"**{ratio(a, b, key):.2f}x** ({lo:.2f}x)"
+
+
 def ensure(shape: str, out: str, layers: int | None, moe_pad: int) -> dict:
     """Build the checkpoint unless one with the same parameters is already there."""
     meta = os.path.join(out, "faults.json")
@@ -309,7 +315,8 @@ def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
            f"Cold runs drop the page cache with: {getattr(a, 'drop', None) or _DROP or 'n/a'}.  ",
            f"Every task runs in a fresh process, {a.runs} rounds (the peer: {a.peer_runs}); within a round the tasks "
            "run back to back, and each ratio is the median over rounds of that round's ratio, so both sides of it "
-           "saw the same load. *In-process*: the task's own time (imports and interpreter start-up excluded); "
+           "saw the same load; in brackets, the best run against the best run (min / min). *In-process*: the "
+           "task's own time (imports and interpreter start-up excluded); "
            "*whole process*: from spawn to exit, what a user or CI pays. RSS is the process's peak. CPU is "
            "user+sys seconds of the whole process. `-j1`: one worker. *pread*: reading the scale bytes with "
            "pread alone (the I/O floor); *floor*: pread plus a byte histogram of each scale tensor.", ""]
@@ -333,7 +340,7 @@ def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
             fl, pr, fd, f1, pe = m["floor"], m["pread"], m["fp8doctor"], m["fp8doctor-1"], m["peer"]
             peer_x = f"**{pe['min'] / fd['min']:.1f}x** ({pe['min']:.1f} s)" if pe else "not run"
             out.append(f"| {r['shape']} | {fl['min']:.2f} | {pr['min']:.2f} | {fd['min']:.2f} / {fd['median']:.2f} | "
-                       f"{f1['min']:.2f} | {_x(ratio(fd, fl))} | {_x(ratio(fd, fl, 'wall'))} | {_x(ratio(fd, pr))} | "
+                       f"{f1['min']:.2f} | {both(fd, fl)} | {both(fd, fl, 'wall')} | {both(fd, pr)} | "
                        f"{peer_x} | {fl['rss_mb']:.0f} / {fd['rss_mb']:.0f} / {pe['rss_mb'] if pe else 0:.0f} | "
                        f"{fd['cpu'] / max(1e-9, statistics.median(x['wall'] for x in fd['all'])):.2f} |")
     out += ["", "## Start-up and headers", "",
@@ -396,8 +403,8 @@ def _render_scale(sc: dict) -> list[str]:
         o = r["out"]
         written = f"{o['written']:,}" if isinstance(o, dict) and "written" in o else "-"
         writes = f"{o['writes']:,}" if isinstance(o, dict) and "writes" in o else "-"
-        rel = ("1" if k == "scan" else _x(ratio(r, scan)))
-        relw = ("1" if k == "scan" else _x(ratio(r, scan, "wall")))
+        rel = ("1" if k == "scan" else both(r, scan))
+        relw = ("1" if k == "scan" else both(r, scan, "wall"))
         out.append(f"| {k} | {r['min']:.2f} / {r['median']:.2f} | {r['wall_min']:.2f} | {rel} | {relw} | "
                    f"{targets[k]} | {r['rss_mb']:.0f} | {written} | {writes} |")
     j = sc["journal"]
