@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint fuzz bench bench-full clean dist
+.PHONY: demo runtime-check test lint fuzz bench bench-full clean dist
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The original bug in memory: torch.empty padded E8M0 and DeepGEMM-style F32 scales, checked before
+# and after the fix (DEVICE=cuda to run it on a GPU).
+DEVICE ?= cpu
+runtime-check: $(STAMP)
+	$(BIN)/python examples/runtime_check.py --device $(DEVICE)
 
 test: $(STAMP)
 	$(BIN)/ruff check fp8doctor tests examples benchmarks fuzz scripts

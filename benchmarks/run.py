@@ -379,10 +379,11 @@ def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
         out.append(f"Peer bytes / fp8doctor bytes: **{p['written'] / max(1, f['written']):,.0f}x**; peer time / "
                    f"fp8doctor time: **{p['seconds'] / max(1e-9, f['seconds']):.1f}x**; padded bytes still wrong after "
                    f"fp8doctor fix: {f['left_after']}.")
-    notes = os.path.join(HERE, "ANALYSIS.md")
-    if os.path.isfile(notes):  # hand-written reading of the numbers, kept across runs
-        with open(notes) as fh:
-            out += ["", fh.read().rstrip()]
+    for name in ("ANALYSIS.md", "RUNTIME_CUDA.md"):  # hand-written notes and device figures, kept across runs
+        notes = os.path.join(HERE, name)
+        if os.path.isfile(notes):
+            with open(notes) as fh:
+                out += ["", fh.read().rstrip()]
     out.append("")
     return "\n".join(out)
 

@@ -2,8 +2,10 @@
 
 The public API mirrors the CLI verbs: `scan` (read-only check), `dump` (the raw scale bytes), `fix`
 (repair padded scale entries, journaled), `verify` (reference forward; needs torch), and the data
-types they return. Names are imported on first use (PEP 562), so `fp8doctor --help` never pays for
-numpy and only `verify` imports torch.
+types they return; `check_tensors` / `check_module` run the scan's checks over tensors in memory
+(`RuntimeLayout` describes a runtime layout no convention knows). Names are imported on first use
+(PEP 562), so `fp8doctor --help` never pays for numpy, and only `verify` and the in-memory checks of
+torch tensors use torch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _EXPORTS = {
     "VerifyOptions": "fp8doctor.reference.layer",
     "VerifyResult": "fp8doctor.reference.layer",
     "verify": "fp8doctor.reference.layer",
+    "RuntimeLayout": "fp8doctor.runtime.layout",
+    "check_module": "fp8doctor.runtime.check",
+    "check_tensors": "fp8doctor.runtime.check",
 }
 
 __all__ = [
@@ -48,6 +53,7 @@ __all__ = [
     "Region",
     "Report",
     "RowRange",
+    "RuntimeLayout",
     "ScaleLayout",
     "ScanOptions",
     "Severity",
@@ -56,6 +62,8 @@ __all__ = [
     "VerifyOptions",
     "VerifyResult",
     "__version__",
+    "check_module",
+    "check_tensors",
     "dump",
     "fix",
     "scan",
@@ -71,6 +79,8 @@ if TYPE_CHECKING:
     from fp8doctor.reference.layer import VerifyOptions, VerifyResult, verify
     from fp8doctor.repair.errors import FixError
     from fp8doctor.repair.fix import FixResult, fix
+    from fp8doctor.runtime.check import check_module, check_tensors
+    from fp8doctor.runtime.layout import RuntimeLayout
     from fp8doctor.scanner import ScanOptions, scan
 
 

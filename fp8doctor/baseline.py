@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections import Counter
 from typing import Any
 
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report
+from fp8doctor.userfiles import read_file, write_file
 
 BASELINE_FORMAT = 1
 HASH_LIMIT = 256 << 20
@@ -28,6 +28,10 @@ HASH_LIMIT = 256 << 20
 _CHUNK = 16 << 20
 
 Key = tuple[str, str | None, str | None]
+
+
+BASELINE_LIMIT = 512 << 20
+"""A baseline file is read up to this many bytes."""
 
 
 class BaselineError(ValueError):
@@ -82,17 +86,9 @@ def baseline_dict(report: Report, version: str = "") -> dict[str, Any]:
 def write_baseline(path: str, report: Report, version: str = "") -> int:
     """Record the report's findings in `path` (atomically); returns how many were recorded."""
     data = baseline_dict(report, version)
-    tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=True)
-            fh.write("\n")
-        os.replace(tmp, path)
+        write_file(path, json.dumps(data, indent=2, ensure_ascii=True) + "\n")
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise BaselineError(f"{path}: cannot write baseline ({e.strerror or e})") from None
     return len(data["findings"])
 
@@ -100,12 +96,11 @@ def write_baseline(path: str, report: Report, version: str = "") -> int:
 def load_baseline(path: str) -> Counter[tuple[str, str | None, str | None, str]]:
     """Entries of a baseline file as a multiset of (rule, file, tensor, hash)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = json.loads(read_file(path, BASELINE_LIMIT).decode("utf-8"))
     except OSError as e:
         raise BaselineError(f"{path}: cannot read baseline ({e.strerror or e})") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BaselineError(f"{path}: not a baseline file (not JSON: {e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BaselineError(f"{path}: not a baseline file (not JSON: {type(e).__name__})") from None
     if not isinstance(data, dict) or data.get("fp8doctor_baseline") != BASELINE_FORMAT \
             or not isinstance(data.get("findings"), list):
         raise BaselineError(f"{path}: not an fp8doctor baseline (format {BASELINE_FORMAT}); "

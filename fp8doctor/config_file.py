@@ -1,10 +1,12 @@
 """Project configuration: `fp8doctor.toml`, or `[tool.fp8doctor]` in `pyproject.toml`.
 
-Discovery: starting at the checkpoint's directory and walking up to the filesystem root, the first
-directory holding `fp8doctor.toml`, or a `pyproject.toml` with a `[tool.fp8doctor]` table, wins
-(`fp8doctor.toml` first within one directory). When nothing is found above the checkpoint (a
-checkpoint outside the repository), the same walk runs from the current directory. `--config FILE`
-skips discovery. Command-line flags override file values.
+Discovery: starting at the current directory and walking up to the filesystem root (as ruff and
+pytest do), the first directory holding `fp8doctor.toml`, or a `pyproject.toml` with a
+`[tool.fp8doctor]` table, wins (`fp8doctor.toml` first within one directory). Directories inside
+the checkpoint (or the checkpoint directory itself) are skipped: a checkpoint is untrusted input and
+must never configure, let alone silence, its own check. `--config FILE` skips discovery; `--isolated`
+uses no configuration at all. Command-line flags override file values. Every report names the file
+used and counts what it suppressed.
 
 Keys are checked strictly: a misspelt key is an error naming the key and the file, never silently
 ignored, because a CI check that quietly ignores its configuration passes for the wrong reason.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +44,7 @@ from typing import Any
 from fp8doctor.findings import Finding, Severity
 from fp8doctor.layouts.model import LayoutOverride, parse_fill
 from fp8doctor.rules.catalog import validate_rule_ids
+from fp8doctor.userfiles import read_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +56,8 @@ PYPROJECT = "pyproject.toml"
 TOP_KEYS = ("fail-on", "select", "ignore", "fill", "baseline", "layout", "ignore-tensors")
 LAYOUT_KEYS = ("pattern", "block", "logical")
 IGNORE_KEYS = ("pattern", "rules", "reason")
+CONFIG_LIMIT = 4 << 20
+"""A configuration file (or a pyproject.toml looked at during discovery) is read up to this many bytes."""
 
 
 class ConfigError(ValueError):
@@ -99,6 +105,17 @@ class Settings:
         """Findings not matched by a per-tensor-glob ignore."""
         return filter_findings(findings, self.ignore_tensors)
 
+    def apply(self, findings: Iterable[Finding]) -> tuple[tuple[Finding, ...], Counter[str]]:
+        """(findings kept, suppressed count by rule): select/ignore, then the per-tensor-glob ignores."""
+        kept, suppressed = [], Counter[str]()
+        ignores = self.ignore_tensors
+        for f in findings:
+            if self.options.wants(f) and not any(i.matches(f) for i in ignores):
+                kept.append(f)
+            else:
+                suppressed[f.rule] += 1
+        return tuple(kept), suppressed
+
     def describe(self) -> dict[str, Any]:
         """The configuration a run used, as plain JSON data (SARIF `invocations`): the file it came
         from (None: no file) and every value after flags were merged in."""
@@ -122,48 +139,73 @@ def filter_findings(findings: Iterable[Finding], ignores: Iterable[TensorIgnore]
     return tuple(f for f in findings if not any(i.matches(f) for i in ignores))
 
 
-def _start_dir(path: str) -> str:
-    path = os.path.abspath(path)
-    return path if os.path.isdir(path) else os.path.dirname(path)
+def _read_toml(path: str) -> dict[str, Any]:
+    """A TOML file as a dict (bounded read, regular files only); ConfigError naming the file."""
+    try:
+        text = read_file(path, CONFIG_LIMIT).decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read configuration ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
+
+
+def _tool_table(data: dict[str, Any]) -> Any:
+    tool = data.get("tool")
+    return tool.get("fp8doctor") if isinstance(tool, dict) else None
 
 
 def _has_tool_table(path: str) -> bool:
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError):
+        head = read_file(path, CONFIG_LIMIT)
+    except OSError:
         return False
-    if "fp8doctor" not in text:
+    if b"fp8doctor" not in head:
         return False
-    try:
-        return isinstance(tomllib.loads(text).get("tool", {}).get("fp8doctor"), dict)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return isinstance(_tool_table(_read_toml(path)), dict)
 
 
-def find_config(start: str) -> str | None:
-    """The closest configuration file at or above directory `start`, or None."""
-    d = os.path.abspath(start)
+def _inside(d: str, root: str | None) -> bool:
+    return root is not None and (d == root or d.startswith(root.rstrip(os.sep) + os.sep))
+
+
+def find_config(start: str, exclude: str | None = None) -> str | None:
+    """The closest configuration file at or above directory `start`, or None; directories at or
+    below `exclude` (the checkpoint's) are skipped."""
+    d = os.path.realpath(start)
+    skip = os.path.realpath(exclude) if exclude is not None else None
     while True:
-        candidate = os.path.join(d, CONFIG_FILE)
-        if os.path.isfile(candidate):
-            return candidate
-        candidate = os.path.join(d, PYPROJECT)
-        if os.path.isfile(candidate) and _has_tool_table(candidate):
-            return candidate
+        if not _inside(d, skip):
+            candidate = os.path.join(d, CONFIG_FILE)
+            if os.path.isfile(candidate):
+                return candidate
+            candidate = os.path.join(d, PYPROJECT)
+            if os.path.isfile(candidate) and _has_tool_table(candidate):
+                return candidate
         parent = os.path.dirname(d)
         if parent == d:
             return None
         d = parent
 
 
-def discover(checkpoint_path: str, cwd: str | None = None) -> str | None:
-    """Closest to the checkpoint, else closest to the current directory (the only choice for a URL)."""
+def checkpoint_dir(checkpoint_path: str) -> str | None:
+    """The directory of a local checkpoint (the one discovery never looks inside); None for a URL."""
     from fp8doctor.checkpoint.loader import is_remote
 
     if is_remote(checkpoint_path):
-        return find_config(cwd or os.getcwd())
-    return find_config(_start_dir(checkpoint_path)) or find_config(cwd or os.getcwd())
+        return None
+    path = os.path.abspath(checkpoint_path)
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+def discover(checkpoint_path: str, cwd: str | None = None) -> str | None:
+    """The closest configuration at or above the current directory, outside the checkpoint."""
+    return find_config(cwd or os.getcwd(), exclude=checkpoint_dir(checkpoint_path))
 
 
 def _dims(value: Any, where: str, rank: int | None = None) -> tuple[int, ...]:
@@ -261,16 +303,10 @@ def parse_table(data: dict[str, Any], path: str | None = None, section: str = "[
 
 def load_config(path: str) -> FileConfig:
     """Read and validate one file: `pyproject.toml` (its [tool.fp8doctor]) or any other name (top level)."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read configuration ({e.strerror or e})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = _read_toml(path)
     section = "the top level"
     if os.path.basename(path) == PYPROJECT:
-        data = data.get("tool", {}).get("fp8doctor")
+        data = _tool_table(data)
         section = "[tool.fp8doctor]"
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: no [tool.fp8doctor] table")
@@ -280,9 +316,13 @@ def load_config(path: str) -> FileConfig:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def load_for(checkpoint_path: str, config: str | None = None) -> FileConfig:
-    """The configuration that applies to a checkpoint: `config` if given, else the discovered file,
-    else an empty FileConfig."""
+def load_for(checkpoint_path: str, config: str | None = None, isolated: bool = False) -> FileConfig:
+    """The configuration that applies to a checkpoint: none when `isolated`, `config` if given, else
+    the discovered file, else an empty FileConfig."""
+    if isolated:
+        if config is not None:
+            raise ConfigError("--config and --isolated together: --isolated uses no configuration file")
+        return FileConfig()
     path = config if config is not None else discover(checkpoint_path)
     return load_config(path) if path is not None else FileConfig()
 
@@ -307,7 +347,7 @@ def settings(cfg: FileConfig, *, fill: str | None = None, select: list[str] | No
 
 
 def scan_options(checkpoint_path: str, *, config: str | None = None, fill: str | None = None,
-                 layout: list[str] | None = None) -> Any:
-    """ScanOptions for `fix` and other commands: fill and layout overrides from the configuration
-    that applies to `checkpoint_path`, with command-line values on top. Raises ConfigError/ValueError."""
-    return settings(load_for(checkpoint_path, config), fill=fill, layout=layout).options
+                 layout: list[str] | None = None, isolated: bool = False) -> Any:
+    """ScanOptions for commands that take no select/ignore: fill and layout overrides from the
+    configuration that applies to `checkpoint_path`, with command-line values on top."""
+    return settings(load_for(checkpoint_path, config, isolated), fill=fill, layout=layout).options

@@ -242,6 +242,25 @@ def _geometry(shape: tuple[int, ...]) -> tuple[int, int]:
     return (math.prod(shape[:-1]) if len(shape) > 1 else 1), shape[-1]
 
 
+def _padding_rows(shape: tuple[int, ...], box: tuple[int, ...] | None, row_len: int, r0: int, r1: int
+                  ) -> np.ndarray:
+    """The padding mask (ScaleLayout.padding_mask: outside the logical box at the origin) of rows
+    r0:r1 of the 2-D view only: memory follows the selection, not the tensor."""
+    rows = max(0, r1 - r0)
+    if box is None or not shape:
+        return np.zeros((rows, row_len), dtype=bool)
+    full = tuple(box) + tuple(shape[len(box):])  # a shorter box leaves the trailing axes whole
+    col = np.arange(row_len) >= full[len(shape) - 1]
+    if len(shape) == 1:
+        row = np.zeros(rows, dtype=bool)
+    else:
+        lead = np.unravel_index(np.arange(r0, r0 + rows), shape[:-1])
+        row = np.zeros(rows, dtype=bool)
+        for axis, idx in enumerate(lead):
+            row |= idx >= full[axis]
+    return row[:, None] | col[None, :]
+
+
 def _itemsize(t: TensorInfo, encoding: str | None) -> int:
     if encoding is not None:
         return ITEMSIZE[encoding]
@@ -260,12 +279,11 @@ def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note:
         nrows = row_len = 0
     r0, r1 = options.rows.resolve(nrows) if options.rows is not None else (0, nrows)
     logical_shape = layout.logical_shape if layout is not None else t.shape
-    pad = layout.padding_mask() if layout is not None else np.zeros(t.shape, dtype=bool)
-    pad2 = pad.reshape(nrows, row_len)[r0:r1]
+    pad2 = _padding_rows(t.shape, tuple(logical_shape) if layout is not None else None, row_len, r0, r1)
     if not ckpt.readable(t):
         raise DumpError(f"{t.name} extends past the end of {t.file} (truncated file); its bytes cannot be read")
     row_bytes = row_len * itemsize
-    severity = np.full((nrows, row_len), NO_MARK, dtype=np.int8)
+    severity = np.full((r1 - r0, row_len), NO_MARK, dtype=np.int8)  # the selected rows only
     rules: list[tuple[str, Severity, np.ndarray]] = []
     findings: list[Finding] = []
     marked = options.marks and encoding is not None
@@ -275,7 +293,7 @@ def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note:
             data = full[r0 * row_bytes: r1 * row_bytes]
 
             def sink(f: Finding, mask: np.ndarray) -> None:
-                m = mask.reshape(nrows, row_len)
+                m = np.array(mask.reshape(nrows, row_len)[r0:r1])  # a copy of the selected rows: never the whole
                 np.maximum(severity, np.where(m, f.severity.rank, NO_MARK).astype(np.int8), out=severity)
                 rules.append((f.rule, f.severity, m))
 
@@ -295,8 +313,8 @@ def _dump_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note:
         sel = ~pad2
     else:
         sel = np.ones_like(pad2)
-    sev2 = severity[r0:r1]
-    counts = tuple((rule, sev, int((m[r0:r1] & sel).sum())) for rule, sev, m in rules)
+    sev2 = severity
+    counts = tuple((rule, sev, int((m & sel).sum())) for rule, sev, m in rules)
     return TensorDump(
         name=t.name, file=t.file, dtype=t.dtype, shape=t.shape, logical_shape=tuple(logical_shape),
         byte_offset=t.offset, encoding=encoding, itemsize=itemsize, layout=layout, note=note,

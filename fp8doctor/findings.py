@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -50,7 +50,9 @@ class Finding:
     """One problem found in a checkpoint.
 
     `byte_offset` is absolute in `file`; `index` is the multi-dimensional index of the first bad
-    element of `tensor` (stored shape), where there is one.
+    element of `tensor` (stored shape), where there is one. `device` names where an in-memory
+    tensor lives ("cpu", "cuda:0"; see fp8doctor.check_tensors); None for files, whose findings
+    carry `file` and `byte_offset` instead.
     """
 
     rule: str
@@ -63,12 +65,16 @@ class Finding:
     count: int = 1
     index: tuple[int, ...] | None = None
     fixable: bool = False
+    device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # every field by name, without asdict's recursive deep copy (10^5 findings render in seconds)
+        data = {name: getattr(self, name) for name in _FINDING_FIELDS}
         data["severity"] = self.severity.value
         data["region"] = self.region.value
         data["index"] = list(self.index) if self.index is not None else None
+        if self.device is None:  # only in-memory findings have one; file reports keep their keys
+            del data["device"]
         return data
 
     @classmethod
@@ -84,11 +90,16 @@ class Finding:
             count=data.get("count", 1),
             index=tuple(data["index"]) if data.get("index") is not None else None,
             fixable=data.get("fixable", False),
+            device=data.get("device"),
         )
 
     @property
     def sort_key(self) -> tuple[int, str, str, int, str]:
         return (-self.severity.rank, self.file or "", self.tensor or "", self.byte_offset or 0, self.rule)
+
+
+_FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+"""Finding's field names in order (to_dict builds its dict from them)."""
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ def test_findings_exit_1_and_json_contract(v4):
     r = invoke("scan", v4, "--format", "json")
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
-    assert set(doc) == {"schema_version", "tool", "target", "summary", "findings"}
+    assert set(doc) == {"schema_version", "tool", "target", "summary", "findings", "config"}
     assert doc["tool"]["name"] == "fp8doctor" and doc["schema_version"] == 1
-    assert set(doc["summary"]) == SUMMARY_KEYS
+    assert set(doc["summary"]) == SUMMARY_KEYS | {"suppressed"}
     [f] = doc["findings"]
     assert set(f) == FINDING_KEYS
     assert f == {**f, "rule": "scale-padding-nonzero", "severity": "error", "file": "model-00001-of-00002.safetensors",

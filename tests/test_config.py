@@ -1,4 +1,5 @@
-"""Configuration files: discovery (closest wins), strict keys, precedence of flags, end to end."""
+"""Configuration files: discovery (closest to the current directory wins, never inside the checkpoint),
+strict keys, precedence of flags, end to end."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def tree(tmp_path, monkeypatch):
     ckpt = repo / "models" / "v4"
     synth.deepseek_v4(str(ckpt))
     break_padding(str(ckpt))
-    monkeypatch.chdir(tmp_path)
+    (repo / "models").mkdir(exist_ok=True)
+    monkeypatch.chdir(repo / "models")  # configuration is found from here upward
     return repo, ckpt
 
 
@@ -53,10 +55,13 @@ def test_discovery_closest_file_wins(tree, tmp_path):
     assert discover(str(ckpt / "model.safetensors.index.json")) == str(near)
     same_dir = write(repo / "models" / "pyproject.toml", "[tool.fp8doctor]\n")
     assert discover(str(ckpt)) == str(near) != str(same_dir)  # fp8doctor.toml first within one directory
-    # a checkpoint outside any configured tree: the walk from the current directory
+    # from the current directory upward, wherever the checkpoint is
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     assert discover(str(outside), cwd=str(repo)) == str(py)
+    # never inside the checkpoint, even when the current directory is the checkpoint
+    write(ckpt / "fp8doctor.toml", "fail-on = 'info'\n")
+    assert discover(str(ckpt), cwd=str(ckpt)) == str(near)
 
 
 def test_config_values_apply_and_flags_override(tree):
@@ -69,7 +74,7 @@ def test_config_values_apply_and_flags_override(tree):
     assert r.exit_code == 0 and doc["findings"] == []  # the config's ignore applies
     r, doc = scan_json(ckpt, "--ignore", "scale-nan")
     assert r.exit_code == 1 and doc["summary"]["errors"] == 9  # the flag replaces the config's list
-    # a closer fp8doctor.toml wins over the pyproject
+    # a closer fp8doctor.toml (to the current directory) wins over the pyproject
     write(repo / "models" / "fp8doctor.toml", "select = ['scale-nan']\n")
     r, doc = scan_json(ckpt)
     assert r.exit_code == 0 and doc["findings"] == []
@@ -128,7 +133,7 @@ def test_layout_overrides_from_config(v3, tmp_path, monkeypatch):
     poke(v3, name, 3 * 4, b"\x00\x00\x80\x57")  # 2^48 in scale row 1
     r, doc = scan_json(v3)
     assert r.exit_code == 0 and doc["summary"]["errors"] == 0  # row 1 is real scales: not padding
-    write(tmp_path / "v3" / "fp8doctor.toml", """
+    write(tmp_path / "fp8doctor.toml", """
         [[layout]]
         pattern = "model.layers.0.*q_b_proj.weight"
         logical = [100, 192]

@@ -45,7 +45,8 @@ def test_version_3_layout(states, tmp_path):
     assert {(t.name, t.encoding) for t in tensors} == {(c.tensor, c.encoding) for c in done.changes}
     # ID.bin: the old bytes only (the new ones are the fill), plus a 16-byte row a run for "runs" tensors
     runs = sum(t.count for t in tensors if t.mode == "runs")
-    assert os.path.getsize(j.bin_path) == sum(t.nbytes for t in tensors) + jr.PATCH_TABLE.itemsize * runs
+    assert os.path.getsize(j.bin_path) == (len(jr.BIN_MAGIC) + sum(t.nbytes for t in tensors)
+                                           + jr.PATCH_TABLE.itemsize * runs)
     # never more than the cheaper of: bytes changed + a row a run, every padded byte of the tensor
     by_name = {c.tensor: c for c in done.changes}
     for t in tensors:
@@ -53,6 +54,8 @@ def test_version_3_layout(states, tmp_path):
         assert t.nbytes + (jr.PATCH_TABLE.itemsize * t.count if t.mode == "runs" else 0) <= \
             c.nbytes + jr.PATCH_TABLE.itemsize * c.runs
     patches = [p for s in j.shards for p in j.patches(s)]
+    with open(j.bin_path, "rb") as f:
+        assert f.read(len(jr.BIN_MAGIC)) == jr.BIN_MAGIC
     for s in j.shards:
         old = b"".join(j.old(p) for p in j.patches(s))
         new = b"".join(j.new(p) for p in j.patches(s))
@@ -73,7 +76,7 @@ def test_runs_mode_for_a_few_wrong_bytes_in_a_large_padding(tmp_path):
     done = fp8doctor.fix(path)
     [t] = [t for s in _only_journal(path).shards for t in s.v3]
     assert t.mode == "runs" and t.nbytes == 1 and t.count == 1 and done.bytes_changed == 1
-    assert os.path.getsize(_only_journal(path).bin_path) == 1 + jr.PATCH_TABLE.itemsize
+    assert os.path.getsize(_only_journal(path).bin_path) == len(jr.BIN_MAGIC) + 1 + jr.PATCH_TABLE.itemsize
     fp8doctor.fix(path, undo=True)
     assert fp8doctor.scan(path).by_rule() == {"scale-padding-nonzero": 1}
 

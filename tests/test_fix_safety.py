@@ -65,7 +65,7 @@ def test_lock_held_by_another_fix(dirty):
     before = checkpoint_files(dirty)
     jdir = os.path.join(dirty, jr.JOURNAL_DIRNAME)
     os.mkdir(jdir)
-    with Lock(jdir):
+    with Lock(dirty, jdir):
         with pytest.raises(LockHeld, match="another fix is running"):
             fp8doctor.fix(dirty)
         res = runner.invoke(app, ["fix", dirty])

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
+from fp8doctor.checkpoint.paths import allowed_root, escapes, open_inside, unsafe_name
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Region
@@ -53,8 +55,10 @@ class Store(Protocol):
 class LocalStore:
     """A checkpoint directory on a local filesystem."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, allowed: str | None = None) -> None:
         self.root = root
+        self.allowed = allowed if allowed is not None else allowed_root(root)
+        """Every shard path must resolve inside this folder (fp8doctor.checkpoint.paths)."""
 
     def path_of(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -63,7 +67,7 @@ class LocalStore:
         path = self.path_of(name)
         if not os.path.exists(path):
             return None
-        return read_small_file(path, limit)
+        return read_small_file(path, limit, open_inside(self.root, name, os.O_RDONLY | os.O_NONBLOCK, self.allowed))
 
     def list_shards(self) -> list[str] | None:
         """The .safetensors files in the directory (None when it cannot be listed)."""
@@ -76,16 +80,19 @@ class LocalStore:
         full = self.path_of(name)
         if not os.path.lexists(full):
             return "index-shard-missing", ""
-        if os.path.islink(full) and not _inside(self.root, full):
-            return "path-unsafe", (f"shard {name} is a symlink to {os.path.realpath(full)}, outside the "
-                                   "checkpoint directory; not read")
+        where = escapes(self.root, name, self.allowed)
+        if where is not None:
+            how = "is a symlink to" if os.path.islink(full) else "goes through a symlink to"
+            return "path-unsafe", f"shard {name} {how} {where}, outside the checkpoint directory; not read"
         return None
 
     def open(self, name: str) -> ByteSource:
         full = self.path_of(name)
         if os.path.isdir(full):
             raise IsADirectoryError(21, "is a directory")
-        return LocalFile(full)
+        # component by component, no symlink followed out of the checkpoint even if one is swapped in
+        fd = open_inside(self.root, name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), self.allowed)
+        return LocalFile(full, fd)  # closes fd itself when it is not a regular file
 
     def close(self) -> None:
         pass
@@ -103,6 +110,8 @@ class Checkpoint:
     unread_files: set[str] = field(default_factory=set)
     store: Store | None = field(default=None, repr=False)
     _sources: dict[str, ByteSource] = field(default_factory=dict, repr=False)
+    _index_counts: Counter[str] | None = field(default=None, repr=False)
+    """Tensors the index names per shard (built on the first missing shard)."""
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -161,15 +170,6 @@ def _finding(rule: str, file: str | None, message: str, tensor: str | None = Non
     return Finding(rule, catalog_rule(rule).severity, file, tensor, message, region, count=count)
 
 
-def _inside(root: str, path: str) -> bool:
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
-
-
-def _unsafe_name(name: str) -> bool:
-    return (os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/")
-            or "\x00" in name)
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -240,7 +240,7 @@ def load_files(ckpt: Checkpoint, index_name: str | None, shard_names: Callable[[
     names = list(dict.fromkeys(ckpt.index.values())) if ckpt.index is not None else shard_names()
     prepare = getattr(store, "prepare", None)  # remote stores start every shard's header fetch at once
     if prepare is not None:
-        prepare([n for n in names if not _unsafe_name(n)])
+        prepare([n for n in names if not unsafe_name(n)])
     for name in names:
         _load_shard(ckpt, name)
     if ckpt.index is not None:
@@ -277,7 +277,9 @@ def _read_index(ckpt: Checkpoint, index_file: str, findings: list[Finding]) -> d
 
 
 def _missing(ckpt: Checkpoint, name: str) -> None:
-    n = sum(1 for v in (ckpt.index or {}).values() if v == name)
+    if ckpt._index_counts is None:  # one pass over the index for every missing shard together: O(N)
+        ckpt._index_counts = Counter((ckpt.index or {}).values())
+    n = ckpt._index_counts.get(name, 0)
     ckpt.findings.append(_finding("index-shard-missing", name,
                                   f"shard {name} is named by the index for {n} tensors but does not exist",
                                   count=n))
@@ -287,7 +289,7 @@ def _missing(ckpt: Checkpoint, name: str) -> None:
 def _load_shard(ckpt: Checkpoint, name: str) -> None:
     assert ckpt.store is not None
     index_file = INDEX_NAME if ckpt.index is not None else None
-    if _unsafe_name(name):
+    if unsafe_name(name):
         ckpt.findings.append(_finding("path-unsafe", index_file,
                                       f"shard name {name!r} escapes the checkpoint directory; not read"))
         ckpt.unread_files.add(name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import errno
 import importlib
+import math
 import os
 import random
 import re
@@ -38,7 +39,7 @@ from fp8doctor.checkpoint.loader import (
     is_remote,
     load_files,
 )
-from fp8doctor.checkpoint.loader import _unsafe_name as _unsafe
+from fp8doctor.checkpoint.paths import unsafe_name as _unsafe
 from fp8doctor.checkpoint.source import ByteSource, ReadError
 
 HEAD_PROBE = 100_000
@@ -84,6 +85,8 @@ class RemoteOptions:
     backoff_max: float = 8.0
     timeout: float = 30.0
     """Seconds to wait for a connection or for the next bytes of a response."""
+    deadline: float = 600.0
+    """Seconds one request may take in all, however steadily its bytes trickle in (then it is retried)."""
     concurrency: int = 8
     """Range requests in flight at once."""
     prefetch_bytes: int = 256 << 20
@@ -96,6 +99,7 @@ class RemoteOptions:
         return cls(retries=_env_number("FP8DOCTOR_HTTP_RETRIES", d.retries, int),
                    backoff=_env_number("FP8DOCTOR_HTTP_BACKOFF", d.backoff),
                    timeout=_env_number("FP8DOCTOR_HTTP_TIMEOUT", d.timeout) or d.timeout,
+                   deadline=_env_number("FP8DOCTOR_HTTP_DEADLINE", d.deadline) or d.deadline,
                    concurrency=max(1, _env_number("FP8DOCTOR_HTTP_CONCURRENCY", d.concurrency, int)))
 
 
@@ -224,10 +228,13 @@ _UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a server asks us to wait; None (our own backoff) for anything but a finite number >= 0
+    (`nan`, `-5`, `inf` or an HTTP date must neither crash time.sleep nor stall the run)."""
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 class _Http:
@@ -252,6 +259,7 @@ class _Http:
     def _attempt(self, url: str, display: str, start: int, end: int) -> tuple[bytes, int]:
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         where = f"{display} bytes {start}-{end - 1}"
+        deadline = time.monotonic() + self.options.deadline  # the whole request, not each read
         with self.client.stream("GET", url, headers=headers, timeout=self.options.timeout) as r:
             self.transfer.add(requests=1 + len(getattr(r, "history", ()) or ()))
             if self.on_response is not None:
@@ -264,12 +272,12 @@ class _Http:
                     raise RangeNotSupported(
                         f"{where}: the server answered with Content-Range "
                         f"{r.headers.get('Content-Range')!r}, not the bytes asked for; refusing to read it")
-                return self._body(r, int(m.group(2)) - start + 1, where), total
+                return self._body(r, int(m.group(2)) - start + 1, where, deadline), total
             if code == 200:
                 length = r.headers.get("Content-Length")
                 if start == 0 and length and length.isdigit() and int(length) <= end:
                     # the whole file is no more than what was asked for (a small file): take it
-                    return self._body(r, int(length), where), int(length)
+                    return self._body(r, int(length), where, deadline), int(length)
                 size = f" ({int(length):,} bytes)" if length and length.isdigit() else ""
                 raise RangeNotSupported(
                     f"{where}: the server ignores HTTP Range requests and started sending the whole file{size}; "
@@ -293,7 +301,7 @@ class _Http:
                 raise _Retry(f"HTTP {code}", _retry_after(r.headers.get("Retry-After")))
             raise RemoteError(f"{where}: unexpected HTTP {code}")
 
-    def _body(self, r: Any, expected: int, where: str) -> bytes:
+    def _body(self, r: Any, expected: int, where: str, deadline: float) -> bytes:
         chunks: list[bytes] = []
         got = 0
         for chunk in r.iter_raw():
@@ -302,6 +310,8 @@ class _Http:
             if got > expected:
                 raise RangeNotSupported(f"{where}: the server sent more than the {expected:,} bytes asked for")
             chunks.append(chunk)
+            if time.monotonic() > deadline and got < expected:
+                raise _Retry(f"still incomplete after {self.options.deadline:g} s ({got:,} of {expected:,} bytes)")
         if got < expected:
             raise _Retry(f"connection closed after {got:,} of {expected:,} bytes")
         return b"".join(chunks)
@@ -678,15 +688,25 @@ def download(ckpt: Checkpoint, names: list[str], dest: str) -> list[str]:
             raise RemoteError(f"{name!r}: not a file under the checkpoint's base; not downloaded")
         src = ckpt.source(name)
         size = src.size()
-        chunks = [(o, min(o + DOWNLOAD_CHUNK, size)) for o in range(0, size, DOWNLOAD_CHUNK)]
+        shard = ckpt.shards.get(name)
+        # the size is the server's claim: a valid shard is exactly its header plus its tensors' data
+        want = max((t.offset + t.nbytes for t in shard.tensors.values()), default=shard.data_start) \
+            if shard is not None and shard.valid else None
+        if want is None or size > want:
+            raise RemoteError(f"{name}: the server says it holds {size:,} bytes but its header describes "
+                              f"{want if want is not None else 'no'} bytes; not downloaded")
         prefetch = getattr(src, "prefetch", None)
-        if prefetch is not None:
-            prefetch(chunks)
         path = os.path.join(dest, name)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path + ".part", "wb") as f:
-            for start, end in chunks:
-                f.write(src.pread(start, end - start))
+            window = max(1, (256 << 20) // DOWNLOAD_CHUNK)  # chunks announced ahead: never a list sized by `size`
+            for w0 in range(0, size, window * DOWNLOAD_CHUNK):
+                chunks = [(o, min(o + DOWNLOAD_CHUNK, size))
+                          for o in range(w0, min(size, w0 + window * DOWNLOAD_CHUNK), DOWNLOAD_CHUNK)]
+                if prefetch is not None:
+                    prefetch(chunks)
+                for start, end in chunks:
+                    f.write(src.pread(start, end - start))
             f.flush()
             os.fsync(f.fileno())
         os.replace(path + ".part", path)
@@ -721,6 +741,11 @@ def open_remote_checkpoint(url: str, options: RemoteOptions | None = None) -> Ch
         if not names:
             raise CheckpointError(f"{url}: no .safetensors files and no {INDEX_NAME} found")
         return load_files(ckpt, None, lambda: names)
+    except OSError as e:  # the index itself cannot be read (too large a claim, a failed read): one line
+        ckpt.close()
+        if isinstance(e, FileNotFoundError):
+            raise CheckpointError(f"{url}: not found") from None
+        raise CheckpointError(f"{url}: cannot read {loc.target or INDEX_NAME}: {e.strerror or e}") from None
     except BaseException:
         ckpt.close()
         raise

@@ -26,10 +26,13 @@ class ReadError(OSError):
 class LocalFile:
     """A local file read with os.pread. Keeps one descriptor open; counts the bytes it read."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], fd: int | None = None) -> None:
+        """Open `path`, or take over `fd` (already opened for reading, for example by
+        fp8doctor.checkpoint.paths.open_inside; `path` then only names it in messages)."""
         self.path = os.fspath(path)
         # O_NONBLOCK: opening a FIFO named like a shard must not hang; only regular files are read
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        self._fd = fd if fd is not None else os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                                                     | getattr(os, "O_NONBLOCK", 0))
         st = os.fstat(self._fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(self._fd)
@@ -37,6 +40,8 @@ class LocalFile:
             raise OSError(errno.EINVAL, "not a regular file")
         self._size = st.st_size
         self.mtime_ns = st.st_mtime_ns
+        self.identity = (st.st_dev, st.st_ino)
+        """The file the scan read: fix writes only to a descriptor with this (st_dev, st_ino)."""
         self.bytes_read = 0
 
     def size(self) -> int:
@@ -68,9 +73,9 @@ class LocalFile:
         self.close()
 
 
-def read_small_file(path: str, limit: int) -> bytes:
+def read_small_file(path: str, limit: int, fd: int | None = None) -> bytes:
     """Read a whole JSON side file (index, config): regular files only, at most `limit` bytes."""
-    with LocalFile(path) as f:
+    with LocalFile(path, fd) as f:
         if f.size() > limit:
             raise OSError(errno.EFBIG, f"larger than {limit:,} bytes")
         return f.pread(0, f.size())

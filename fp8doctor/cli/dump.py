@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fp8doctor.cli.options import FillOpt, LayoutOpt, NoColorOpt, PathArg
+from fp8doctor.cli.options import ConfigOpt, IsolatedOpt, LayoutOpt, NoColorOpt, PathArg
 from fp8doctor.cli.output import EXIT_OK, fail, no_color, stderr_console, stdout_console
 
 
@@ -48,26 +48,31 @@ def dump_command(
     format: Annotated[DumpFormat, typer.Option("--format", "-f", help="console (the grid), json (hex + offsets), or "
                                                "raw (the selected bytes, unchanged, for xxd/cmp).")
                       ] = DumpFormat.console,
-    fill: FillOpt = "zero",
+    fill: Annotated[str | None, typer.Option(
+        "--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), or 0xNN. Default: zero (or the "
+        "configuration's).", show_default=False)] = None,
     layout: LayoutOpt = None,
+    config: ConfigOpt = None,
+    isolated: IsolatedOpt = False,
     no_color_flag: NoColorOpt = False,
 ) -> None:
     """Show the raw bytes of scale tensors, where they are, and what they mean. Exit 0 dumped, 2 could not."""
     from fp8doctor import __version__
     from fp8doctor.checkpoint.loader import CheckpointError
-    from fp8doctor.cli.scan import build_options
+    from fp8doctor.config_file import ConfigError, load_for, settings
     from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump
 
     if format is not DumpFormat.console and (heatmap or histogram or decode):
         flag = "--heatmap" if heatmap else "--histogram" if histogram else "--decode"
         raise typer.Exit(fail(f"{flag} is a console view; drop it or use --format console"))
     try:
-        scan_options = build_options(fill, None, None, layout)
+        # the same configuration as scan (layout overrides and fill decide what is padding)
+        scan_options = settings(load_for(path, config, isolated), fill=fill, layout=layout).options
         options = DumpOptions(tensors=tuple(tensor or ()), findings=findings, region=region.value,
                               rows=RowRange.parse(rows) if rows is not None else None, scan=scan_options,
                               marks=format is not DumpFormat.raw)
         dumps = dump(path, options)
-    except (CheckpointError, DumpError, ValueError) as e:
+    except (CheckpointError, ConfigError, DumpError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
 
     if format is DumpFormat.raw:

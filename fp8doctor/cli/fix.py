@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
 
-from fp8doctor.cli.options import FillOpt, IgnoreOpt, LayoutOpt, NoColorOpt, PathArg, QuietOpt, SelectOpt
+from fp8doctor.cli.options import (
+    ConfigOpt,
+    IgnoreOpt,
+    IsolatedOpt,
+    LayoutOpt,
+    NoColorOpt,
+    PathArg,
+    QuietOpt,
+    SelectOpt,
+)
 from fp8doctor.cli.output import EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
-from fp8doctor.cli.scan import ScanFormat, build_options
-from fp8doctor.findings import Severity
+from fp8doctor.cli.scan import ScanFormat
 
 
 def fix_command(
     path: PathArg,
-    fill: FillOpt = "zero",
+    fill: Annotated[str | None, typer.Option(
+        "--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), or 0xNN. Float scales use "
+        "0.0 / 1.0. Default: zero (or the configuration's).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing; show what would change.")] = False,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write a repaired copy into this new "
                                                "directory; the source is never modified.")] = None,
@@ -24,11 +35,14 @@ def fix_command(
                                                     "PATH/.fp8doctor-journal).")] = None,
     format: Annotated[ScanFormat, typer.Option("--format", "-f",
                                                help="Report format on stdout.")] = ScanFormat["console"],
-    fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: error, "
-                                         "warning, info.")] = "error",
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: "
+                                                "error, warning, info. Default: error (or the configuration's).",
+                                                show_default=False)] = None,
     select: SelectOpt = None,
     ignore: IgnoreOpt = None,
     layout: LayoutOpt = None,
+    config: ConfigOpt = None,
+    isolated: IsolatedOpt = False,
     max_findings: Annotated[int, typer.Option("--max-findings", help="Unfixable findings listed.")] = 20,
     quiet: QuietOpt = False,
     no_color_flag: NoColorOpt = False,
@@ -38,23 +52,26 @@ def fix_command(
     from fp8doctor import __version__
     from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.cli.progress import BarProgress
+    from fp8doctor.config_file import ConfigError, load_for, settings
     from fp8doctor.repair.errors import FixError
     from fp8doctor.repair.fix import fix
 
-    try:
-        threshold = Severity.parse(fail_on)
-        options = build_options(fill, select, ignore, layout)
-    except ValueError as e:
+    try:  # the same configuration as scan: layout overrides, fill, select/ignore, per-tensor ignores
+        run = settings(load_for(path, config, isolated), fill=fill, select=select, ignore=ignore, layout=layout,
+                       fail_on=fail_on)
+    except (ConfigError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
+    threshold = run.fail_on
     progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat["console"] else None
     try:
-        result = fix(path, options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
-                     progress=progress)
+        result = fix(path, run.options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
+                     progress=progress, ignore_tensors=run.ignore_tensors)
     except (CheckpointError, FixError) as e:
         raise typer.Exit(fail(str(e))) from None
     finally:
         if progress is not None:
             progress.finish()
+    result = dataclasses.replace(result, config=run.config_path)
     if format is ScanFormat["json"]:
         from fp8doctor.reporters import fix_json
 

@@ -18,3 +18,8 @@ LayoutOpt = Annotated[list[str] | None, typer.Option(
     "(weight element dims). Repeatable; later ones win.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the verdict line and the exit code.")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", help="Configuration file (fp8doctor.toml, or a pyproject.toml with \\[tool.fp8doctor]); "
+    "default: the closest one at or above the current directory, never one inside the checkpoint.",
+    show_default=False)]
+IsolatedOpt = Annotated[bool, typer.Option("--isolated", help="Use no configuration file at all.")]

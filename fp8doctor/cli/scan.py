@@ -11,11 +11,22 @@ import dataclasses
 import enum
 import os
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
 
-from fp8doctor.cli.options import IgnoreOpt, LayoutOpt, NoColorOpt, PathArg, QuietOpt, SelectOpt
+from fp8doctor.cli.options import (
+    ConfigOpt,
+    IgnoreOpt,
+    IsolatedOpt,
+    LayoutOpt,
+    NoColorOpt,
+    PathArg,
+    QuietOpt,
+    SelectOpt,
+)
 from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stderr_console, stdout_console
 from fp8doctor.reporters import FORMATS
 
@@ -75,18 +86,10 @@ def checkpoint_root(checkpoint_path: str) -> str:
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
 
-def _write(dest: str, text: str) -> None:
-    tmp = f"{dest}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, dest)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def _write(dest: str, text: Iterable[str]) -> None:
+    from fp8doctor.userfiles import write_file
+
+    write_file(dest, text)
 
 
 def scan_command(
@@ -106,10 +109,8 @@ def scan_command(
         "--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), or 0xNN. Float scales use "
         "0.0 / 1.0. Default: zero (or the configuration's).", show_default=False)] = None,
     layout: LayoutOpt = None,
-    config: Annotated[str | None, typer.Option(
-        "--config", help="Configuration file (fp8doctor.toml, or a pyproject.toml with \\[tool.fp8doctor]); "
-        "default: the closest one above the checkpoint, else above the current directory.",
-        show_default=False)] = None,
+    config: ConfigOpt = None,
+    isolated: IsolatedOpt = False,
     baseline: Annotated[str | None, typer.Option(
         "--baseline", help="Report only findings that are new or changed since this baseline file.",
         show_default=False)] = None,
@@ -128,14 +129,15 @@ def scan_command(
     from fp8doctor.checkpoint.loader import CheckpointError, is_remote
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
-    from fp8doctor.reporters import RenderContext, renderer
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters import chunks as report_chunks
     from fp8doctor.reporters import console as console_reporter
     from fp8doctor.scanner import scan
 
     try:
         pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
         # no discovery for a missing path: the scanner says it is missing, in one line
-        cfg = load_for(path, config) if config is not None or os.path.lexists(path) or is_remote(path) \
+        cfg = load_for(path, config, isolated) if config is not None or os.path.lexists(path) or is_remote(path) \
             else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
@@ -146,14 +148,16 @@ def scan_command(
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
-        report = scan(path, run.options, progress=progress)
+        # every finding, then select/ignore here, so the report can count what they suppressed
+        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress)
     except CheckpointError as e:
         raise typer.Exit(fail(str(e))) from None
     finally:
         if progress is not None:
             progress.finish()
 
-    report = dataclasses.replace(report, findings=run.keep(report.findings))
+    kept, hidden = run.apply(report.findings)
+    report = dataclasses.replace(report, findings=kept)
     color = not no_color(no_color_flag)
     if write_baseline is not None:
         try:
@@ -166,33 +170,38 @@ def scan_command(
     baseline_file = run.baseline if write_baseline is None else None
     if baseline_file is not None:
         try:
+            before = Counter(f.rule for f in report.findings)
             report, suppressed = apply_baseline(report, baseline_file)
         except BaselineError as e:
             raise typer.Exit(fail(str(e))) from None
+        hidden.update(before - Counter(f.rule for f in report.findings))
 
     exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
     ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
+                        config=run.config_path, suppressed_by_rule=dict(hidden),
                         exit_code=exit_code, configuration=run.describe())
     to_file = False
     for fmt, dest in pairs:
         if dest == STDOUT and fmt == "console":
             console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
-                                    suppressed)
+                                    suppressed, ctx.config, ctx.config_suppressed)
             continue
-        text = renderer(fmt)(report, dataclasses.replace(ctx, color=False))
+        pieces = report_chunks(fmt, report, dataclasses.replace(ctx, color=False))  # streamed: 10^5 findings
         if dest == STDOUT:
-            sys.stdout.write(text)
+            for piece in pieces:
+                sys.stdout.write(piece)
             sys.stdout.flush()
             continue
         to_file = True
         try:
-            _write(dest, text)
+            _write(dest, pieces)
         except OSError as e:
             raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
     if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
-        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed)
+        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed,
+                                ctx.config, ctx.config_suppressed)
     raise typer.Exit(exit_code)
 
 

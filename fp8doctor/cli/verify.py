@@ -9,6 +9,7 @@ import typer
 
 from fp8doctor.cli.options import NoColorOpt, PathArg, QuietOpt
 from fp8doctor.cli.output import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
+from fp8doctor.reference.profiles import PROFILES
 
 
 class VerifyFormat(str, enum.Enum):
@@ -19,6 +20,10 @@ class VerifyFormat(str, enum.Enum):
 class CacheInit(str, enum.Enum):
     zero = "zero"
     empty = "empty"
+
+
+Kernel = enum.Enum("Kernel", {name.replace("-", "_"): name for name in PROFILES}, type=str)  # type: ignore[misc]
+"""--kernel choices, from the profile registry."""
 
 
 class Experts(str, enum.Enum):
@@ -38,12 +43,18 @@ def verify_command(
                                                   "torch.empty (empty: arbitrary bytes).")] = CacheInit.zero,
     experts: Annotated[Experts, typer.Option("--experts", help="Experts run: all, the routed ones, or auto (all "
                                              "when the layer's experts are <= 1 GiB).")] = Experts.auto,
+    kernel: Annotated[Kernel | None, typer.Option("--kernel", help="Judge one kernel profile only (default: every "
+                                                  "profile, a table, exit code from the worst).",
+                                                  show_default=False)] = None,
+    worst_case: Annotated[bool, typer.Option("--worst-case", help="Arbitrary codes under padded scale entries "
+                                             "instead of the stored bytes.")] = False,
     format: Annotated[VerifyFormat, typer.Option("--format", "-f", help="Report format on stdout.")] = (
         VerifyFormat.console),
     quiet: QuietOpt = False,
     no_color_flag: NoColorOpt = False,
 ) -> None:
-    """Run one layer exact and as a kernel would serve it; exit 0 PASS, 1 FAIL, 2 could not run."""
+    """Run one layer exact and as each kernel profile serves it; exit 0 PASS, 1 FAIL or cannot verify (or --kernel
+    would refuse to load it), 2 could not run."""
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise typer.Exit(fail(f"--device must be cpu or cuda, not {device!r}"))
     try:
@@ -56,7 +67,8 @@ def verify_command(
     from fp8doctor.reporters import verify as reporter
 
     options = VerifyOptions(layer=layer, tokens=tokens, context=context, device=device, seed=seed,
-                            cache_init=cache_init.value, experts=experts.value)
+                            cache_init=cache_init.value, experts=experts.value,
+                            kernel=kernel.value if kernel is not None else None, worst_case=worst_case)
     try:
         result = verify(path, options)
     except (VerifyError, CheckpointError) as e:

@@ -1,9 +1,13 @@
 """Sparse MLA attention over candidate lists `[top-k | sliding window | -1 padding]`.
 
-Served (FlashMLA tests/ref.py, and what its kernels do): every candidate slot is loaded, -1 clamped
-to slot 0; scores get an additive mask (0 or -inf) *after* q.K is formed, so a NaN or +inf score of
-a masked slot becomes NaN; P = softmax(q K^T * sm_scale + mask), O = P V; with a sink,
-O *= 1 / (1 + exp(sink - lse)); a query with no valid candidate gets O = 0.
+Served, two ways (the profile's `minus_one`):
+  slot0  (FlashMLA tests/ref.py's clamp, backends that gather slot 0): every candidate slot is loaded,
+         -1 clamped to slot 0; scores get an additive mask (0 or -inf) *after* q.K is formed, so a
+         NaN or +inf score of a masked slot becomes NaN.
+  zeroed (FlashMLA sm90/sm100 sparse decode): a -1 candidate loads nothing; its K/V are zero and its
+         score is set to -inf by assignment, so whatever the pool holds there is never read.
+P = softmax(q K^T * sm_scale + mask), O = P V; with a sink, O *= 1 / (1 + exp(sink - lse)); a query
+with no valid candidate gets O = 0.
 Exact: the same formula over the valid candidates only, from the unquantized latent.
 """
 
@@ -74,14 +78,20 @@ def _sink_factor(lse: torch.Tensor, sink: torch.Tensor | None) -> torch.Tensor:
 
 
 def sparse_attention_served(q: torch.Tensor, cache: PagedCache, idx: torch.Tensor, q_pos: torch.Tensor,
-                            length: int, sm_scale: float, d_v: int, sink: torch.Tensor | None) -> torch.Tensor:
+                            length: int, sm_scale: float, d_v: int, sink: torch.Tensor | None,
+                            minus_one: str = "slot0") -> torch.Tensor:
     """q [T, H, D], idx [T, C] sequence positions (-1 = none) -> O [T, H, d_v], kernel-style."""
     valid = valid_mask(idx, q_pos, length)
     slots = cache.slots(torch.where(valid, idx, torch.full_like(idx, -1)))
     kv = cache.gather(slots.clamp_min(0))  # [T, C, D]: the clamped -1 slots are loaded too
-    scores = torch.einsum("thd,tcd->thc", q, kv) * sm_scale
-    mask = torch.where(valid, 0.0, float("-inf")).unsqueeze(1)
-    scores = scores + mask  # additive: NaN or +inf in a masked slot stays NaN
+    if minus_one == "zeroed":  # nothing loaded for -1: zero K/V, score masked by assignment
+        kv = torch.where(valid.unsqueeze(-1), kv, torch.zeros_like(kv))
+        scores = torch.einsum("thd,tcd->thc", q, kv) * sm_scale
+        scores = scores.masked_fill(~valid.unsqueeze(1), float("-inf"))
+    else:
+        scores = torch.einsum("thd,tcd->thc", q, kv) * sm_scale
+        mask = torch.where(valid, 0.0, float("-inf")).unsqueeze(1)
+        scores = scores + mask  # additive: NaN or +inf in a masked slot stays NaN
     lse = torch.logsumexp(scores, -1)  # [T, H]
     lonely = torch.isneginf(lse)
     p = torch.exp(scores - torch.where(lonely, torch.full_like(lse, float("inf")), lse).unsqueeze(-1))

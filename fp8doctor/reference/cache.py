@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fp8doctor.reference.dequant import decode_scales, e4m3_table, lookup
-
-FP8_MAX = 448.0
+from fp8doctor.reference.dequant import FP8_MAX, decode_scales, e4m3_table, lookup
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -8,6 +8,7 @@ for `--undo`) after checking that every patched byte is still either its old or 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fp8doctor.checkpoint.paths import PathEscape, open_inside
 from fp8doctor.layouts.model import ITEMSIZE
+from fp8doctor.repair import hooks
 from fp8doctor.repair import journal as jr
 from fp8doctor.repair import spans as sv
 from fp8doctor.repair.errors import FixError, JournalError, ReadOnly, ShardChanged
-from fp8doctor.repair.hooks import CRASH_ENV, crash_point, write_delay
+from fp8doctor.repair.hooks import CRASH_ENV, crash_point
 from fp8doctor.repair.plan import SAMPLE_BYTES, RepairPlan, TensorChange, phase
 from fp8doctor.scanner import Progress
 
@@ -33,44 +36,62 @@ class Applied:
     writes: int = 0
 
 
-def open_shard(root: str, file: str, size: int, mtime_ns: int | None = None) -> int:
-    """Open a shard for in-place writing, or say clearly why not (nothing is written on error)."""
-    path = os.path.join(root, file)
+def open_shard(root: str, file: str, size: int, mtime_ns: int | None = None,
+               identity: tuple[int, int] | None = None) -> int:
+    """Open a shard for in-place writing, or say clearly why not (nothing is written on error).
+
+    The shard is opened relative to the checkpoint's directory, component by component, never
+    following a symlink (fp8doctor.checkpoint.paths.open_inside), and must be the very file the scan
+    read (`identity`: st_dev, st_ino) with the size and mtime it had."""
+    hooks.before_shard_open(root, file)
     try:
-        st = os.stat(path)
+        fd = open_inside(root, file, os.O_RDWR | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ShardChanged(f"shard {file} no longer exists; nothing was written") from None
+    except PathEscape as e:
+        raise FixError(f"shard {file} is not inside the checkpoint ({e.strerror}); nothing was written") from None
     except OSError as e:
-        raise jr.os_error(e, f"cannot stat shard {file}") from None
-    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise ReadOnly(f"shard {file} is read-only (mode {stat.filemode(st.st_mode)}); nothing was written. Make it "
-                       "writable (chmod u+w) or write a repaired copy with --output DIR")
-    if st.st_nlink > 1:
-        raise FixError(f"shard {file} has {st.st_nlink} hard links: writing it in place would change every linked "
-                       "copy; nothing was written. Break the link (cp) or write a repaired copy with --output DIR")
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ShardChanged(f"shard {file} changed since the scan (it is now a symlink); nothing was written. "
+                               "Run fix again to rescan it") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise ReadOnly(f"shard {file} is read-only ({e.strerror}); nothing was written. Make it writable "
+                           "(chmod u+w) or write a repaired copy with --output DIR") from None
         raise jr.os_error(e, f"cannot open shard {file} for writing; nothing was written") from None
-    st = os.fstat(fd)
-    problems = []
-    if st.st_size != size:
-        problems.append(f"size {size:,} -> {st.st_size:,} bytes")
-    if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
-        problems.append("modification time differs")
-    if problems:
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ShardChanged(f"shard {file} is no longer a regular file; nothing was written")
+        if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise ReadOnly(f"shard {file} is read-only (mode {stat.filemode(st.st_mode)}); nothing was written. "
+                           "Make it writable (chmod u+w) or write a repaired copy with --output DIR")
+        if st.st_nlink > 1:
+            raise FixError(f"shard {file} has {st.st_nlink} hard links: writing it in place would change every "
+                           "linked copy; nothing was written. Break the link (cp) or write a repaired copy with "
+                           "--output DIR")
+        problems = []
+        if identity is not None and (st.st_dev, st.st_ino) != tuple(identity):
+            problems.append("it was replaced by another file")
+        if st.st_size != size:
+            problems.append(f"size {size:,} -> {st.st_size:,} bytes")
+        if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
+            problems.append("modification time differs")
+        if problems:
+            raise ShardChanged(f"shard {file} changed since the scan ({', '.join(problems)}); nothing was "
+                               "written. Run fix again to rescan it")
+    except BaseException:
         os.close(fd)
-        raise ShardChanged(f"shard {file} changed since the scan ({', '.join(problems)}); nothing was written. "
-                           "Run fix again to rescan it")
+        raise
     return fd
 
 
 @contextmanager
-def _shards(root: str, files: list[tuple[str, int, int | None]]) -> Iterator[dict[str, int]]:
+def _shards(root: str, files: list[tuple[str, int, int | None, tuple[int, int] | None]]
+            ) -> Iterator[dict[str, int]]:
     fds: dict[str, int] = {}
     try:
-        for file, size, mtime in files:
-            fds[file] = open_shard(root, file, size, mtime)
+        for file, size, mtime, identity in files:
+            fds[file] = open_shard(root, file, size, mtime, identity)
         yield fds
     finally:
         for fd in fds.values():
@@ -100,7 +121,6 @@ def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str
             calls += 1
             if progress is not None:
                 progress.advance(sp.nbytes)
-            write_delay()
         os.fsync(fd)
         if progress is not None:
             progress.file_done()
@@ -125,7 +145,7 @@ def _mtimes(j: jr.Journal, fds: dict[str, int]) -> None:
 def apply_in_place(plan: RepairPlan, journal_dir: str, target: str, tool_version: str,
                    progress: Progress | None = None) -> Applied:
     """Patch the checkpoint in place, journaled; raises FixError with every file as it was."""
-    with _shards(plan.root, [(s.file, s.size, s.mtime_ns) for s in plan.shards]) as fds:
+    with _shards(plan.root, [(s.file, s.size, s.mtime_ns, s.identity) for s in plan.shards]) as fds:
         for s in plan.shards:
             for p in s.patches:
                 for sp in p.spans():
@@ -176,7 +196,7 @@ def finish(j: jr.Journal, to_new: bool) -> int:
     """Complete an interrupted journal: write every patch's new bytes (roll forward) or old bytes
     (roll back). Returns bytes written."""
     j.data()  # checks the journal's sha256 before anything else
-    with _shards(j.root, [(s.file, s.size, None) for s in j.shards]) as fds:
+    with _shards(j.root, [(s.file, s.size, None, None) for s in j.shards]) as fds:
         _check_old_or_new(j, fds)
         _, written, _ = _write(j, fds, to_new)
         _verify(j, fds, to_new)
@@ -208,7 +228,7 @@ def undo_last(journal_dir: str, root: str, progress: Progress | None = None) -> 
         raise FixError(f"nothing to undo: no completed fix of {root} is recorded in {journal_dir}")
     j = done[-1]
     j.data()
-    with _shards(j.root, [(s.file, s.size, None) for s in j.shards]) as fds:
+    with _shards(j.root, [(s.file, s.size, None, None) for s in j.shards]) as fds:
         for s in j.shards:
             for sp in j.spans(s):
                 if not sv.holds(fds[s.file], sp, sp.new):

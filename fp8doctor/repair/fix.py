@@ -41,6 +41,8 @@ class FixResult:
     verified: bool = False
     recovered: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    config: str | None = None
+    """The configuration file the run used (set by the command)."""
     writes: int = 0
     """pwrite calls into shards (one per span: padded ranges closer than a page share one)."""
     journal_bytes: int = 0
@@ -63,7 +65,7 @@ class FixResult:
         return {
             "target": self.target, "mode": self.mode, "fill": self.fill, "output": self.output,
             "journal": self.journal, "verified": self.verified, "recovered": list(self.recovered),
-            "notes": list(self.notes),
+            "notes": list(self.notes), "config": self.config,
             "summary": {"tensors_changed": len(self.changes), "entries_changed": self.entries_changed,
                         "bytes_changed": self.bytes_changed, "bytes_written": self.bytes_written,
                         "shards_touched": self.shards_touched, "unfixable": len(self.unfixable),
@@ -92,7 +94,16 @@ def _carried(root: str, target: str, shard_files: list[str]) -> tuple[list[str],
 
 
 def _prepare_journal_dir(directory: str) -> None:
+    """Create the journal directory if needed; refuse a symlink, a non-directory, a read-only one."""
+    if os.path.islink(directory):
+        raise FixError(f"the journal directory {directory} is a symlink; refusing to follow it (remove it, or "
+                       "pass --journal-dir DIR)")
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise FixError(f"--journal-dir {directory} is not a directory")
     if os.path.isdir(directory):
+        if not os.stat(directory).st_mode & 0o222:  # by mode bits, as for shards: root could write anyway
+            raise jr.ReadOnly(f"the journal directory {directory} is read-only; nothing was written (make it "
+                              "writable, or pass --journal-dir DIR on a writable filesystem)")
         return
     parent = os.path.dirname(os.path.abspath(directory))
     try:
@@ -111,10 +122,23 @@ def _prepare_journal_dir(directory: str) -> None:
         raise jr.os_error(e, f"cannot create the journal directory {directory}; nothing was written") from None
 
 
+def _plan(ckpt: Any, options: ScanOptions, progress: Progress | None, ignore_tensors: tuple[Any, ...]) -> Any:
+    """The repair plan of an open checkpoint; findings matched by a per-tensor ignore of the
+    configuration are neither fixed nor reported as unfixable (as scan hides them)."""
+    from fp8doctor.config_file import filter_findings
+
+    analysis = analyze(ckpt, options, progress)
+    if ignore_tensors:
+        analysis.findings = list(filter_findings(analysis.findings, ignore_tensors))
+    return build_plan(analysis, options, progress)
+
+
 def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fill: str | int | None = None,
         dry_run: bool = False, output: str | os.PathLike[str] | None = None, undo: bool = False,
-        journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> FixResult:
-    """Repair every fixable finding of the checkpoint at `path` (see README, "fix")."""
+        journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+        ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
+    """Repair every fixable finding of the checkpoint at `path` (see README, "fix"). `options` and
+    `ignore_tensors` come from the same configuration as scan's (fp8doctor.config_file.settings)."""
     from fp8doctor import __version__
 
     t0 = time.perf_counter()
@@ -129,7 +153,7 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
             from fp8doctor.checkpoint.remote import fix_refusal
 
             raise FixError(fix_refusal(path))
-        return _remote_copy(path, options, dry_run, output, progress, t0)
+        return _remote_copy(path, options, dry_run, output, progress, t0, ignore_tensors)
     if not os.path.lexists(path):
         raise CheckpointError(f"{path}: no such file or directory")
     root = checkpoint_root(path)
@@ -137,10 +161,10 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
     in_place = not dry_run and output is None
 
     if not (in_place or undo):
-        return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__)
+        return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__, ignore_tensors)
 
     _prepare_journal_dir(jdir)
-    with Lock(jdir) as lock:
+    with Lock(root, jdir) as lock:
         finished = ap.recover(jdir, root, roll_back=undo)
         recovered = [f"{what} (journal {j.id}, {n:,} bytes)" for j, what, n in finished]
         notes = [f"took over a stale lock ({lock.stale})"] if lock.stale else []
@@ -153,17 +177,20 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
             j = done.journal
             return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), done.bytes_written,
                              done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes),
-                             done.writes, _dir_bytes(jdir), jdir)
+                             writes=done.writes, journal_bytes=_dir_bytes(jdir), journal_dir=jdir)
+        # the scanned shards stay open until the write: their inodes cannot be reused by a file swapped in,
+        # so the (st_dev, st_ino) the write checks really is the file the scan read
         with open_checkpoint(path) as ckpt:
-            plan = build_plan(analyze(ckpt, options, progress), options, progress)
-        if plan.empty:
-            return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
-                             time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes),
-                             journal_bytes=_dir_bytes(jdir), journal_dir=jdir)
-        done = ap.apply_in_place(plan, jdir, path, __version__, progress)
+            plan = _plan(ckpt, options, progress, ignore_tensors)
+            if plan.empty:
+                return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
+                                 time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes),
+                                 journal_bytes=_dir_bytes(jdir), journal_dir=jdir)
+            done = ap.apply_in_place(plan, jdir, path, __version__, progress)
         return FixResult(path, "in-place", fill_name(options.fill), plan.changes, plan.unfixable, done.bytes_written,
                          done.shards_touched, time.perf_counter() - t0, done.journal.json_path, None, True,
-                         tuple(recovered), tuple(notes), done.writes, _dir_bytes(jdir), jdir)
+                         tuple(recovered), tuple(notes), writes=done.writes, journal_bytes=_dir_bytes(jdir),
+                         journal_dir=jdir)
 
 
 def _dir_bytes(directory: str) -> int:
@@ -183,7 +210,8 @@ def _dir_bytes(directory: str) -> int:
 
 
 def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str] | None,
-                     jdir: str, progress: Progress | None, t0: float, version: str) -> FixResult:
+                     jdir: str, progress: Progress | None, t0: float, version: str,
+                     ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
     """--dry-run and --output: the source is only read."""
     root = checkpoint_root(path)
     notes = []
@@ -194,7 +222,7 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
                            f"`fp8doctor fix {path}` (to complete it) or `--undo` (to roll it back) first")
         notes.append(f"an interrupted fix is recorded in {interrupted[0].json_path}; `fix` will complete it first")
     with open_checkpoint(path) as ckpt:
-        plan = build_plan(analyze(ckpt, options, progress), options, progress)
+        plan = _plan(ckpt, options, progress, ignore_tensors)
         shard_files = sorted(ckpt.shards)
     fill = fill_name(options.fill)
     if dry_run:
@@ -204,11 +232,12 @@ def _without_writing(path: str, options: ScanOptions, dry_run: bool, output: str
     link, carry = _carried(root, path, shard_files)
     copied = write_copy(plan, out, link, carry)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
-                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes, copied.writes)
+                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes,
+                     writes=copied.writes)
 
 
 def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str],
-                 progress: Progress | None, t0: float) -> FixResult:
+                 progress: Progress | None, t0: float, ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
     """--output for a URL: scan remotely, fetch only the shards that change (plus config and index)
     into a staging directory beside DIR, and build the repaired copy from there. DIR then holds the
     repaired shards, not the whole checkpoint."""
@@ -224,7 +253,7 @@ def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | o
     staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.fp8doctor-fetch-{os.getpid()}")
     try:
         with open_checkpoint(path) as ckpt:
-            plan = build_plan(analyze(ckpt, options, progress), options)
+            plan = _plan(ckpt, options, progress, ignore_tensors)
             if dry_run or plan.empty:
                 mode = "dry-run" if dry_run else "output"
                 return FixResult(path, mode, fill, plan.changes, plan.unfixable, 0, 0, time.perf_counter() - t0,
@@ -255,4 +284,4 @@ def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | o
     notes = (f"fetched {len(need)} of {total} shards ({fetched:,} bytes); {out} holds only the repaired shards{held}",
              *copied.notes)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
-                     time.perf_counter() - t0, None, out, True, (), notes, copied.writes)
+                     time.perf_counter() - t0, None, out, True, (), notes, writes=copied.writes)

@@ -1,14 +1,15 @@
-"""Test-only hooks: kill the process at a named write point, or slow writes down so a random kill
-lands inside the write window. Both are inert unless their environment variable is set."""
+"""Test-only hooks: kill the process at a named write point, or after its N-th write (so a random
+kill lands inside the write window by count, never by wall-clock timing), and a call-back right
+before a shard is opened for writing (to swap it there, deterministically). All are inert unless a
+test sets their environment variable or replaces the function."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 
 CRASH_ENV = "FP8DOCTOR_TEST_CRASH_AT"
-DELAY_ENV = "FP8DOCTOR_TEST_WRITE_DELAY"
+KILL_AFTER_ENV = "FP8DOCTOR_TEST_KILL_AFTER_WRITES"
 
 CRASH_POINTS = (
     "journal-bin",      # journal's byte file written, its JSON not yet committed
@@ -31,8 +32,20 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def write_delay() -> None:
-    """Sleep FP8DOCTOR_TEST_WRITE_DELAY seconds (tests only: widens the window for random kills)."""
-    delay = os.environ.get(DELAY_ENV)
-    if delay:
-        time.sleep(float(delay))
+_writes = 0
+
+
+def count_write() -> None:
+    """Count one write (journal or shard); SIGKILL this process at the N-th when
+    FP8DOCTOR_TEST_KILL_AFTER_WRITES is N (tests only)."""
+    global _writes
+    limit = os.environ.get(KILL_AFTER_ENV)
+    if limit:
+        _writes += 1
+        if _writes >= int(limit):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def before_shard_open(root: str, file: str) -> None:
+    """Called right before fix opens a shard for writing (tests replace it to swap the shard in that
+    window, deterministically); does nothing otherwise."""

@@ -34,6 +34,8 @@ import itertools
 import json
 import math
 import os
+import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,8 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.layouts.model import padding_arrays
+from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
 from fp8doctor.repair.hooks import crash_point
 from fp8doctor.repair.plan import RepairPlan, fill_name
@@ -59,6 +63,14 @@ UNDOING = "undoing"          # an undo started -> recovery completes it
 UNDONE = "undone"            # original bytes restored
 ROLLED_BACK = "rolled-back"  # a failed fix restored the original bytes itself
 
+BIN_MAGIC = b"fp8doctor-jbin\x00\x02"
+"""The first 16 bytes of every ID.bin written since issue 13: clean-up removes an orphaned .bin only
+when it starts with this (a user's *.bin in a --journal-dir is never touched)."""
+JSON_MAGIC = b'{"format":"' + FORMAT.encode() + b'"'
+"""How every ID.json (and its temp file) starts (`format` is the first key written)."""
+OWN_NAME = re.compile(r"^[0-9]{20}-[0-9]+\.(bin|json|json\.tmp)$")
+"""The names fp8doctor gives journal files."""
+
 
 def os_error(e: OSError, what: str) -> FixError:
     """A one-line FixError of the right kind for an OSError."""
@@ -72,6 +84,7 @@ def os_error(e: OSError, what: str) -> FixError:
 
 def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
     """os.write/os.pwrite until every byte is written (short writes happen on full disks)."""
+    hooks.count_write()
     view = memoryview(data)
     done = 0
     while done < len(view):
@@ -84,32 +97,97 @@ def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> N
         done += n
 
 
-def write_durable(path: str, data: bytes) -> None:
-    """Create `path` with `data` and fsync it (a failed write removes the partial file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+class _Dir:
+    """A descriptor of a journal directory opened without following a symlink (O_NOFOLLOW): every
+    journal file is opened, renamed and removed relative to it, never through a path that a symlink
+    could redirect."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        try:
+            self.fd = open_dir_nofollow(directory)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(directory):
+                raise JournalError(f"the journal directory {directory} is a symlink; refusing to follow it "
+                                   "(remove it, or pass --journal-dir DIR)") from None
+            raise
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def open_in(dfd: int, name: str, flags: int, directory: str = "the journal directory") -> int:
+    """Open `name` inside the directory `dfd` without following a symlink; a symlink is refused."""
     try:
-        write_all(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _remove(path)
+        return os.open(name, flags | O_NOFOLLOW | O_CLOEXEC, 0o644, dir_fd=dfd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise JournalError(f"{os.path.join(directory, name)} is a symlink; refusing to follow it (remove "
+                               "it to continue)") from None
         raise
-    os.close(fd)
+
+
+def write_durable(path: str, data: bytes) -> None:
+    """Create `path` (a new file: never an existing one, never through a symlink) with `data` and
+    fsync it; a failed write removes the partial file."""
+    directory, name = os.path.split(path)
+    with _Dir(directory or ".") as dfd:
+        _unlink_at(dfd, name)  # a leftover of our own earlier attempt; unlink never follows a link
+        fd = open_in(dfd, name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, directory)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_at(dfd, name)
+            raise
+        os.close(fd)
 
 
 def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    """fsync a directory (only read: following a symlink here cannot write anywhere)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _remove(path: str) -> None:
+def _unlink_at(dfd: int, name: str) -> None:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dfd)
     except FileNotFoundError:
         pass
+
+
+def _remove(path: str) -> None:
+    directory, name = os.path.split(path)
+    with _Dir(directory or ".") as dfd:
+        _unlink_at(dfd, name)
+
+
+def read_in(directory: str, name: str, limit: int | None = None) -> bytes:
+    """A journal file's bytes (regular files only, never through a symlink; at most `limit`)."""
+    with _Dir(directory) as dfd:
+        fd = open_in(dfd, name, os.O_RDONLY | os.O_NONBLOCK, directory)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise JournalError(f"{os.path.join(directory, name)} is not a regular file")
+        want = st.st_size if limit is None else min(st.st_size, limit)
+        chunks, got = [], 0
+        while got < want:
+            chunk = os.pread(fd, min(want - got, 1 << 30), got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 PATCH_TABLE = np.dtype([("offset", "<i8"), ("length", "<u4"), ("tensor", "<u4")])
@@ -233,8 +311,7 @@ class Journal:
         """The journal's bytes, checked against the recorded sha256."""
         if self._bin is None:
             try:
-                with open(self.bin_path, "rb") as f:
-                    blob = f.read()
+                blob = read_in(self.directory, os.path.basename(self.bin_path), self.bin_size + 1)
             except OSError as e:
                 raise JournalError(f"journal {self.bin_path} cannot be read: {e.strerror or e}") from None
             if len(blob) != self.bin_size or hashlib.sha256(blob).hexdigest() != self.bin_sha256:
@@ -391,19 +468,21 @@ def _commit_json(j: Journal, crash: str | None = None) -> None:
     write_durable(tmp, (json.dumps(j.to_dict(), separators=(",", ":")) + "\n").encode())
     if crash:
         crash_point(crash)
-    os.replace(tmp, j.json_path)
-    fsync_dir(j.directory)
+    with _Dir(j.directory) as dfd:  # both names relative to the directory's descriptor
+        os.replace(os.path.basename(tmp), os.path.basename(j.json_path), src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
 
 
 def create(directory: str, plan: RepairPlan, target: str, tool_version: str) -> Journal:
     """Record every byte the plan overwrites, durably, before any shard is touched. ID.bin holds,
     per shard, each tensor's old bytes (the new ones are the fill) followed by the run table of its
-    "runs" tensors."""
-    size = sum(p.covered + (PATCH_TABLE.itemsize * p.lengths.size if p.mode == "runs" else 0)
-               for sp in plan.shards for p in sp.patches)
+    "runs" tensors; the file starts with BIN_MAGIC."""
+    size = len(BIN_MAGIC) + sum(p.covered + (PATCH_TABLE.itemsize * p.lengths.size if p.mode == "runs" else 0)
+                                for sp in plan.shards for p in sp.patches)
     buf = bytearray(size)
     view = memoryview(buf)
-    pos = 0
+    view[:len(BIN_MAGIC)] = BIN_MAGIC
+    pos = len(BIN_MAGIC)
     shards = []
     for sp in plan.shards:
         old_h, new_h = hashlib.sha256(), hashlib.sha256()
@@ -470,43 +549,89 @@ def discard(j: Journal) -> None:
             pass
 
 
-def load_all(directory: str, root: str) -> list[Journal]:
-    """Committed journals of the checkpoint at `root`, oldest first."""
+def _listdir(directory: str) -> list[str] | None:
     try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+        with _Dir(directory) as dfd:
+            return os.listdir(dfd)
     except FileNotFoundError:
-        return []
+        return None
+
+
+def check_names(j: Journal, root: str) -> None:
+    """Every file a journal names must be a plain relative name inside the checkpoint at `root`
+    (checked before recovery or undo uses any of them)."""
+    for s in j.shards:
+        where = escapes(root, s.file) if not unsafe_name(s.file) else s.file
+        if where is not None:
+            raise JournalError(f"journal {j.json_path} names the file {s.file!r}, outside the checkpoint "
+                               f"({where}); nothing was written. Move the journal away to continue")
+
+
+def load_all(directory: str, root: str) -> list[Journal]:
+    """Committed journals of the checkpoint at `root`, oldest first (their file names checked)."""
+    try:
+        listing = _listdir(directory)
+    except FixError:
+        raise
     except OSError as e:
         raise JournalError(f"cannot list the journal directory {directory}: {e.strerror or e}") from None
+    if listing is None:
+        return []
+    names = sorted(n for n in listing if n.endswith(".json"))
     real_root = os.path.realpath(root)
     out = []
     for n in names:
         path = os.path.join(directory, n)
         try:
-            with open(path, encoding="utf-8") as f:
-                j = Journal.from_dict(directory, json.load(f))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            j = Journal.from_dict(directory, json.loads(read_in(directory, n)))
+        except FixError as e:
+            raise JournalError(f"journal {path} cannot be read ({e}); move it away to continue") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             raise JournalError(f"journal {path} cannot be read ({type(e).__name__}: {e}); move it away to "
                                "continue") from None
         if j.id != n[:-5]:
             raise JournalError(f"journal {path} names id {j.id!r}; move it away to continue")
         if j.root == real_root:
+            check_names(j, root)
             out.append(j)
     return out
 
 
-def clean_orphans(directory: str) -> list[str]:
-    """Remove leftovers of journals that were never committed (a fix killed before any shard write)."""
-    removed = []
+def _ours(dfd: int, name: str, magic: bytes) -> bool:
+    """A regular file (not a link) named like a journal file and starting with `magic`."""
+    if not OWN_NAME.match(name):
+        return False
     try:
-        names = set(os.listdir(directory))
+        if not stat.S_ISREG(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+            return False
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        return os.pread(fd, len(magic), 0) == magic
+    finally:
+        os.close(fd)
+
+
+def clean_orphans(directory: str) -> list[str]:
+    """Remove leftovers of journals that were never committed (a fix killed before any shard write):
+    only files fp8doctor wrote (its name pattern and its magic), never anything else in the directory."""
+    removed: list[str] = []
+    try:
+        with _Dir(directory) as dfd:
+            names = set(os.listdir(dfd))
+            for n in sorted(names):
+                if n.endswith(".json.tmp"):
+                    orphan = _ours(dfd, n, JSON_MAGIC)
+                elif n.endswith(".bin") and n[:-4] + ".json" not in names:
+                    orphan = _ours(dfd, n, BIN_MAGIC)
+                else:
+                    continue
+                if orphan:
+                    _unlink_at(dfd, n)
+                    removed.append(n)
     except FileNotFoundError:
-        return removed
-    for n in sorted(names):
-        orphan = n.endswith(".json.tmp") or (n.endswith(".bin") and n[:-4] + ".json" not in names)
-        if orphan:
-            _remove(os.path.join(directory, n))
-            removed.append(n)
+        pass
     return removed
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from fp8doctor.checkpoint.paths import escapes
 from fp8doctor.repair import journal as jr
 from fp8doctor.repair import spans as sv
 from fp8doctor.repair.errors import FixError, ShardChanged
@@ -75,6 +76,25 @@ def _check_source(root: str, file: str, size: int, mtime_ns: int) -> None:
         raise ShardChanged(f"shard {file} changed since the scan; no copy was written. Run fix again to rescan it")
 
 
+def _link_points_inside(root: str, path: str) -> bool:
+    """A symlink that may be copied as a symlink: relative, and resolving inside `root`."""
+    target = os.readlink(path)
+    return not os.path.isabs(target) and escapes(root, os.path.relpath(path, root)) is None
+
+
+def _outside_links(root: str, left_out: list[str]):
+    """A shutil.copytree `ignore` that leaves out (and records) symlinks leading outside `root`."""
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        out = set()
+        for n in names:
+            p = os.path.join(directory, n)
+            if os.path.islink(p) and not _link_points_inside(root, p):
+                out.add(n)
+                left_out.append(os.path.relpath(p, root))
+        return out
+    return ignore
+
+
 def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[str]) -> Copied:
     """Build the repaired copy of the checkpoint at plan.root in `out`."""
     root = os.path.realpath(plan.root)
@@ -90,6 +110,15 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     patched = {s.file: s for s in plan.shards}
     notes: list[str] = []
     written = calls = 0
+    left_out: list[str] = []
+    for name in list(shard_files) + list(carry):  # never a file (or link) leading out of the checkpoint
+        full = os.path.join(plan.root, name)
+        if escapes(plan.root, name) is not None or (os.path.islink(full) and not _link_points_inside(root, full)):
+            if name in patched:
+                raise FixError(f"shard {name} leads outside the checkpoint; no copy was written")
+            left_out.append(name)
+    shard_files = [n for n in shard_files if n not in left_out]
+    carry = [n for n in carry if n not in left_out]
     try:
         os.mkdir(tmp)
         for file in shard_files:
@@ -129,7 +158,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
         for name in carry:
             src, dst = os.path.join(plan.root, name), os.path.join(tmp, name)
             if os.path.isdir(src) and not os.path.islink(src):
-                shutil.copytree(src, dst, symlinks=True)
+                shutil.copytree(src, dst, symlinks=True, ignore=_outside_links(root, left_out))
             elif os.path.islink(src):
                 os.symlink(os.readlink(src), dst)
             else:
@@ -147,4 +176,5 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
                 raise jr.os_error(e, f"cannot write the copy in {out}") from None
             raise FixError(f"cannot write the copy in {out}: {e.strerror or e}; nothing was written") from None
         raise
+    notes.extend(f"{name}: not copied (a symlink leading outside the checkpoint)" for name in left_out)
     return Copied(written, len(plan.shards), tuple(notes), calls)

@@ -86,6 +86,8 @@ class ShardPlan:
     size: int
     mtime_ns: int
     patches: tuple[TensorPatch, ...]
+    identity: tuple[int, int] | None = None
+    """(st_dev, st_ino) of the file the scan read: fix writes only through a descriptor of that file."""
 
     @property
     def nbytes(self) -> int:
@@ -226,7 +228,7 @@ def build_plan(analysis: Analysis, options: ScanOptions, progress: Progress | No
         for prev, nxt in itertools.pairwise(patches):
             if prev.offset + int(prev.starts[-1] + prev.lengths[-1]) > nxt.offset + int(nxt.starts[0]):
                 raise ValueError(f"{file}: overlapping patches at 0x{nxt.offset:x}")
-        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), patches))
+        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), patches, getattr(src, "identity", None)))
         if progress is not None:
             progress.file_done()
     changes.sort(key=lambda c: (c.file, c.first_offset))

@@ -7,8 +7,9 @@ Modules are imported lazily so a JSON run never loads rich tables.
 from __future__ import annotations
 
 import importlib
+import json as _json  # plain `json` would be shadowed by the fp8doctor.reporters.json submodule
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,8 @@ class RenderContext:
 
     `source_root` is the directory artifact paths are made relative to (the git toplevel holding
     the checkpoint, else the current directory); `checkpoint_root` is the directory finding files
-    are relative to. `suppressed` counts findings the baseline hid; `rules` the rule ids that ran.
+    are relative to. `suppressed` counts findings the baseline hid; `rules` the rule ids that ran;
+    `config` names the configuration file used and `suppressed_by_rule` counts everything hidden.
     `exit_code` is the code the command exits with (None: not known, e.g. a library caller);
     `configuration` the settings the run used (`Settings.describe()`), where the caller has them.
     """
@@ -45,8 +47,18 @@ class RenderContext:
     baseline: str | None = None
     suppressed: int = 0
     rules: tuple[str, ...] = field(default_factory=tuple)
+    config: str | None = None
+    """The configuration file the run used (None: none, or --isolated)."""
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    """Findings hidden by select/ignore, per-tensor ignores and the baseline, by rule."""
+
     exit_code: int | None = None
     configuration: dict[str, Any] | None = None
+
+    @property
+    def config_suppressed(self) -> int:
+        """Findings hidden by the configuration and flags (the baseline's are `suppressed`)."""
+        return sum(self.suppressed_by_rule.values()) - self.suppressed
 
     def artifact_path(self, file: str | None) -> tuple[str, bool]:
         """(path, inside): a checkpoint file's path relative to `source_root` with forward slashes
@@ -69,4 +81,39 @@ def renderer(name: str) -> Renderer:
     return importlib.import_module(FORMATS[name]).render_report  # type: ignore[no-any-return]
 
 
-__all__ = ["FORMATS", "RenderContext", "Renderer", "renderer"]
+def chunks(name: str, report: Report, ctx: RenderContext) -> Iterator[str]:
+    """The report of format `name` as pieces of text to write one after the other: formats with many
+    findings (JSON, SARIF) stream them (`render_chunks`), the others yield their whole text."""
+    module = importlib.import_module(FORMATS[name])
+    stream = getattr(module, "render_chunks", None)
+    if stream is not None:
+        yield from stream(report, ctx)
+    else:
+        yield module.render_report(report, ctx)
+
+
+_SLOT = "\x00fp8doctor-stream-slot\x00"
+
+
+def stream_json(document: dict[str, Any], items: Iterable[Any], indent: int = 2) -> Iterator[str]:
+    """`document` rendered as json.dumps(indent=...) does, except that its one value equal to the
+    placeholder SLOT becomes a JSON array of `items`, each encoded on its own line by the C encoder
+    as it is reached: linear time, and memory for one item at a time, whatever their number."""
+    text = _json.dumps(document, indent=indent, ensure_ascii=True)
+    slot = _json.dumps(_SLOT, ensure_ascii=True)
+    at = text.index(slot)
+    line = text[text.rfind("\n", 0, at) + 1:at]
+    pad = " " * (len(line) - len(line.lstrip(" ")) + indent)
+    yield text[:at]
+    first = True
+    for item in items:
+        yield ("[\n" if first else ",\n") + pad + _json.dumps(item, ensure_ascii=True)
+        first = False
+    yield ("[]" if first else "\n" + pad[:-indent] + "]") + text[at + len(slot):] + "\n"
+
+
+SLOT = _SLOT
+"""The placeholder value `stream_json` replaces with the streamed array."""
+
+
+__all__ = ["FORMATS", "SLOT", "RenderContext", "Renderer", "chunks", "renderer", "stream_json"]

@@ -35,10 +35,13 @@ def plural(n: int, word: str) -> str:
 
 
 def location(f: Finding, file: Callable[[str], str] = plain) -> list[str]:
-    """Where a finding points, as the parts every text renderer shows: file, `@ 0xOFFSET`, `[i, j]`."""
+    """Where a finding points, as the parts every text renderer shows: file, `@ 0xOFFSET`, `[i, j]`,
+    and `on DEVICE` for a tensor in memory."""
     parts = [file(f.file)] if f.file else []
     if f.byte_offset is not None:
         parts.append(f"@ 0x{f.byte_offset:x}")
     if f.index is not None:
         parts.append(f"[{', '.join(map(str, f.index))}]")
+    if f.device is not None:
+        parts.append(f"on {plain(f.device)}")
     return parts

@@ -17,10 +17,13 @@ SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severi
 
 
 def render(report: Report, console: Console, max_findings: int = 20, quiet: bool = False,
-           fail_on: Severity = Severity.ERROR, suppressed: int = 0) -> None:
+           fail_on: Severity = Severity.ERROR, suppressed: int = 0, config: str | None = None,
+           config_suppressed: int = 0) -> None:
     if not quiet:
         _render_tables(report, console, max_findings)
-    console.print(verdict(report, fail_on, suppressed), soft_wrap=True)  # one line, never wrapped
+        if config is not None:
+            console.print(Text(f"configuration: {plain(config)}", "dim"), soft_wrap=True)
+    console.print(verdict(report, fail_on, suppressed, config_suppressed), soft_wrap=True)  # one line
 
 
 def render_report(report: Report, ctx: RenderContext) -> str:
@@ -28,7 +31,8 @@ def render_report(report: Report, ctx: RenderContext) -> str:
     buf = io.StringIO()
     console = Console(file=buf, no_color=not ctx.color, force_terminal=ctx.color, highlight=False, width=120,
                       soft_wrap=False)
-    render(report, console, ctx.max_findings, ctx.quiet, ctx.fail_on, ctx.suppressed)
+    render(report, console, ctx.max_findings, ctx.quiet, ctx.fail_on, ctx.suppressed, ctx.config,
+           ctx.config_suppressed)
     return buf.getvalue()
 
 
@@ -70,9 +74,13 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
         console.print(Text(f"... {len(report.findings) - len(shown)} more (--max-findings, or --format json)", "dim"))
 
 
-def verdict(report: Report, fail_on: Severity = Severity.ERROR, suppressed: int = 0) -> Text:
-    """One line a person reads first; never says clean when something was not checked."""
+def verdict(report: Report, fail_on: Severity = Severity.ERROR, suppressed: int = 0,
+            config_suppressed: int = 0) -> Text:
+    """One line a person reads first; never says clean when something was not checked, and says what
+    the configuration or the baseline hid."""
     text = _verdict(report, fail_on)
+    if config_suppressed:
+        text.append(f" ({plural(config_suppressed, 'finding')} suppressed by the configuration)", "dim")
     if suppressed:
         text.append(f" ({plural(suppressed, 'known finding')} suppressed by the baseline)", "dim")
     return text

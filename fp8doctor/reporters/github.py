@@ -49,7 +49,7 @@ def render_report(report: Report, ctx: RenderContext) -> str:
 
     shown = report.findings[: max(ctx.max_findings, 0)]
     lines = [] if ctx.quiet else [annotation(f, ctx) for f in shown]
-    summary = verdict(report, ctx.fail_on, ctx.suppressed).plain
+    summary = verdict(report, ctx.fail_on, ctx.suppressed, ctx.config_suppressed).plain
     hidden = len(report.findings) - (0 if ctx.quiet else len(shown))
     if hidden:
         summary += f"; {plural(hidden, 'more finding')} not annotated (see the SARIF or JSON report)"

@@ -39,7 +39,7 @@ def render_report(report: Report, ctx: RenderContext) -> str:
     failed = report.failed(ctx.fail_on)
     mark = "❌" if failed else ("⚠️" if report.findings or s.skipped else "✅")
     out = [f"## {mark} fp8doctor scan of {code(report.target)}", "",
-           cell(verdict(report, ctx.fail_on, ctx.suppressed).plain), "",
+           cell(verdict(report, ctx.fail_on, ctx.suppressed, ctx.config_suppressed).plain), "",
            f"{plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
            f"{plural(s.scale_tensors_checked, 'scale tensor')} checked ({s.scale_bytes_read:,} scale bytes) "
            f"in {s.seconds:.2f} s; fails on {ctx.fail_on.value} and above."]

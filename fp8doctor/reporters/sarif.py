@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 from fp8doctor.findings import Finding, Report, Severity
-from fp8doctor.reporters import RenderContext
+from fp8doctor.reporters import SLOT, RenderContext, stream_json
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "fp8doctor/v1"
@@ -47,8 +48,9 @@ def location_hash(rule: str, path: str, tensor: str | None, region: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16] + ":1"
 
 
-def fingerprints(f: Finding, ctx: RenderContext) -> dict[str, str]:
-    path, _ = ctx.artifact_path(f.file)
+def fingerprints(f: Finding, ctx: RenderContext, paths: dict[str | None, tuple[str, bool]] | None = None
+                 ) -> dict[str, str]:
+    path, _ = _artifact_path(f, ctx, paths)
     return {FINGERPRINT_KEY: fingerprint(f.rule, f.file, f.tensor),
             PRIMARY_KEY: location_hash(f.rule, path, f.tensor, f.region.value)}
 
@@ -80,8 +82,20 @@ def _rule_descriptors() -> list[dict[str, Any]]:
     return out
 
 
-def _location(f: Finding, ctx: RenderContext) -> dict[str, Any]:
-    path, inside = ctx.artifact_path(f.file)
+def _artifact_path(f: Finding, ctx: RenderContext, paths: dict[str | None, tuple[str, bool]] | None
+                   ) -> tuple[str, bool]:
+    """ctx.artifact_path of the finding's file, computed once per file when `paths` caches it."""
+    got = paths.get(f.file) if paths is not None else None
+    if got is None:
+        got = ctx.artifact_path(f.file)
+        if paths is not None:
+            paths[f.file] = got
+    return got
+
+
+def _location(f: Finding, ctx: RenderContext, paths: dict[str | None, tuple[str, bool]] | None = None
+              ) -> dict[str, Any]:
+    path, inside = _artifact_path(f, ctx, paths)
     artifact: dict[str, Any] = ({"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"} if inside
                                 else {"uri": path if "://" in path else "file://" + quote(path, safe="/")})
     loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}}}
@@ -116,35 +130,53 @@ def _invocation(report: Report, ctx: RenderContext) -> dict[str, Any]:
     return invocation
 
 
-def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
-    rules = _rule_descriptors()
-    index = {r["id"]: i for i, r in enumerate(rules)}
-    results = []
+def _results(report: Report, ctx: RenderContext) -> Iterator[dict[str, Any]]:
+    index = {r: i for i, r in enumerate(_rule_ids())}
+    paths: dict[str | None, tuple[str, bool]] = {}  # one path computation per shard, not per finding
     for f in report.findings:
         result: dict[str, Any] = {
             "ruleId": f.rule,
             "level": LEVEL[f.severity],
             "message": {"text": _message(f)},
-            "locations": [_location(f, ctx)],
-            "partialFingerprints": fingerprints(f, ctx),
+            "locations": [_location(f, ctx, paths)],
+            "partialFingerprints": fingerprints(f, ctx, paths),
             "properties": {k: v for k, v in f.to_dict().items() if k not in ("rule", "severity", "message")},
         }
         if f.rule in index:
             result["ruleIndex"] = index[f.rule]
-        results.append(result)
+        yield result
+
+
+def _rule_ids() -> list[str]:
+    from fp8doctor.rules.catalog import RULES
+
+    return list(RULES)
+
+
+def _run(report: Report, ctx: RenderContext, results: Any) -> dict[str, Any]:
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "fp8doctor", "version": ctx.version, "semanticVersion": ctx.version,
-                            "rules": rules}},
+                            "rules": _rule_descriptors()}},
         "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "The repository root."}}},
         "automationDetails": {"id": automation_id(ctx),
                               "description": {"text": f"fp8doctor scan of {report.target}"}},
         "invocations": [_invocation(report, ctx)],
         "results": results,
+        "properties": {"config": ctx.config, "suppressed": dict(sorted(ctx.suppressed_by_rule.items()))},
     }
     if not ctx.version:
         del run["tool"]["driver"]["version"], run["tool"]["driver"]["semanticVersion"]
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
+def sarif_dict(report: Report, ctx: RenderContext) -> dict[str, Any]:
+    return _run(report, ctx, list(_results(report, ctx)))
+
+
+def render_chunks(report: Report, ctx: RenderContext) -> Iterator[str]:
+    """The SARIF log in pieces: results are built and encoded one at a time as they are written."""
+    return stream_json(_run(report, ctx, SLOT), _results(report, ctx))
+
+
 def render_report(report: Report, ctx: RenderContext) -> str:
-    return json.dumps(sarif_dict(report, ctx), indent=2, ensure_ascii=True) + "\n"
+    return "".join(render_chunks(report, ctx))

@@ -108,6 +108,12 @@ _RULES = [
          "A scale entry that multiplies real, non-zero weights is the zero stand-in (E8M0 0x00 = "
          "2^-127, or 0.0): the block's weights are erased, giving fluent but wrong outputs. Entries "
          "whose weight block is all zero are not reported."),
+    Rule("scale-zero-unchecked", Severity.INFO, False, Region.LOGICAL,
+         "a real scale entry is zero and its weight block could not be read to check it",
+         "The weight blocks behind zero scales are read to tell harmless zeros (all-zero blocks) from "
+         "erased weights, up to a byte budget per tensor. Zero entries left when the budget ran out "
+         "could not be checked: not known to be harmful, so not an error; scan a copy with a larger "
+         "budget, or `fp8doctor dump` them, to look closer."),
     Rule("scale-negative", Severity.ERROR, False, Region.LOGICAL,
          "a real float scale entry is negative",
          "Block scales are positive by construction; a negative float scale flips the sign of its "
@@ -127,6 +133,13 @@ _RULES = [
          "config.json says scale_fmt ue8m0 but an F32 scale is not an exact power of two. Kernels "
          "that convert to E8M0 round it. DeepSeek V3.1 ships such scales for o_proj legitimately; "
          "check that the difference is intended."),
+    Rule("scale-deepgemm-invalid", Severity.ERROR, False, Region.LOGICAL,
+         "an F32 scale destined for DeepGEMM fails its (bits & 0x807fffff) == 0 check",
+         "In-memory checks only (fp8doctor.check_tensors with RuntimeLayout(deepgemm=True)). "
+         "DeepGEMM's UE8M0 path asserts that every F32 scale it is given, padding included, is +0.0 "
+         "or a positive power of two; an entry that is not (torch.empty padding rows of a "
+         "TMA-aligned scale buffer, usually) stops the kernel with a sticky CUDA error 719 (vLLM "
+         "#56290, #49784; sglang #32386). Fill the padding with zeros after allocating it."),
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

@@ -112,6 +112,11 @@ def _msg_zero_erased(n: int, name: str, unchecked: int) -> str:
             f"(fluent but wrong outputs){extra}")
 
 
+def _msg_zero_unchecked(n: int, name: str) -> str:
+    return (f"{_real(n)} of {name} {_are(n)} zero and could not be checked against their weight blocks (the "
+            f"weight-read budget of {ZERO_CHECK_BYTES:,} bytes per tensor ran out); not known to be harmful")
+
+
 def _msg_outlier(n: int, name: str, span: int, median: int, first_value: str, first: tuple[int, ...]) -> str:
     return (f"{n:,} {'entry' if n == 1 else 'entries'} of {name} {_are(n)} more than 2^{span} from the "
             f"tensor's median 2^{median} (first {first_value} at {list(first)})")
@@ -197,11 +202,11 @@ def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, s
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
-                 budget: int, state: list[Any] | None = None) -> tuple[np.ndarray, int]:
+                 budget: int, state: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For flat scale indices `entries`, whether each one's weight block holds only signed zeros.
 
     Reads each needed band of weight rows once (all flagged columns of a block-row share it).
-    Returns (is_zero per entry, entries left unchecked because the byte budget ran out).
+    Returns (is_zero per entry, checked per entry: False where the byte budget ran out first).
     `state` ([bytes spent, budget ran out]) carries the budget across calls on successive row
     slabs of one tensor (check_tensor_slabs): together they check what one call would.
     """
@@ -243,7 +248,7 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
         checked[sel] = True
     if state is not None:
         state[0] = spent
-    return result, int((~checked).sum())
+    return result, checked
 
 
 def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts: ContentOptions,
@@ -306,17 +311,23 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
                          _msg_zero_unverified(flat.size, t.name), itemsize, sink=sink)]
     assert layout is not None and read_weight is not None  # can_verify
     try:
-        is_zero, unchecked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
-    except OSError:
-        is_zero, unchecked = np.zeros(flat.size, dtype=bool), flat.size
+        is_zero, checked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
+    except OSError:  # a failed weight read: no zero entry counts as proven harmless
+        is_zero, checked = np.zeros(flat.size, dtype=bool), np.ones(flat.size, dtype=bool)
+    out: list[Finding] = []
     bad = np.zeros(zero.size, dtype=bool)
-    bad[flat[~is_zero]] = True  # erased blocks, and unchecked ones (not proven harmless)
+    bad[flat[checked & ~is_zero]] = True  # proven erased: zero over non-zero weights
     count = int(bad.sum())
-    if not count:
-        return []
-    msg = _msg_zero_erased(count, t.name, unchecked)
-    return [_finding("scale-zero", t, bad.reshape(zero.shape), msg, itemsize,
-                     count=count, sink=sink)]
+    if count:
+        out.append(_finding("scale-zero", t, bad.reshape(zero.shape), _msg_zero_erased(count, t.name, 0), itemsize,
+                            count=count, sink=sink))
+    left = flat[~checked]  # the weight-read budget ran out: could not be checked, which is not erased
+    if left.size:
+        mask = np.zeros(zero.size, dtype=bool)
+        mask[left] = True
+        out.append(_finding("scale-zero-unchecked", t, mask.reshape(zero.shape),
+                            _msg_zero_unchecked(int(left.size), t.name), itemsize, count=int(left.size), sink=sink))
+    return out
 
 
 def check_kinds(summaries: list[TensorSummary], span: int,
@@ -543,7 +554,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
                   and layout.weight is not None and layout.kind in ("block", "group"))
-    zero_bad, unchecked, far, far_value = _First(), 0, _First(), 0
+    zero_bad, unchecked, far, far_value = _First(), _First(), _First(), 0
     failed = False
     if (zero.count and can_verify) or far_n:  # the second pass
         state = [0, False]
@@ -552,12 +563,16 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
             if zero.count and can_verify and not failed and z.any():
                 flat = np.flatnonzero(z.reshape(-1)) + base
                 try:
-                    is_zero, left = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES, state)  # type: ignore[arg-type]
+                    is_zero, checked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES, state)  # type: ignore[arg-type]
                 except OSError:
                     failed = True
                 else:
-                    unchecked += left
-                    bad = flat[~is_zero]
+                    left = flat[~checked]
+                    if left.size:
+                        if unchecked.first is None:
+                            unchecked.first = int(left[0])
+                        unchecked.count += int(left.size)
+                    bad = flat[checked & ~is_zero]
                     if bad.size:
                         if zero_bad.first is None:
                             zero_bad.first = int(bad[0])
@@ -575,10 +590,13 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
                                     _msg_zero_unverified(zero.count, t.name)))
         else:
             if failed:  # one failed weight read: no zero entry counts as proven harmless
-                zero_bad.count, zero_bad.first, unchecked = zero.count, zero.first, zero.count
+                zero_bad.count, zero_bad.first, unchecked = zero.count, zero.first, _First()
             if zero_bad.count:
                 findings.append(finding("scale-zero", zero_bad.first,
-                                        zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, unchecked)))
+                                        zero_bad.count, _msg_zero_erased(zero_bad.count, t.name, 0)))
+            if unchecked.count:  # the budget ran out: could not be checked, which is not erased
+                findings.append(finding("scale-zero-unchecked", unchecked.first,
+                                        unchecked.count, _msg_zero_unchecked(unchecked.count, t.name)))
     if far_n:
         assert median is not None  # far entries are counted from the median
         findings.append(finding("scale-outlier", far.first, far_n,

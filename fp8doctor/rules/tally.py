@@ -181,7 +181,7 @@ def medians_of_many(encoding: str, data: bytes | memoryview, starts: list[int], 
 
 def _medians(encoding: str, data: bytes | memoryview, starts: list[int], counts: list[int],
              check_mantissa: bool, outlier_span: int, far: int) -> list[int | None]:
-    dtype, shift, bins, lo, hi, bias, mant = _FIELDS[encoding]
+    dtype, shift, bins, _, _, _, mant = _FIELDS[encoding]
     k = len(starts)
     base, stop = starts[0], starts[-1] + counts[-1]
     itemsize = np.dtype(dtype).itemsize
@@ -197,6 +197,17 @@ def _medians(encoding: str, data: bytes | memoryview, starts: list[int], counts:
     ids = np.repeat(seg_ids, seg_lens)
     codes = raw >> shift if shift else raw
     hist = np.bincount(ids * bins + codes, minlength=(k + 1) * bins).reshape(k + 1, bins)[:k]
+    n_mant = np.bincount(ids, weights=(raw & mant) != 0, minlength=k + 1)[:k] if check_mantissa and mant else None
+    return verdicts(encoding, hist, n_mant, outlier_span, far)
+
+
+def verdicts(encoding: str, hist: np.ndarray, n_mant: np.ndarray | None, outlier_span: int,
+             far: int) -> list[int | None]:
+    """`Tally.verdict` for k tensors at once from their field histograms (k x bins, as Tally.hist)
+    and counts of entries with mantissa bits (None: not checked): each one's median exponent when
+    it is clean, None when unsure. Shared by `medians_of_many` and the in-memory device checks."""
+    _, _, _, lo, hi, bias, _ = _FIELDS[encoding]
+    k = hist.shape[0]
     cols = np.flatnonzero(hist.any(axis=0))  # the occupied bins of any tensor: usually a few dozen
     if cols.size == 0:
         return [None] * k
@@ -206,8 +217,8 @@ def _medians(encoding: str, data: bytes | memoryview, starts: list[int], counts:
     first = cols[occ.argmax(axis=1)]
     last = cols[cols.size - 1 - occ[:, ::-1].argmax(axis=1)]
     ok &= (first >= lo) & (last <= hi)
-    if check_mantissa and mant:
-        ok &= np.bincount(ids, weights=(raw & mant) != 0, minlength=k + 1)[:k] == 0
+    if n_mant is not None:
+        ok &= n_mant == 0
     cs = hist.cumsum(axis=1)
     n = cs[:, -1]
     e_lo = cols[(cs > ((n - 1) // 2)[:, None]).argmax(axis=1)] - bias
