@@ -318,7 +318,8 @@ def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
            "saw the same load; in brackets, the best run against the best run (min / min). *In-process*: the "
            "task's own time (imports and interpreter start-up excluded); "
            "*whole process*: from spawn to exit, what a user or CI pays. RSS is the process's peak. CPU is "
-           "user+sys seconds of the whole process. `-j1`: one worker. *pread*: reading the scale bytes with "
+           "user+sys seconds of the whole process (start-up and imports included), the measure the machine's load "
+           "disturbs least. `-j1`: one worker. *pread*: reading the scale bytes with "
            "pread alone (the I/O floor); *floor*: pread plus a byte histogram of each scale tensor.", ""]
     out += ["## Checkpoints", "", "| shape | layers | shards | tensors | scale tensors | scale bytes (real) | "
             "logical size | faults |", "|---|---|---|---|---|---|---|---|"]
@@ -331,8 +332,8 @@ def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
             continue
         out += ["", f"## Scan, {mode} page cache", "",
                 "| shape | floor s | pread s | fp8doctor s | fp8doctor -j1 s | fp8doctor / floor, in-process | "
-                "fp8doctor / floor, whole process | fp8doctor / pread | peer / fp8doctor | "
-                "RSS floor / fp8doctor / peer MB | CPU/wall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "fp8doctor / floor, whole process | fp8doctor / floor, CPU | fp8doctor / pread | peer / fp8doctor | "
+                "RSS floor / fp8doctor / peer MB | CPU/wall |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             m = r["modes"].get(mode)
             if not m:
@@ -340,7 +341,8 @@ def render(rows, start, fix, scale, load0, load1, a, total, cmd) -> str:
             fl, pr, fd, f1, pe = m["floor"], m["pread"], m["fp8doctor"], m["fp8doctor-1"], m["peer"]
             peer_x = f"**{pe['min'] / fd['min']:.1f}x** ({pe['min']:.1f} s)" if pe else "not run"
             out.append(f"| {r['shape']} | {fl['min']:.2f} | {pr['min']:.2f} | {fd['min']:.2f} / {fd['median']:.2f} | "
-                       f"{f1['min']:.2f} | {both(fd, fl)} | {both(fd, fl, 'wall')} | {both(fd, pr)} | "
+                       f"{f1['min']:.2f} | {both(fd, fl)} | {both(fd, fl, 'wall')} | {both(fd, fl, 'cpu')} | "
+                       f"{both(fd, pr)} | "
                        f"{peer_x} | {fl['rss_mb']:.0f} / {fd['rss_mb']:.0f} / {pe['rss_mb'] if pe else 0:.0f} | "
                        f"{fd['cpu'] / max(1e-9, statistics.median(x['wall'] for x in fd['all'])):.2f} |")
     out += ["", "## Start-up and headers", "",
@@ -397,7 +399,8 @@ def _render_scale(sc: dict) -> list[str]:
            "differ from the fill. Each round runs scan, `fix --dry-run`, `fix`, `fix --undo` back to back (the undo "
            "restores the garbage for the next round).", "",
            "| task | in-process s (min / med) | whole process s (min) | / scan, in-process | / scan, whole process | "
-           "target | peak RSS MB | bytes written to shards | pwrite calls |", "|---|---|---|---|---|---|---|---|---|"]
+           "/ scan, CPU | target | peak RSS MB | bytes written to shards | pwrite calls |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     targets = {"scan": "", "dry-run": "<= 1.2x", "fix": "<= 1.5x", "undo": "<= 1.2x"}
     for k in ("scan", "dry-run", "fix", "undo"):
         r = res[k]
@@ -406,7 +409,8 @@ def _render_scale(sc: dict) -> list[str]:
         writes = f"{o['writes']:,}" if isinstance(o, dict) and "writes" in o else "-"
         rel = ("1" if k == "scan" else both(r, scan))
         relw = ("1" if k == "scan" else both(r, scan, "wall"))
-        out.append(f"| {k} | {r['min']:.2f} / {r['median']:.2f} | {r['wall_min']:.2f} | {rel} | {relw} | "
+        relc = ("1" if k == "scan" else both(r, scan, "cpu"))
+        out.append(f"| {k} | {r['min']:.2f} / {r['median']:.2f} | {r['wall_min']:.2f} | {rel} | {relw} | {relc} | "
                    f"{targets[k]} | {r['rss_mb']:.0f} | {written} | {writes} |")
     j = sc["journal"]
     bound = 1.2 * sc["changed"] + 1e6
