@@ -203,7 +203,12 @@ class ScaleLayout:
         return merged
 
     def padding_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """`padding_ranges()` as two int64 arrays (starts, ends), built with numpy."""
+        """`padding_ranges()` as two int64 arrays (starts, ends), built with numpy (a swizzled
+        layout's padding is not a box at the origin: its ranges come from its padding mask)."""
+        if self.swizzle is not None:
+            m = np.concatenate(([0], self.padding_mask().reshape(-1).view(np.int8), [0]))
+            edges = np.diff(m)
+            return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         return padding_arrays(self.stored_shape, self.logical_shape)
 
     def describe(self) -> dict[str, object]:

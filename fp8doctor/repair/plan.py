@@ -182,7 +182,8 @@ def tensor_patch(layout: ScaleLayout, data: bytes, fill: str | int) -> TensorPat
     entry_bytes = np.frombuffer(data, dtype=np.uint8).reshape(t.numel, isz)
     first = int(rs[0])
     before = data[first * isz:first * isz + min(int(re_[0] - rs[0]) * isz, SAMPLE_BYTES)]
-    if idx.size * isz <= entries * isz + RUN_ROW * rs.size:
+    # "padding" mode rebuilds the ranges from shape and box: not for a swizzled layout (runs are explicit)
+    if layout.swizzle is None and idx.size * isz <= entries * isz + RUN_ROW * rs.size:
         mode, starts, ends, old = "padding", pa, pe, entry_bytes[idx].tobytes()
     else:
         mode, starts, ends, old = "runs", rs, re_, entry_bytes[idx[bad]].tobytes()
