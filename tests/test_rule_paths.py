@@ -5,6 +5,8 @@ give exactly what the direct whole-tensor evaluation (check_tensor) gives."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.encodings import ALL, BY_NAME
 from fp8doctor.layouts.model import ScaleLayout
 from fp8doctor.rules.content import UNINIT_FAR, ContentOptions, check_tensor, check_tensor_slabs
-from fp8doctor.rules.judge import judge_scale_tensor, tally_for
+from fp8doctor.rules.judge import exact_median, judge_scale_tensor, tally_for
 
 DTYPES = [(dt, e.name) for e in ALL for dt in e.dtypes]
 
@@ -77,7 +79,19 @@ def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad
     rb = len(data) // shape[0]
     slabs = check_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None, slab_bytes=slab)
     assert slabs == direct
-    assert judge_scale_tensor(t, data, layout, opts) == direct
+    # the entry point (quick test first for 1-byte encodings): the same findings, and a median
+    # interval that holds the direct median, resolved to it by exact_median
+    findings, summary = judge_scale_tensor(t, data, layout, opts)
+    if summary is not None and summary.median_hi is not None:
+        assert direct[1] is not None and summary.median_exponent <= direct[1].median_exponent <= summary.median_hi
+        exact = exact_median(t, layout, opts, lambda a, k: data[a:a + k], max_read=slab * rb)
+        summary = dataclasses.replace(summary, median_exponent=exact, median_hi=None)
+    assert (findings, summary) == direct
+    quick = tally_for(layout, t, opts, quick=True)
+    if quick is not None and quick.quick:
+        quick.add(data, 0)
+        if quick.band(opts.outlier_span, UNINIT_FAR) is not None:  # the quick test only ever says "clean"
+            assert [f for f in direct[0] if f.rule != "scale-padding-nonzero"] == []
 
     tally = tally_for(layout, t, opts)
     if tally is not None:

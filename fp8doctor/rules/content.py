@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,13 +55,17 @@ class ContentOptions:
 
 @dataclass(frozen=True)
 class TensorSummary:
-    """Per-tensor statistics kept for the cross-tensor outlier rule."""
+    """Per-tensor statistics kept for the cross-tensor outlier rule. When `median_hi` is set, the
+    tensor was judged by the quick test (min/max of its real entries) and its median exponent is
+    only known to lie in [median_exponent, median_hi]; `check_kinds` asks for the exact value only
+    when the interval could change its outcome."""
 
     name: str
     file: str
     offset: int
     median_exponent: int
     kind: str
+    median_hi: int | None = None
 
 
 _DIGITS = re.compile(r"\.\d+(?=\.)")
@@ -387,14 +391,29 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     return out
 
 
-def check_kinds(summaries: list[TensorSummary], span: int) -> Iterator[Finding]:
-    """A tensor whose median exponent is far from the other tensors of its kind."""
+def check_kinds(summaries: list[TensorSummary], span: int,
+                exact: Callable[[TensorSummary], int] | None = None) -> Iterator[Finding]:
+    """A tensor whose median exponent is far from the other tensors of its kind. Summaries with a
+    median interval (`median_hi`) are resolved with `exact` only when the intervals leave the
+    outcome open: the kind's center is int(median of medians), non-decreasing in every member's
+    median, so it lies between the center of the lows and the center of the highs, and a member
+    whose interval stays within `span` of that whole range is no outlier whatever its median."""
     groups: dict[str, list[TensorSummary]] = {}
     for s in summaries:
         groups.setdefault(s.kind, []).append(s)
     for kind, members in groups.items():
         if len(members) < 3:
             continue
+        if any(m.median_hi is not None for m in members):
+            lows = [m.median_exponent for m in members]
+            highs = [m.median_exponent if m.median_hi is None else m.median_hi for m in members]
+            c_lo, c_hi = int(np.median(lows)), int(np.median(highs))
+            if all(max(h - c_lo, c_hi - lo) <= span for lo, h in zip(lows, highs)):
+                continue
+            if exact is None:
+                raise ValueError(f"{kind}: median intervals need a resolver to decide the outlier rule")
+            members = [m if m.median_hi is None else replace(m, median_exponent=exact(m), median_hi=None)
+                       for m in members]
         center = int(np.median([m.median_exponent for m in members]))
         for m in members:
             if abs(m.median_exponent - center) > span:
