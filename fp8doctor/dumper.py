@@ -19,7 +19,8 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -445,15 +446,43 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
     return [next(_dump_pieces(ckpt, p, options, content, None)) for p in planned]
 
 
-def dump_pieces(path: str | os.PathLike[str], options: DumpOptions,
-                piece_bytes: int = STREAM_BYTES) -> Iterator[TensorDump]:
-    """`dump`, streamed: each selected tensor as consecutive pieces of at most `piece_bytes` stored
-    bytes of rows (at least one row each), so a whole-tensor dump holds one piece at a time.
-    Selection errors are raised before the first piece."""
+@dataclass(frozen=True, eq=False)
+class TensorStream:
+    """One selected tensor of an open checkpoint, dumped piece by piece on demand (`pieces`), as
+    often as a renderer needs to pass over it; `rows` is the whole selection's row range."""
+
+    _ckpt: Checkpoint
+    _planned: _Planned
+    _options: DumpOptions
+    _content: ContentOptions
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        return self._planned.rows
+
+    def pieces(self, marks: bool = True, piece_bytes: int = STREAM_BYTES) -> Iterator[TensorDump]:
+        """Consecutive TensorDumps of at most `piece_bytes` stored bytes of rows (at least one row,
+        and one empty piece for an empty selection); `marks=False` runs no rule."""
+        options = self._options if marks else replace(self._options, marks=False)
+        return _dump_pieces(self._ckpt, self._planned, options, self._content, piece_bytes)
+
+
+@contextmanager
+def dump_streams(path: str | os.PathLike[str], options: DumpOptions) -> Iterator[list[TensorStream]]:
+    """`dump`, streamed: the selected tensors as TensorStreams, valid inside the `with` block. Every
+    selection error is raised on entry, before any tensor's bytes are read."""
     with open_checkpoint(path) as ckpt:
         planned, content = _plan(ckpt, options)
-        for p in planned:
-            yield from _dump_pieces(ckpt, p, options, content, piece_bytes)
+        yield [TensorStream(ckpt, p, options, content) for p in planned]
+
+
+def dump_pieces(path: str | os.PathLike[str], options: DumpOptions,
+                piece_bytes: int = STREAM_BYTES) -> Iterator[TensorDump]:
+    """Every selected tensor's pieces in turn (TensorStream.pieces), so a whole-tensor dump holds
+    one piece at a time. Selection errors are raised before the first piece."""
+    with dump_streams(path, options) as streams:
+        for s in streams:
+            yield from s.pieces(options.marks, piece_bytes)
 
 
 def dump(path: str | os.PathLike[str], options: DumpOptions) -> list[TensorDump]:
