@@ -65,14 +65,14 @@ def _merged(ranges: Iterable[list[Any]]) -> Iterator[list[Any]]:
         yield last
 
 
-def _write_list(items: Iterable[list[Any]], write: Callable[[str], None]) -> None:
+def _write_list(items: Iterable[list[Any]], write: Callable[[str], object]) -> None:
     write("[")
     for i, item in enumerate(items):
         write((", " if i else "") + json.dumps(item, ensure_ascii=True))
     write("]")
 
 
-def _write_tensor(s: TensorStream, write: Callable[[str], None], piece_bytes: int) -> None:
+def _write_tensor(s: TensorStream, write: Callable[[str], object], piece_bytes: int) -> None:
     """json.dumps(tensor_dict(d)) of the whole selection, byte for byte, holding one piece at a time:
     one pass over the pieces per growing field (bytes, padding, selection; the marks last)."""
     first = next(s.pieces(False, piece_bytes))
@@ -108,7 +108,7 @@ def _write_tensor(s: TensorStream, write: Callable[[str], None], piece_bytes: in
     write("}")
 
 
-def write_stream(streams: list[TensorStream], target: str, version: str, write: Callable[[str], None],
+def write_stream(streams: list[TensorStream], target: str, version: str, write: Callable[[str], object],
                  piece_bytes: int = STREAM_BYTES) -> None:
     """`render` of the whole selection, streamed to `write` piece by piece: the same text, byte for
     byte, in memory that follows a piece (dumper.STREAM_BYTES) rather than the tensor."""
