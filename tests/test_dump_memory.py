@@ -141,3 +141,14 @@ def test_full_raw_dump_streams(sparse_scales, tmp_path):
         peak = _peak_rss(tmp_path, "dump", sparse_scales, "--tensor", "big.scale", "--format", "raw", stdout=sink)
     assert (tmp_path / "raw.bin").stat().st_size == 1 << 26
     assert peak - base < 48 << 20, (peak, base)  # the whole tensor read at once is 64 MiB (twice, copied)
+
+
+def test_full_json_dump_streams(sparse_scales, tmp_path):
+    import json
+
+    base = _peak_rss(tmp_path, "dump", sparse_scales, "--tensor", "tiny.scale", "--format", "json")
+    with open(tmp_path / "dump.json", "wb") as sink:
+        peak = _peak_rss(tmp_path, "dump", sparse_scales, "--tensor", "big.scale", "--format", "json", stdout=sink)
+    [t] = json.loads((tmp_path / "dump.json").read_text())["tensors"]
+    assert len(t["hex"]) == 2 << 26 and t["bad"] == [[0, 1 << 26, "error"]] and t["rules"] == {"scale-zero": 1 << 26}
+    assert peak - base < 96 << 20, (peak, base)  # in one piece: a 128 MiB hex string and ~20 bytes per entry
