@@ -3,8 +3,10 @@
 Pure core: a selection (exact names, globs, or the tensors the scan flags), a region (padding,
 logical, all) and a row range become frozen `TensorDump` records holding the bytes as read, their
 absolute offsets, and per-entry marks: padding, and the severity of any rule the entry breaks.
-The marks come from the scan's own rules (rules/content.py, through a MarkSink), never from a
-second copy of them. Renderers live in fp8doctor/reporters/dump_*.py.
+The marks come from the scan's own rules (rules/content.py mark_tensor_slabs: the whole tensor
+judged in row slabs, each finding's entry mask handed out for the selected rows only), never from
+a second copy of them, so memory follows the selection. `dump_streams` hands out a selection as
+pieces of rows for renderers that stream (raw, JSON). Renderers live in fp8doctor/reporters/dump_*.py.
 
 Rows: a scale tensor is viewed as 2-D, one row per index of its second-to-last axis and the last
 axis as columns; tensors of rank 3 or more (gpt-oss experts [E, N, G]) have their leading axes
