@@ -222,7 +222,9 @@ def _fault_bytes(s: Spec, data: np.ndarray, kind: str, rng: np.random.Generator)
         data[idx] = np.frombuffer(b"\xff" if item == 1 else np.array([np.nan], "<f4").tobytes(), np.uint8)
         rule = "scale-nan"
     elif kind == "outlier":
-        data[idx] = np.frombuffer(b"\xf0" if item == 1 else np.array([2.0 ** 60], "<f4").tobytes(), np.uint8)
+        # 2^57 (E8M0) / 2^60 (F32): far from the median, inside the plausibility window (beyond it is
+        # scale-implausible, an error)
+        data[idx] = np.frombuffer(b"\xb8" if item == 1 else np.array([2.0 ** 60], "<f4").tobytes(), np.uint8)
         rule = "scale-outlier"
     else:
         raise ValueError(kind)

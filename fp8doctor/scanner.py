@@ -25,6 +25,7 @@ from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.catalog import validate_rule_ids
+from fp8doctor.rules.consistency import check_companions, check_config, check_single_entry
 from fp8doctor.rules.content import (
     UNINIT_FAR,
     ContentOptions,
@@ -206,6 +207,8 @@ def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: Con
                     read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
     """A scale tensor larger than one read, judged in row slabs of bounded size."""
     row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else 0
+    if layout is not None and layout.swizzle is not None:
+        return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
 
     def read_rows(r0: int, n: int) -> bytes:
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
@@ -280,6 +283,9 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
             if summary is not None:
                 summaries.append(summary)
     result.findings.extend(check_kinds(summaries, options.outlier_span))
+    result.findings.extend(check_single_entry(summaries, result.layouts, ckpt.tensors))
+    result.findings.extend(check_companions(pairing.layouts, pairing.companions, ckpt.config))
+    result.findings.extend(check_config(ckpt.tensors, pairing.layouts, ckpt.config))
     if progress is not None:
         progress.finish()
     return result

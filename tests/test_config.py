@@ -94,7 +94,7 @@ def test_fail_on_and_fill_from_config(tree, v4):
     write(repo / "fp8doctor.toml", "fail-on = 'warning'\nignore = ['scale-padding-nonzero']\n")
     from tests.conftest import poke
 
-    poke(str(ckpt), "layers.1.attn.wkv.scale", 0, b"\xfe")  # an outlier: a warning
+    poke(str(ckpt), "layers.1.attn.wkv.scale", 0, b"\xb8")  # 2^57: an outlier, a warning (2^127 is implausible)
     r, doc = scan_json(ckpt)
     assert doc["summary"] == {**doc["summary"], "errors": 0, "warnings": 1} and r.exit_code == 1
     r, _ = scan_json(ckpt, "--fail-on", "error")

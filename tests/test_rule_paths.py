@@ -46,15 +46,18 @@ def _values(enc: str, rng: np.random.Generator, n: int, center: int, mix: float)
        pad_r=st.integers(0, 5), pad_c=st.integers(0, 5), center=st.integers(-10, 10),
        mix=st.sampled_from([0.0, 0.0, 0.01, 0.1, 0.5, 1.0]), ue8m0=st.booleans(),
        fill=st.sampled_from(["zero", "one", 0x00]), with_layout=st.booleans(),
-       garble_pad=st.booleans(), slab=st.sampled_from([1, 7, 64, 1 << 20]), seed=st.integers(0, 2**31))
+       garble_pad=st.booleans(), slab=st.sampled_from([1, 7, 64, 1 << 20]), seed=st.integers(0, 2**31),
+       saturate=st.booleans())
 def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad_r, pad_c, center, mix, ue8m0, fill,
-                                                          with_layout, garble_pad, slab, seed):
+                                                          with_layout, garble_pad, slab, seed, saturate):
     dt, enc = dtype
     rng = np.random.default_rng(seed)
     itemsize = BY_NAME[enc].itemsize
     shape = (rows + pad_r, cols + pad_c)
     n = shape[0] * shape[1]
     entries = np.frombuffer(_values(enc, rng, n, center, mix), dtype=BY_NAME[enc].raw).reshape(shape).copy()
+    if saturate and enc == "e4m3":  # scale-saturated: many blocks clipped at 448
+        entries[rng.random(shape) < 0.3] = 0x7E
     layout = None
     t = TensorInfo("m.layers.0.w.scale", dt, shape, 0, n * itemsize, "m.safetensors", 8)
     if with_layout:

@@ -233,7 +233,8 @@ def load_files(ckpt: Checkpoint, index_name: str | None, shard_names: Callable[[
     other. `shard_names()` lists the shards when there is no index, or when the index cannot be read."""
     assert ckpt.store is not None
     store = ckpt.store
-    ckpt.config, cfg_findings = read_config(lambda: store.read_small("config.json", CONFIG_LIMIT))
+    ckpt.config, cfg_findings = read_config(lambda: store.read_small("config.json", CONFIG_LIMIT),
+                                            lambda: store.read_small("hf_quant_config.json", CONFIG_LIMIT))
     ckpt.findings.extend(cfg_findings)
     if index_name is not None:
         ckpt.index = _read_index(ckpt, index_name, ckpt.findings)

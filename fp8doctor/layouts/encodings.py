@@ -39,7 +39,8 @@ E4M3FN_TABLE.setflags(write=False)
 class ExponentField:
     """Where a float encoding's biased sign+exponent field sits in the raw entry, for the
     histogram fast path: `raw >> shift` is the field; fields `lo..hi` are positive normal finite
-    values, exponent = field - bias; `mantissa` masks the bits that make a value not a power of two."""
+    values inside the encoding's plausibility window (anything else sends the tensor to the
+    mask-based rules), exponent = field - bias; `mantissa` masks the bits that make a value not a power of two."""
 
     shift: int
     bins: int
@@ -95,23 +96,33 @@ class Encoding:
     """Columns `dump --decode` gives one decoded entry."""
     exponent_range: tuple[int, int] = field(default=(0, 0))
     """Smallest and largest exponent of a positive finite value (subnormals included)."""
+    plausible: tuple[int, int] | None = None
+    """Exponents a real scale in this encoding can take (rules/plausible.py); None when every finite
+    value can be one (E4M3, F16 reach no further than real scales do)."""
+    subnormal_below: int | None = None
+    """Exponents below this are subnormal: no producer divides an amax into that."""
 
     @property
     def itemsize(self) -> int:
         return self.raw.itemsize
 
 
+PLAUSIBLE_LOG2 = (-64, 64)
+"""Binades a finite, non-zero scale may take where the encoding reaches further (E8M0, F32, BF16):
+outside, no real weight or activation amax made it (rules/plausible.py says how it was chosen)."""
+_PLO, _PHI = PLAUSIBLE_LOG2
+
 E8M0 = Encoding("e8m0", ("F8_E8M0", "U8"), np.dtype(np.uint8), {"zero": b"\x00", "one": b"\x7f"}, _e8m0,
-                ieee_float=False, exponent_field=ExponentField(0, 256, 1, 254, 127, 0), decode_width=6,
-                exponent_range=(-127, 127))
+                ieee_float=False, exponent_field=ExponentField(0, 256, 127 + _PLO, 127 + _PHI, 127, 0),
+                decode_width=6, exponent_range=(-127, 127), plausible=PLAUSIBLE_LOG2)
 E4M3 = Encoding("e4m3", ("F8_E4M3",), np.dtype(np.uint8), {"zero": b"\x00", "one": b"\x38"}, _e4m3,
                 ieee_float=False, exponent_field=None, decode_width=10, exponent_range=(-9, 8))
 F32 = Encoding("f32", ("F32",), np.dtype("<u4"), {"zero": b"\x00\x00\x00\x00", "one": b"\x00\x00\x80\x3f"}, _f32,
-               ieee_float=True, exponent_field=ExponentField(23, 512, 1, 254, 127, 0x7FFFFF), decode_width=12,
-               exponent_range=(-149, 127))
+               ieee_float=True, exponent_field=ExponentField(23, 512, 127 + _PLO, 127 + _PHI, 127, 0x7FFFFF),
+               decode_width=12, exponent_range=(-149, 127), plausible=PLAUSIBLE_LOG2, subnormal_below=-126)
 BF16 = Encoding("bf16", ("BF16",), np.dtype("<u2"), {"zero": b"\x00\x00", "one": b"\x80\x3f"}, _bf16,
-                ieee_float=True, exponent_field=ExponentField(7, 512, 1, 254, 127, 0x7F), decode_width=12,
-                exponent_range=(-133, 127))
+                ieee_float=True, exponent_field=ExponentField(7, 512, 127 + _PLO, 127 + _PHI, 127, 0x7F),
+                decode_width=12, exponent_range=(-133, 127), plausible=PLAUSIBLE_LOG2, subnormal_below=-126)
 F16 = Encoding("f16", ("F16",), np.dtype("<u2"), {"zero": b"\x00\x00", "one": b"\x00\x3c"}, _f16,
                ieee_float=True, exponent_field=ExponentField(10, 64, 1, 30, 15, 0x3FF), decode_width=12,
                exponent_range=(-24, 15))

@@ -15,6 +15,7 @@ import numpy as np
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.encodings import ALL as _ALL_ENCODINGS
 from fp8doctor.layouts.encodings import BY_DTYPE, BY_NAME
+from fp8doctor.layouts.swizzle import Swizzle, ranges_of
 
 ENCODINGS: dict[str, str] = {dtype: enc.name for dtype, enc in BY_DTYPE.items()}
 """Scale dtype -> how its bytes are decoded (derived from layouts/encodings.py)."""
@@ -106,8 +107,15 @@ class ScaleLayout:
     weight_shape: tuple[int, ...]
     logical_weight_shape: tuple[int, ...]
     logical_shape: tuple[int, ...]
-    source: str  # where the block came from: config | override | format | inferred | ambiguous
+    source: str  # where the block came from: config | override | format | inferred | ambiguous | mismatch
     note: str = ""
+    role: str = "weight"
+    """weight: the block/group/channel/tensor scale of a quantized weight; global: its second-level
+    scale (NVFP4 `weight_global_scale` / `weight_scale_2` / torchao `per_tensor_scale`); input: an
+    activation scale (`input_scale`, `input_global_scale`)."""
+    swizzle: Swizzle | None = None
+    """Stored in a tiled order (torchao's to_blocked): `logical_shape` is then the [rows, groups]
+    grid in unswizzled coordinates, and its padding is spread through the tiles."""
 
     @property
     def name(self) -> str:
@@ -132,22 +140,41 @@ class ScaleLayout:
     @property
     def trusted(self) -> bool:
         """True when the padding boundary is known well enough for `fix` to write there."""
-        return self.source != "ambiguous" and self.kind in ("block", "group")
+        return self.source not in ("ambiguous", "mismatch") and self.kind in ("block", "group")
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """The stored scale grid with the singleton axes some exporters add squeezed out (ModelOpt
+        2D blockwise stores [N/128, 1, K/128, 1]); the canonical padded grid when swizzled."""
+        if self.swizzle is not None:
+            return self.swizzle.padded
+        shape = self.stored_shape
+        if len(shape) == 4 and shape[1] == 1 and shape[3] == 1 and len(self.weight_shape) == 2:
+            return (shape[0], shape[2])
+        return shape
 
     def logical_slices(self) -> tuple[slice, ...]:
         return tuple(slice(0, n) for n in self.logical_shape)
 
     def padding_mask(self) -> np.ndarray:
         """Boolean array of the stored shape, True on padded entries."""
+        if self.swizzle is not None:
+            return self.swizzle.padding_mask().reshape(self.stored_shape).copy()
         mask = np.ones(self.stored_shape, dtype=bool)
         mask[self.logical_slices()] = False
         return mask
+
+    def real_mask(self) -> np.ndarray:
+        """Boolean array of the stored shape, True on the real (logical) entries."""
+        return ~self.padding_mask()
 
     def padding_ranges(self) -> list[tuple[int, int]]:
         """Padded entries as half-open flat index ranges of the stored tensor, merged and sorted."""
         shape, box = self.stored_shape, self.logical_shape
         if not self.has_padding:
             return []
+        if self.swizzle is not None:
+            return ranges_of(self.swizzle.padding_mask())
         if len(shape) == 0:
             return []
         # The padding of a box at the origin, in row-major order: recurse over the leading axis.
@@ -188,6 +215,8 @@ class ScaleLayout:
             "logical_weight_shape": list(self.logical_weight_shape),
             "padded_entries": self.padded_count,
             "source": self.source,
+            "role": self.role,
+            "swizzle": self.swizzle.name if self.swizzle is not None else None,
         }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fp8doctor.checkpoint.config import ModelConfig
+from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding
 from fp8doctor.gcpause import gc_paused
@@ -20,6 +21,7 @@ from fp8doctor.layouts.conventions import (
     BY_SCALE_SUFFIX,
     IGNORED_SCALE_SUFFIXES,
     SCALE_SUFFIXES,
+    SECOND_LEVEL,
     Convention,
     expected_scale_names,
     needs_scale,
@@ -27,13 +29,19 @@ from fp8doctor.layouts.conventions import (
 from fp8doctor.layouts.conventions.base import MX_GROUP
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
+from fp8doctor.layouts.swizzle import Swizzle
 from fp8doctor.rules.catalog import emit
 
 BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256), (32, 32), (16, 16),
                                                   (1, 128), (1, 64), (1, 32), (1, 16), (128, 1))
 """Block sizes tried when neither configuration nor config.json gives one, most common first."""
 
-__all__ = ["BLOCK_CANDIDATES", "MX_GROUP", "LayoutBuilder", "PairingResult", "find_pairs", "find_pairs_by_convention"]
+__all__ = ["BLOCK_CANDIDATES", "MX_GROUP", "LayoutBuilder", "PairingResult", "find_pairs", "find_pairs_by_convention",
+           "find_second_level"]
+
+_SECOND_WEIGHTS = (".weight", ".weight_packed", "._weight_qdata")
+"""Where a module's quantized weight is, for its second-level scales."""
+_ANY_SECOND = tuple(SECOND_LEVEL)
 
 
 @dataclass
@@ -42,6 +50,8 @@ class PairingResult:
     findings: list[Finding] = field(default_factory=list)
     value_only: list[TensorInfo] = field(default_factory=list)
     """Scale tensors whose layout is unknown: only their values are checked."""
+    companions: dict[str, set[str]] = field(default_factory=dict)
+    """Quantized weight name -> the second-level suffixes stored beside it (completeness rules)."""
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -88,6 +98,26 @@ def find_pairs_by_convention(tensors: dict[str, TensorInfo]) -> tuple[
     return pairs, scaled, conventions
 
 
+def find_second_level(tensors: dict[str, TensorInfo]) -> dict[str, tuple[str, str, TensorInfo | None]]:
+    """second-level scale name -> (suffix, role, the quantized weight of its module or None)."""
+    out: dict[str, tuple[str, str, TensorInfo | None]] = {}
+    for name in tensors:
+        if not name.endswith(_ANY_SECOND):
+            continue
+        suffix = next(s for s in SECOND_LEVEL if name.endswith(s))
+        stem = name[: -len(suffix)]
+        weight = next((tensors[stem + w] for w in _SECOND_WEIGHTS if stem + w in tensors), None)
+        out[name] = (suffix, SECOND_LEVEL[suffix], weight)
+    return out
+
+
+def _squeeze_grid(stored: tuple[int, ...], weight_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """ModelOpt's 2D blockwise scales are [N/bn, 1, K/bk, 1] for a [N, K] weight: the grid [N/bn, K/bk]."""
+    if len(stored) == 4 and stored[1] == 1 and stored[3] == 1 and len(weight_shape) == 2:
+        return (stored[0], stored[2])
+    return stored
+
+
 def _aligned_up(shape: tuple[int, ...], block: tuple[int, int], stored: tuple[int, ...]) -> bool:
     """True when each of the stored scale's last two dims is what the weight needs at `block`,
     or that rounded up to a power-of-two multiple (how TMA-aligned scale buffers are sized)."""
@@ -119,8 +149,11 @@ class LayoutBuilder:
     def _build(self) -> PairingResult:
         res = PairingResult()
         pairs, scaled, self._conventions = find_pairs_by_convention(self.tensors)
+        second = find_second_level(self.tensors)
+        for name in second:
+            pairs.pop(name, None)  # e.g. an F8_E8M0 `_weight_per_tensor_scale` is no orphan block scale
         for name, t in self.tensors.items():
-            if name in scaled or name in pairs:
+            if name in scaled or name in pairs or name in second:
                 continue
             if needs_scale(t, self.config):
                 res.findings.append(emit("scale-missing", t.file, name,
@@ -151,7 +184,30 @@ class LayoutBuilder:
                 res.layouts.append(layout)
             else:
                 res.value_only.append(scale)
+        self._second_level(second, res)
+        for lay in res.layouts:
+            if lay.source == "mismatch":
+                res.findings.append(emit(
+                    "config-mismatch", lay.scale.file, lay.name,
+                    f"{lay.note}: loaders that trust config.json misread {lay.name} (vLLM and DeepGEMM assert "
+                    "ceil(N/bn), ceil(K/bk) against the grid); its extra entries are not called padding, "
+                    "nothing is fixable until the block is configured (--layout)"))
         return res
+
+    def _second_level(self, second: dict[str, tuple[str, str, TensorInfo | None]], res: PairingResult) -> None:
+        """Global and input scales: one value (or one per expert/partition) each, value-checked
+        like any scale; their weights' companions recorded for the completeness rules."""
+        for name, (suffix, role, weight) in second.items():
+            t = self.tensors[name]
+            encoding = ENCODINGS.get(t.dtype)
+            if encoding is None:
+                continue
+            if weight is None:
+                res.value_only.append(t)
+                continue
+            res.companions.setdefault(weight.name, set()).add(suffix)
+            res.layouts.append(ScaleLayout(t, weight, "tensor", encoding, None, weight.shape, weight.shape, t.shape,
+                                           "format", role=role))
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -163,8 +219,31 @@ class LayoutBuilder:
 
     def _element_shape(self, scale: TensorInfo, weight: TensorInfo) -> tuple[tuple[int, ...], str]:
         """Weight shape in elements, and whether it is block-FP8 ('block') or MX groups ('group'):
-        as the convention that paired them reads it."""
-        return self._conventions[scale.name].element_shape(weight)
+        as the convention that paired them reads it, with what config.json and the scale add."""
+        shape, kind = self._conventions[scale.name].element_shape(weight)
+        if weight.dtype == "I32" and kind == "group" and self.quant is not None and self.quant.num_bits:
+            shape = (*weight.shape[:-1], weight.shape[-1] * (32 // self.quant.num_bits))  # pack-quantized
+        if (kind == "block" and weight.dtype in FP8_WEIGHT_DTYPES and ENCODINGS.get(scale.dtype) == "e8m0"
+                and len(shape) >= 2 and len(scale.shape) == len(shape) and scale.shape[-2] == shape[-2] > 1
+                and scale.shape[-1] == _cdiv(shape[-1], MX_GROUP)):
+            kind = "group"  # MXFP8: one E8M0 scale per 32 elements of a row
+        return shape, kind
+
+    def _swizzled(self, scale: TensorInfo, weight: TensorInfo, shape: tuple[int, ...], kind: str,
+                  encoding: str) -> ScaleLayout | None:
+        """A convention's scales stored through torchao's to_blocked: [32 * ceil(N/128), 16 * ceil(G/4)]
+        for N rows of G groups (16 elements for E4M3 scales, 32 for E8M0)."""
+        conv = self._conventions[scale.name]
+        if not conv.swizzled or len(shape) != 2 or len(scale.shape) != 2:
+            return None
+        group = conv.default_group(encoding)
+        n, groups = shape[0], _cdiv(shape[1], group)
+        sw = Swizzle(n, groups)
+        if scale.shape == (n, groups) or scale.shape != sw.stored_shape:
+            return None
+        logical_w = logical_weight_shape(weight.name, shape, self.dims)
+        return ScaleLayout(scale, weight, "group", encoding, (1, group), shape, logical_w, (n, groups), "format",
+                           swizzle=sw)
 
     def _vote_block(self, pairs: list[tuple[TensorInfo, TensorInfo]]) -> tuple[tuple[int, int] | None, str]:
         """The block size of the checkpoint's FP8 weights when config.json does not say: the common
@@ -176,18 +255,23 @@ class LayoutBuilder:
         n = 0
         for scale, weight in pairs:
             shape, kind = self._element_shape(scale, weight)
-            if kind != "block" or len(scale.shape) < 2 or len(shape) != len(scale.shape):
+            sshape = _squeeze_grid(scale.shape, shape)
+            if kind != "block" or len(sshape) < 2 or len(shape) != len(sshape) or scale.numel == 1:
                 continue
+            if sshape[-1] == 1 and sshape[-2] == shape[-2]:
+                continue  # per-channel: one scale per row, no block to vote for
+            if self._swizzled(scale, weight, shape, kind, ENCODINGS[scale.dtype]) is not None:
+                continue  # torchao MX: groups, tiled
             override = self._override(scale, weight)
             if override is not None and override.block is not None:
                 continue  # the user said; nothing to infer
             n += 1
             for b in BLOCK_CANDIDATES:
                 need = (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1]))
-                if need == scale.shape[-2:]:
+                if need == sshape[-2:]:
                     exact[b] += 1
                     fits[b].append(need)
-                elif _aligned_up(shape, b, scale.shape):
+                elif _aligned_up(shape, b, sshape):
                     fits[b].append(need)
                 else:
                     fits[b].append(())
@@ -222,7 +306,8 @@ class LayoutBuilder:
         layout, finding = self._layout_of(scale, weight, global_block)
         if layout is not None and finding is None:
             self._memo[key] = (layout.kind, layout.encoding, layout.block, layout.weight_shape,
-                               layout.logical_weight_shape, layout.logical_shape, layout.source, layout.note)
+                               layout.logical_weight_shape, layout.logical_shape, layout.source, layout.note,
+                               layout.role, layout.swizzle)
         return layout, finding
 
     def _layout_of(self, scale: TensorInfo, weight: TensorInfo,
@@ -248,7 +333,11 @@ class LayoutBuilder:
             return ScaleLayout(scale, weight, "tensor", encoding, full, shape, shape, scale.shape, "format"), None
         if len(shape) < 1:
             return mismatch("weight is a scalar")
-        sshape = scale.shape
+        swizzled = self._swizzled(scale, weight, shape, kind, encoding)
+        if swizzled is not None:
+            return swizzled, None
+        sshape = _squeeze_grid(scale.shape, shape)
+        squeezed = sshape != scale.shape
         if len(sshape) == len(shape) - 1 and len(shape) >= 2 and sshape == shape[:-1]:
             sshape_eff = (*sshape, 1)  # per-channel scale stored as [N]
         else:
@@ -267,10 +356,10 @@ class LayoutBuilder:
             group = (self.quant.group_size if self.quant and self.quant.group_size else
                      self._conventions[scale.name].default_group(encoding))
             block, source = (1, group), ("config" if self.quant and self.quant.group_size else "format")
+        elif sshape_eff[-1] == 1 and sshape_eff[-2] == shape[-2] and len(sshape_eff) >= 2:
+            block, source = (1, shape[-1]), "format"  # per-channel
         elif self.quant is not None and self.quant.block_size:
             block, source = self.quant.block_size, "config"
-        elif sshape_eff[-1] == 1 and sshape_eff[-2] == shape[-2]:
-            block, source = (1, shape[-1]), "format"  # per-channel
         elif global_block is not None:
             block = global_block
             exact = (_cdiv(shape[-2], block[0]), _cdiv(shape[-1], block[1])) == tuple(sshape_eff[-2:])
@@ -295,8 +384,24 @@ class LayoutBuilder:
                 return mismatch(f"axis {ax} needs {need} entries at block {block[0]}x{block[1]}, has {have}")
         logical_eff = (*logical_w[:lead], _cdiv(logical_w[-2], block[0]), _cdiv(logical_w[-1], block[1]))
         logical = logical_eff if len(sshape) == len(sshape_eff) else logical_eff[:-1]
+        if squeezed:
+            logical = (logical[0], 1, logical[1], 1)
         note = ""
-        if source == "ambiguous":
+        if source == "config" and tuple(needed_stored) != tuple(sshape_eff):
+            # stored larger than the declared block needs: padding, or a config that is wrong about the
+            # block. When another common block fits the grid exactly, the config is not evidence enough.
+            fit = [b for b in BLOCK_CANDIDATES if b != block
+                   and (_cdiv(shape[-2], b[0]), _cdiv(shape[-1], b[1])) == tuple(sshape_eff[-2:])]
+            if fit and not _aligned_up(shape, block, sshape_eff):
+                source = "mismatch"  # no alignment explains the extra entries: the config is wrong
+                note = (f"config.json declares block {block[0]}x{block[1]} but the stored grid "
+                        f"{list(sshape_eff[-2:])} is exactly what block {fit[0][0]}x{fit[0][1]} needs")
+            elif fit:
+                source = "ambiguous"  # alignment padding at the declared block, or another block exactly
+                note = (f"the stored grid {list(sshape_eff[-2:])} is block {block[0]}x{block[1]} (config.json) "
+                        f"rounded up for alignment, or exactly block {fit[0][0]}x{fit[0][1]}: which entries are "
+                        "padding is not certain")
+        if source == "ambiguous" and not note:
             note = (f"block {block[0]}x{block[1]} inferred from other tensors; this scale is larger than it needs, "
                     "so which entries are padding is a guess")
         return ScaleLayout(scale, weight, kind, encoding, block, shape, logical_w, tuple(logical), source, note), None

@@ -305,7 +305,13 @@ class LayerSource:
             codes, fmt = unpack_fp4(raw.reshape(n, k // 2)), "e2m1"
         sraw = self._raw(lay.scale.name).to(self.device)
         scales = decode_scales(sraw, lay.encoding)
-        grid, logical_grid = _as_grid(lay.stored_shape), _as_grid(lay.logical_shape)
+        if lay.swizzle is not None:  # torchao's to_blocked tiles -> the row-major [rows, groups] grid
+            order = torch.as_tensor(lay.swizzle.stored_of_canonical(), device=scales.device)
+            scales = scales.reshape(-1)[order]
+        logical = lay.logical_shape
+        if len(logical) == 4 and len(lay.grid_shape) == 2:  # ModelOpt [N/128, 1, K/128, 1]
+            logical = (logical[0], logical[2])
+        grid, logical_grid = _as_grid(lay.grid_shape), _as_grid(logical)
         block = lay.block if lay.block is not None else (n, k)
         if lay.kind == "tensor":
             grid = logical_grid = (1, 1)

@@ -45,13 +45,15 @@ def header(d: TensorDump) -> list[Text]:
         if lay.kind == "group" and lay.block:
             how = f"groups of {lay.block[1]}"
         elif lay.kind == "tensor":
-            how = "one scale for the whole tensor"
+            how = "one scale for the whole tensor" if lay.role == "weight" else f"its {lay.role} scale"
         elif lay.block:
             how = f"block {lay.block[0]}x{lay.block[1]}"
         else:
             how = lay.kind
         w = lay.weight
         real = "" if lay.logical_weight_shape == lay.weight_shape else f" (real {_dims(lay.logical_weight_shape)})"
+        if lay.swizzle is not None:
+            how += f", stored swizzled ({lay.swizzle.name}: logical is the unswizzled [rows, groups] grid)"
         row("scales", plain(w.name), f" {w.dtype} {_dims(w.shape)}{real}, {how} ({lay.source})")
     if d.note:
         row("layout", (plain(d.note), "yellow"))

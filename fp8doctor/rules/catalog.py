@@ -142,6 +142,34 @@ _RULES = [
          "#56290, #49784; sglang #32386). Fill the padding with zeros after allocating it."),
 ]
 
+_RULES += [
+    Rule("scale-implausible", Severity.ERROR, False, Region.LOGICAL,
+         "a scale holds a finite value no producer writes",
+         "Real scales are an amax divided by the format's maximum: within 2^-64..2^64 for E8M0, F32 and "
+         "BF16 scales, never subnormal. Values outside (a heap pointer read as floats is 2^-101 and a "
+         "subnormal 2^-134; random E8M0 bytes; 1e30 next to 1e-3), and a single-entry scale (per-tensor, "
+         "global or input) more than 2^24 from the others of its role, are leftover memory or a broken "
+         "export, not scales. The weights must be re-quantized."),
+    Rule("scale-saturated", Severity.ERROR, False, Region.LOGICAL,
+         "many E4M3 block scales sit at the format's maximum 448",
+         "NVFP4 block scales are E4M3; with a correct global scale only the block holding the tensor's "
+         "amax reaches 448. When many do, the FP32 -> E4M3 cast saturated (a global scale read or "
+         "computed wrongly, e.g. a multiplier used as a divisor): those blocks are clipped."),
+    Rule("scale-companion-missing", Severity.ERROR, False, Region.LOGICAL,
+         "a quantized weight lacks a scale its format requires",
+         "The convention needs more than the block scale: NVFP4 weights a second-level (global) scale "
+         "(`weight_global_scale`, `weight_scale_2`), statically calibrated activations an input scale per "
+         "quantized weight (per expert too). It is missing here while config.json or the weight's siblings "
+         "say it should be there; loaders fail or substitute 1.0 / 1/0."),
+    Rule("config-mismatch", Severity.ERROR, False, Region.LOGICAL,
+         "config.json disagrees with the stored tensors",
+         "config.json's quantization_config (or hf_quant_config.json) says something the tensors contradict: "
+         "a weight_block_size the scale grids do not fit (another block fits them exactly), expert_dtype "
+         "against the stored experts, a module listed in modules_to_not_convert / ignore / exclude_modules "
+         "stored quantized. Loaders trust the config and mis-load; entries are never called padding on "
+         "such evidence, so nothing is fixable until the layout is configured."),
+]
+
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 
 

@@ -19,6 +19,15 @@ from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.encodings import EXPONENT_OFFSET, FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
 from fp8doctor.rules.catalog import emit
+from fp8doctor.rules.plausible import (
+    PLAUSIBLE_LOG2,
+    SUBNORMAL_BELOW,
+    WINDOW_ENCODINGS,
+    implausible,
+    saturated,
+    saturated_count,
+    why_implausible,
+)
 from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
@@ -120,7 +129,18 @@ def _msg_outlier(n: int, name: str, span: int, median: int, first_value: str, fi
 
 def _msg_not_pow2(n: int, valid: int, name: str) -> str:
     return (f"{n:,} of {valid:,} real entries of {name} {_are(n)} not exact powers of two although config.json "
-            "says scale_fmt ue8m0")
+            "says scale_fmt ue8m0 (DeepGEMM's check (bits & 0x807fffff) == 0 fails on them: it asserts at load)")
+
+
+def _msg_implausible(n: int, name: str, why: str, first_value: str, first: tuple[int, ...]) -> str:
+    lo, hi = PLAUSIBLE_LOG2
+    return (f"{_real(n)} of {name} {_are(n)} finite but no producer writes such a scale ({why}; first "
+            f"{first_value} at {list(first)}; real scales lie within 2^{lo}..2^{hi}): leftover memory")
+
+
+def _msg_saturated(n: int, total: int, name: str) -> str:
+    return (f"{n:,} of {total:,} real E4M3 block scales of {name} are 448, the format's maximum: the FP32 -> E4M3 "
+            "cast saturated (a wrong global scale); those blocks are clipped")
 
 
 def _msg_padding(layout: ScaleLayout, n: int, values: dict[int, int], want_raw: int) -> str:
@@ -179,7 +199,7 @@ def _uninitialized_why(frac_far: float, distinct: int, n: int, median: int) -> s
     return None
 
 
-def _is_uninitialized(dec: Decoded, logical: tuple[slice, ...]) -> tuple[bool, str]:
+def _is_uninitialized(dec: Decoded, logical: np.ndarray) -> tuple[bool, str]:
     """Leftover memory spreads over the byte range; real scales sit within a few dozen binades."""
     n = dec.raw[logical].size
     if n < 16:
@@ -209,7 +229,10 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
     w = layout.weight
     assert w is not None and layout.block is not None
     shape = layout.weight_shape
-    sshape = layout.stored_shape if len(layout.stored_shape) == len(shape) else (*layout.stored_shape, 1)
+    grid = layout.grid_shape
+    sshape = grid if len(grid) == len(shape) else (*grid, 1)
+    if layout.swizzle is not None:  # stored order -> the unswizzled grid's row-major order
+        entries = layout.swizzle.canonical_of_stored()[entries]
     bn, bk = layout.block
     n_rows, k = (shape[-2], shape[-1]) if len(shape) >= 2 else (1, shape[-1])
     packed = layout.kind == "group"
@@ -253,10 +276,8 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     out: list[Finding] = []
     encoding = ENCODINGS[t.dtype] if layout is None else layout.encoding
     itemsize = ITEMSIZE[encoding]
-    box = layout.logical_slices() if layout is not None else tuple(slice(None) for _ in t.shape)
-    in_box = np.zeros(dec.raw.shape, dtype=bool)
-    in_box[box] = True
-    uninit, why = _is_uninitialized(dec, box)
+    in_box = layout.real_mask() if layout is not None else np.ones(dec.raw.shape, dtype=bool)
+    uninit, why = _is_uninitialized(dec, in_box)
     if uninit:
         out.append(_finding("scale-uninitialized", t, in_box & ~dec.valid,
                             f"{t.name} looks like leftover memory, not scales: {why}", itemsize,
@@ -276,8 +297,22 @@ def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts:
     zero = in_box & dec.zero
     if zero.any():
         out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize, sink))
+    bad, why = implausible(encoding, dec.exponent, in_box & dec.valid)
+    if bad.any():
+        first = _first(bad)
+        assert first is not None
+        out.append(_finding("scale-implausible", t, bad,
+                            _msg_implausible(int(bad.sum()), t.name, why,
+                                             describe_value(encoding, int(dec.raw.reshape(-1)[first[0]])), first[1]),
+                            itemsize, sink=sink))
+    if encoding == "e4m3":
+        n_sat = saturated(dec.raw, in_box)
+        if n_sat:
+            at_max = in_box & ((dec.raw & 0x7F) == 0x7E)
+            out.append(_finding("scale-saturated", t, at_max,
+                                _msg_saturated(n_sat, int(in_box.sum()), t.name), itemsize, sink=sink))
 
-    valid = in_box & dec.valid
+    valid = in_box & dec.valid & ~bad
     median = int(np.median(dec.exponent[valid])) if valid.any() else None
     if median is not None:
         far = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
@@ -486,6 +521,7 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
     if layout is not None and layout.has_padding:
         want_raw = int(raw_view(layout.encoding, fill_bytes(opts.fill, layout.encoding), (1,))[0])
     pad, invalid, nan, neg, zero, npow2 = _First(), _First(), _First(), _First(), _First(), _First()
+    sat = _First()
     pad_values: dict[int, int] = {}
     hist = np.zeros(_EXP_BINS, dtype=np.int64)
     wide = itemsize > 2
@@ -539,7 +575,13 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
             nan.add(in_box & dec.nan, base)
             neg.add(in_box & dec.negative, base)
             zero.add(in_box & dec.zero, base)
-            npow2.add(real_valid & ~dec.pow2, base)
+            if encoding in WINDOW_ENCODINGS:
+                npow2.add(real_valid & ~dec.pow2 & (dec.exponent >= PLAUSIBLE_LOG2[0])
+                          & (dec.exponent <= PLAUSIBLE_LOG2[1]), base)
+            else:
+                npow2.add(real_valid & ~dec.pow2, base)
+            if encoding == "e4m3":
+                sat.add(in_box & ((dec.raw & 0x7F) == 0x7E), base)
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
@@ -567,13 +609,20 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
     if neg.count:
         findings.append(finding("scale-negative", neg.first, neg.count,
                                 _msg_negative(neg.count, t.name)))
+    lo, hi = PLAUSIBLE_LOG2
+    out_of_window = (exps < lo) | (exps > hi)
+    implausible_n = int(hist[out_of_window].sum()) if encoding in WINDOW_ENCODINGS else 0
+    hist_all = hist
+    if implausible_n:  # the other rules judge what is left
+        hist = np.where(out_of_window, 0, hist)
     median = _hist_median(hist)
     far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
     can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
                   and layout.weight is not None and layout.kind in ("block", "group"))
     zero_bad, unchecked, far, far_value = _First(), _First(), _First(), 0
+    odd, odd_value = _First(), 0
     failed = False
-    if (zero.count and can_verify) or far_n:  # the second pass
+    if (zero.count and can_verify) or far_n or implausible_n:  # the second pass
         state = [0, False]
         for base, dec, in_box in slabs():
             z = in_box & dec.zero
@@ -594,12 +643,18 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
                         if zero_bad.first is None:
                             zero_bad.first = int(bad[0])
                         zero_bad.count += int(bad.size)
+            if implausible_n and odd.first is None:
+                odd.add(in_box & dec.valid & ((dec.exponent < lo) | (dec.exponent > hi)), base)
+                if odd.first is not None:
+                    odd_value = int(dec.raw.reshape(-1)[odd.first - base])
             if far_n and far.first is None:
                 f = in_box & dec.valid & (np.abs(dec.exponent - median) > opts.outlier_span)
+                f &= (dec.exponent >= lo) & (dec.exponent <= hi) if implausible_n else f
                 far.add(f, base)
                 if far.first is not None:
                     far_value = int(dec.raw.reshape(-1)[far.first - base])
-            if not (zero.count and can_verify and not failed) and (not far_n or far.first is not None):
+            if (not (zero.count and can_verify and not failed) and (not far_n or far.first is not None)
+                    and (not implausible_n or odd.first is not None)):
                 break  # nothing left to find
     if zero.count:
         if not can_verify:
@@ -614,6 +669,15 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
             if unchecked.count:  # the budget ran out: could not be checked, which is not erased
                 findings.append(finding("scale-zero-unchecked", unchecked.first,
                                         unchecked.count, _msg_zero_unchecked(unchecked.count, t.name)))
+    if implausible_n:
+        sub = int(hist_all[exps < SUBNORMAL_BELOW[encoding]].sum()) if encoding in SUBNORMAL_BELOW else 0
+        why = why_implausible(sub, int(hist_all[exps < lo].sum()) - sub, int(hist_all[exps > hi].sum()))
+        findings.append(finding("scale-implausible", odd.first, implausible_n,
+                                _msg_implausible(implausible_n, t.name, why,
+                                                 describe_value(encoding, odd_value), unravel(odd.first) or ())))
+    if sat.count and saturated_count(sat.count, n_box):
+        findings.append(finding("scale-saturated", sat.first, sat.count,
+                                _msg_saturated(sat.count, n_box, t.name)))
     if far_n:
         assert median is not None  # far entries are counted from the median
         findings.append(finding("scale-outlier", far.first, far_n,
@@ -621,7 +685,7 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
                                              describe_value(encoding, far_value), unravel(far.first) or ())))
     if opts.ue8m0 and encoding in FLOAT_ENCODINGS and npow2.count:
         findings.append(finding("scale-not-power-of-two", npow2.first,
-                                npow2.count, _msg_not_pow2(npow2.count, valid_n, t.name)))
+                                npow2.count, _msg_not_pow2(npow2.count, int(hist.sum()), t.name)))
     summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     return findings, summary, failed
 

@@ -45,7 +45,7 @@ def tally_for(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions
     box = t.shape
     if layout is not None:
         box = layout.logical_shape
-        if len(box) != len(t.shape):
+        if len(box) != len(t.shape) or layout.swizzle is not None:
             return None
         if layout.has_padding:
             want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
@@ -80,7 +80,9 @@ def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: Sca
         done = clean_outcome(tally, t, layout, options, lambda: data)
         if done is not None:
             return done
-    if t.nbytes > RULE_SLAB and t.shape and t.shape[0]:  # decoding it whole would take ~10x its size
+    # decoding it whole would take ~10x its size; swizzled layouts are judged whole (their padding
+    # is spread through the tiles, not a box of leading rows; torchao's scales are small)
+    if t.nbytes > RULE_SLAB and t.shape and t.shape[0] and (layout is None or layout.swizzle is None):
         row_bytes = t.nbytes // t.shape[0]
         return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], options,
                                   read_weight)

@@ -22,6 +22,8 @@ SLAB = 1 << 20
 
 # encoding -> (raw dtype, shift to the sign+exponent field, bins, first and last valid field, bias,
 #              mantissa mask). A valid field is a positive, finite, normal, non-zero entry.
+# The valid fields of E8M0/F32/BF16 stop at their plausibility window (layouts/encodings.py): a
+# value outside it is not "clean", so the mask-based rules run and report it.
 _FIELDS = {
     e.name: (e.raw, f.shift, f.bins, f.lo, f.hi, f.bias, f.mantissa)
     for e in ALL_ENCODINGS if (f := e.exponent_field) is not None

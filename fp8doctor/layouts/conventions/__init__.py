@@ -17,6 +17,8 @@ from fp8doctor.layouts.conventions import (
     deepseek_v4,
     deepseek_v4_fp4,
     gpt_oss,
+    modelopt,
+    torchao,
     weight_scale,
 )
 from fp8doctor.layouts.conventions.base import Convention, DimRule
@@ -24,10 +26,12 @@ from fp8doctor.layouts.conventions.base import Convention, DimRule
 CONVENTIONS: tuple[Convention, ...] = (
     deepseek_v3.CONVENTION,
     compressed_tensors.CONVENTION,
+    modelopt.CONVENTION,
     weight_scale.CONVENTION,
     deepseek_v4.CONVENTION,
     deepseek_v4_fp4.CONVENTION,
     gpt_oss.CONVENTION,
+    torchao.CONVENTION,
 )
 
 
@@ -45,6 +49,9 @@ SCALE_SUFFIXES: tuple[str, ...] = tuple(s for s, _ in BY_SCALE_SUFFIX)
 
 IGNORED_SCALE_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for c in CONVENTIONS for s in c.ignored_suffixes))
 
+SECOND_LEVEL: dict[str, str] = {s: role for c in CONVENTIONS for s, role in c.companions}
+"""Second-level scale suffix -> role ('global' or 'input'), from every convention's companions."""
+
 DIM_RULES: tuple[DimRule, ...] = tuple(dict.fromkeys(r for c in CONVENTIONS for r in c.dims))
 """Every convention's config-dims rules, each once, in registry order."""
 
@@ -58,11 +65,13 @@ def expected_scale_names(weight_name: str) -> str:
     """The scale names looked for beside a weight, for a `scale-missing` message."""
     for c in CONVENTIONS:  # conventions naming their weights other than `X.weight*`
         for ws in c.weight_suffixes:
-            if not ws.startswith(".") and weight_name.endswith(ws):
+            if not ws.startswith(".weight") and weight_name.endswith(ws):
                 return weight_name[: -len(ws)] + c.scale_suffix
     stem = weight_name.rsplit(".", 1)[0]
-    return ", ".join(dict.fromkeys(stem + c.scale_suffix for c in CONVENTIONS if c.scale_suffix.startswith(".")))
+    return ", ".join(dict.fromkeys(stem + c.scale_suffix for c in CONVENTIONS if c.scale_suffix.startswith(".")
+                                   and any(ws.startswith(".weight") for ws in c.weight_suffixes)))
 
 
-__all__ = ["BY_SCALE_SUFFIX", "CONVENTIONS", "DIM_RULES", "IGNORED_SCALE_SUFFIXES", "SCALE_SUFFIXES", "Convention",
+__all__ = ["BY_SCALE_SUFFIX", "CONVENTIONS", "DIM_RULES", "IGNORED_SCALE_SUFFIXES", "SCALE_SUFFIXES", "SECOND_LEVEL",
+           "Convention",
            "DimRule", "expected_scale_names", "needs_scale"]

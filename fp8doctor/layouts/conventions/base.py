@@ -68,10 +68,12 @@ def quantized_fp8_weight(t: TensorInfo, config: ModelConfig | None) -> bool:
     return t.dtype in FP8_WEIGHT_DTYPES and t.numel > 0 and t.name.endswith("weight")
 
 
-def packed_weight_named(suffix: str) -> Callable[[TensorInfo, ModelConfig | None], bool]:
-    """`needs_scale` of packed FP4 weights (two codes per U8/I8 byte) named `...<suffix>`."""
+def packed_weight_named(suffix: str, dtypes: tuple[str, ...] = ("U8", "I8")
+                        ) -> Callable[[TensorInfo, ModelConfig | None], bool]:
+    """`needs_scale` of packed weights (two FP4 codes per U8/I8 byte, or ints packed in I32) named
+    `...<suffix>`."""
     def needs(t: TensorInfo, config: ModelConfig | None) -> bool:
-        return t.dtype in ("U8", "I8") and t.name.endswith(suffix)
+        return t.dtype in dtypes and t.name.endswith(suffix)
     return needs
 
 
@@ -104,3 +106,10 @@ class Convention:
     """Whether a tensor is a weight of this convention that must have a scale."""
     ignored_suffixes: tuple[str, ...] = field(default_factory=tuple)
     """Names ending so are scales of something else (activations, KV cache): never paired."""
+    companions: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    """(suffix, role) of the second-level scales this convention keeps beside a quantized weight of
+    the same module: role 'global' (NVFP4's per-tensor scale) or 'input' (activation scales). They
+    are value-checked, and the completeness rules ask which a weight lacks."""
+    swizzled: bool = False
+    """Scales may be stored through torchao's `to_blocked` (128x4 tiles): a scale whose shape is the
+    swizzled shape of its [rows, groups] grid (and not the grid itself) is laid out that way."""

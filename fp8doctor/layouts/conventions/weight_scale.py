@@ -1,5 +1,6 @@
-"""`X.weight` FP8 + `X.weight_scale` (E8M0 or float): compressed-tensors FP8 block and channel
-formats, DeepSeek V4 re-exports and other exporters; block from config.json, else voted."""
+"""`X.weight` FP8 + `X.weight_scale` (E8M0 or float): compressed-tensors FP8 per tensor / channel /
+block and MXFP8, ModelOpt FP8 / per-channel / MXFP8, DeepSeek V4 re-exports and other exporters;
+block from config.json, else voted (`X.input_scale` beside it when activations are static)."""
 
 from __future__ import annotations
 
@@ -13,4 +14,5 @@ CONVENTION = Convention(
     weight_suffixes=(".weight",),
     dims=ROUTED_EXPERT_DIMS,
     needs_scale=quantized_fp8_weight,
+    companions=((".input_scale", "input"),),
 )
