@@ -58,15 +58,16 @@ def test_streamed_json_and_raw_are_the_one_piece_dump(dirty, region, rows, piece
 
 
 def test_marks_of_a_large_tensor_are_the_whole_tensor_masks(tmp_path):
-    """2 MiB of E8M0 (row slabs of RULE_SLAB): NaN, zero, negative-free outliers and garbage
-    padding; every row range dumped shows exactly the masks check_tensor's sink receives."""
+    """2 MiB of E8M0 (row slabs of RULE_SLAB): NaN, zero, outlier and implausible entries; every
+    row range dumped shows exactly the masks check_tensor's sink receives."""
     rng = np.random.default_rng(3)
     shape = (2048, 1024)
     assert shape[0] * shape[1] > RULE_SLAB
     vals = rng.integers(120, 134, shape).astype(np.uint8)
     vals[rng.random(shape) < 0.001] = 0xFF
     vals[rng.random(shape) < 0.001] = 0x00
-    vals[rng.random(shape) < 0.0005] = 0xF0  # far above the median: scale-outlier
+    vals[rng.random(shape) < 0.0005] = 127 + 45  # 2^45: an outlier, inside the plausible window
+    vals[rng.random(shape) < 0.0005] = 0xF0  # 2^113: implausible
     d = str(tmp_path / "ck")
     (tmp_path / "ck").mkdir()
     write_safetensors(d + "/model.safetensors", {"big.scale": Tensor("F8_E8M0", shape, vals.reshape(-1))})
@@ -81,7 +82,7 @@ def test_marks_of_a_large_tensor_are_the_whole_tensor_masks(tmp_path):
             rules[f.rule] = int(m.sum())
 
         findings, _ = check_tensor(layouts.get("big.scale"), t, ck.read(t), ContentOptions(), None, sink)
-    assert {"scale-nan", "scale-zero", "scale-outlier"} <= set(rules)
+    assert {"scale-nan", "scale-zero", "scale-outlier", "scale-implausible"} <= set(rules)
     for rows in (RowRange(0, 1), RowRange(700, 1500), RowRange(-1, None), None):
         [got] = dump(d, DumpOptions(tensors=("big.scale",), rows=rows))
         r0, r1 = got.rows

@@ -95,10 +95,10 @@ def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad
        verify=st.booleans(), bands=st.sampled_from([0, 1, 2, 5, 10**6]),
        fail_read=st.sampled_from([False, False, True]),
        slab=st.sampled_from([1, 7, 64, 1 << 20]), window=st.tuples(st.integers(0, 8), st.integers(0, 8)),
-       seed=st.integers(0, 2**31))
+       seed=st.integers(0, 2**31), saturate=st.booleans())
 def test_slab_marks_are_the_direct_evaluations_masks_for_the_rows_asked(
         dtype, lead, rows, cols, pad_r, pad_c, center, mix, ue8m0, with_layout, verify, bands, fail_read, slab,
-        window, seed):
+        window, seed, saturate):
     """What `dump` marks for a few rows (mark_tensor_slabs, bounded memory) is exactly what the
     whole-tensor evaluation's MarkSink receives for those rows: same findings, same masks, including
     zero scales confirmed against their weights until the weight-read budget runs out."""
@@ -110,7 +110,10 @@ def test_slab_marks_are_the_direct_evaluations_masks_for_the_rows_asked(
     stored = (rows + pad_r, cols + pad_c)
     shape = (lead, *stored) if lead > 1 else stored
     n = int(np.prod(shape))
-    data = _values(enc, rng, n, center, mix)
+    entries = np.frombuffer(_values(enc, rng, n, center, mix), dtype=BY_NAME[enc].raw).copy()
+    if saturate and enc == "e4m3":  # scale-saturated: many blocks clipped at 448
+        entries[rng.random(n) < 0.3] = 0x7E
+    data = entries.tobytes()
     t = TensorInfo("m.layers.0.w.scale", dt, shape, 0, n * itemsize, "m.safetensors", 8)
     layout = None
     weights = None

@@ -451,10 +451,13 @@ ReadRows = Callable[[int, int], bytes | memoryview]
 
 def _slab_encoding(layout: ScaleLayout | None, t: TensorInfo) -> str | None:
     """The encoding the row-slab path judges `t` in, or None when only the whole-tensor path can
-    (no encoding, a 0-d or empty tensor, a logical box of another rank)."""
+    (no encoding, a 0-d or empty tensor, a logical box of another rank, a swizzled layout: its
+    padding is spread through the tiles, not a box of leading rows)."""
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     box = layout.logical_shape if layout is not None else t.shape
     if encoding is None or not t.shape or t.numel == 0 or len(box) != len(t.shape):
+        return None
+    if layout is not None and layout.swizzle is not None:
         return None
     return encoding
 
@@ -767,7 +770,8 @@ def _marks(layout: ScaleLayout | None, t: TensorInfo, encoding: str, read_rows: 
     for base, dec, in_box in _slabs(encoding, shape, box, read_rows, rows_per, first, stop):
         zero = in_box & dec.zero
         erased, unchecked = confirm(base, zero) if verify else (None, None)
-        valid = in_box & dec.valid
+        odd = implausible(encoding, dec.exponent, in_box & dec.valid)[0]
+        valid = in_box & dec.valid & ~odd  # the entries the median, outlier and power-of-two rules judge
         out: list[tuple[Finding, np.ndarray]] = []
         for f in findings:
             if f.rule == "scale-padding-nonzero":
@@ -782,6 +786,10 @@ def _marks(layout: ScaleLayout | None, t: TensorInfo, encoding: str, read_rows: 
                 m = erased if erased is not None else zero
             elif f.rule == "scale-zero-unchecked":
                 m = unchecked if unchecked is not None else np.zeros_like(zero)
+            elif f.rule == "scale-implausible":
+                m = odd
+            elif f.rule == "scale-saturated":
+                m = in_box & ((dec.raw & 0x7F) == 0x7E)
             elif f.rule == "scale-outlier":
                 assert median is not None  # an outlier is measured from the median
                 m = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
