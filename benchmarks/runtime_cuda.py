@@ -130,6 +130,24 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
 
     seconds = _timed(check, repeat=2)
     extra = torch.cuda.max_memory_allocated() - held if cuda else 0
+    from fp8doctor.runtime import cuda as device_side
+
+    tallies = device_side.device_tallies
+    spent = [0.0]
+
+    def timed_tallies(*a, **k):  # the device side's share of one more check (the rest: wrapping, pairing, Python)
+        t0 = time.perf_counter()
+        try:
+            return tallies(*a, **k)
+        finally:
+            _sync()
+            spent[0] += time.perf_counter() - t0
+
+    device_side.device_tallies = timed_tallies
+    try:
+        check()
+    finally:
+        device_side.device_tallies = tallies
     assert report is not None
     out = {
         "set": label, "scale_tensors": len(scales), "scale_bytes": nbytes, "entries": entries,
@@ -139,7 +157,9 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
         "one_pass_s": round(base_flat, 5), "one_pass_GBps": round(nbytes / base_flat / 1e9, 1),
         "ratio_vs_per_tensor_pass": round(seconds / base_tensor, 2),
         "ratio_vs_one_pass": round(seconds / base_flat, 1),
+        "device_side_s": round(spent[0], 4),
         "extra_device_MiB": round(extra / 2**20, 1),
+        "extra_bound_MiB": round(device_side.extra_bound(scales[0].element_size()) / 2**20, 1),
         "largest_scale_MiB": round(max(t.numel() * t.element_size() for t in scales) / 2**20, 2),
     }
     if garble:  # leftover memory in the padding of `garble` tensors: the findings path (host slabs)
@@ -156,9 +176,9 @@ def measure(label: str, named: dict, config: dict, garble: int = 0) -> dict:
 
 
 def cuda_chunk() -> int:
-    from fp8doctor.runtime.cuda import CHUNK
+    from fp8doctor.runtime.cuda import STAGE_BYTES
 
-    return CHUNK
+    return STAGE_BYTES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
-    results = {"device": name, "torch": torch.__version__, "chunk_entries": cuda_chunk(), "sets": []}
+    results = {"device": name, "torch": torch.__version__, "stage_bytes": cuda_chunk(), "sets": []}
     named, config = v3_set(args.v3_layers, args.experts)
     results["sets"].append(measure(f"DeepSeek-V3-like F32 block scales, {args.v3_layers} layers", named, config))
     del named

@@ -336,7 +336,7 @@ def settings(cfg: FileConfig, *, fill: str | None = None, select: list[str] | No
 
     fill_value = parse_fill(fill) if fill is not None else cfg.fill if cfg.fill is not None else "zero"
     options = ScanOptions(
-        fill=fill_value,
+        fill=fill_value, fill_explicit=fill is not None or cfg.fill is not None,
         select=tuple(select) if select else (cfg.select or ()),
         ignore=tuple(ignore) if ignore else (cfg.ignore or ()),
         overrides=cfg.layouts + tuple(LayoutOverride.parse(x) for x in layout or ()),

@@ -31,6 +31,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.errors import Fp8DoctorError
 from fp8doctor.findings import Finding, Severity
+from fp8doctor.interrupt import hold
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder, find_pairs
@@ -346,6 +347,7 @@ def _dump_pieces(ckpt: Checkpoint, p: _Planned, options: DumpOptions, content: C
     """The selected rows of one tensor as TensorDumps of consecutive row ranges (one piece for all
     of them when `piece_bytes` is None). The rules judge the whole tensor once, in row slabs; each
     piece holds its own rows' bytes and marks only, so memory follows the piece, not the tensor."""
+    hold("dump-tensor")
     t, layout, encoding, itemsize, row_len = p.t, p.layout, p.encoding, p.itemsize, p.row_len
     r0, r1 = p.rows
     logical_shape = tuple(layout.logical_shape) if layout is not None else t.shape
@@ -421,8 +423,7 @@ def _plan(ckpt: Checkpoint, options: DumpOptions) -> tuple[list[_Planned], Conte
         why, flagged = pairing.findings, None
     names = select(ckpt, options.tensors, scale_names, flagged)
     quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.scan.fill, outlier_span=options.scan.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.scan.verify_zero_blocks)
+    content = options.scan.content_options(bool(quant and quant.ue8m0))
     out = []
     for name in names:
         layout = layouts.get(name)

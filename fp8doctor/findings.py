@@ -7,6 +7,7 @@ rule ids never change meaning; new fields may be added.
 from __future__ import annotations
 
 import enum
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -95,7 +96,30 @@ class Finding:
 
     @property
     def sort_key(self) -> tuple[int, str, str, int, str]:
+        """The order of a Report's findings (and of the JSON report): severity, then file order."""
         return (-self.severity.rank, self.file or "", self.tensor or "", self.byte_offset or 0, self.rule)
+
+    @property
+    def rank_key(self) -> tuple[Any, ...]:
+        """Worst first, for every capped list ("worst 20 of 302", annotations): severity; then what no
+        fix repairs in real scale entries, other unfixable findings, fixable ones; then layer and expert
+        numbers numerically (experts.2 before experts.10)."""
+        kind = 0 if not self.fixable and self.region is Region.LOGICAL else 1 if not self.fixable else 2
+        return (-self.severity.rank, kind, natural_key(self.file), natural_key(self.tensor), self.byte_offset or 0,
+                self.rule)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str | None) -> tuple[tuple[int, int, str], ...]:
+    """'layers.2.experts.10' ordered by its numbers as numbers (any two keys compare)."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(text or "") if p)
+
+
+def ranked(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings worst first (Finding.rank_key)."""
+    return sorted(findings, key=lambda f: f.rank_key)
 
 
 _FINDING_FIELDS = tuple(f.name for f in fields(Finding))
@@ -132,6 +156,8 @@ class Report:
     stats: ScanStats = field(default_factory=ScanStats)
     layouts: Sequence[dict[str, Any]] = ()
     """Each layout's describe() dict (a lazy sequence from `scan`: built on first use)."""
+    hf_cache: dict[str, str] | None = None
+    """For a checkpoint in the Hugging Face cache: {"repo_id", "revision"} of its snapshot."""
 
     def counts(self) -> dict[str, int]:
         by_sev = Counter(f.severity.value for f in self.findings)

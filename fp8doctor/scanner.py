@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fp8doctor.checkpoint.header import TensorInfo
+from fp8doctor.checkpoint.hfcache import snapshot_of
 from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
+from fp8doctor.interrupt import Stop, hold
 from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
@@ -62,6 +64,9 @@ class Progress(Protocol):
 @dataclass(frozen=True)
 class ScanOptions:
     fill: str | int = "zero"
+    fill_explicit: bool = False
+    """The fill was asked for (--fill, configuration): padding that holds the other accepted fill is then
+    an error, not an accepted choice (info). A fill other than the default zero always counts as asked."""
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     overrides: tuple[LayoutOverride, ...] = ()
@@ -74,6 +79,11 @@ class ScanOptions:
     def __post_init__(self) -> None:
         validate_rule_ids(self.select)
         validate_rule_ids(self.ignore)
+
+    def content_options(self, ue8m0: bool) -> ContentOptions:
+        """The content rules' options (one place: scan, dump and the in-memory checks agree)."""
+        return ContentOptions(fill=self.fill, fill_explicit=self.fill_explicit or self.fill != "zero",
+                              outlier_span=self.outlier_span, ue8m0=ue8m0, verify_zero_blocks=self.verify_zero_blocks)
 
     def wants(self, f: Finding) -> bool:
         return (not self.select or f.rule in self.select) and f.rule not in self.ignore
@@ -123,15 +133,19 @@ _Checked = tuple[list[Finding] | None, TensorSummary | None]
 
 def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, ScaleLayout],
                 content: ContentOptions, read_weight: Callable[[TensorInfo, int, int], bytes],
-                progress: Progress | None) -> list[_Checked]:
-    """Every scale tensor of one file, in offset order; the unit of work of the thread pool."""
+                progress: Progress | None, stop: Stop | None = None) -> list[_Checked]:
+    """Every scale tensor of one file, in offset order; the unit of work of the thread pool. Gives up
+    (Cancelled) between reads once `stop` is set."""
     out: list[_Checked] = []
+    hold("scan-file", stop)
     src = ckpt.source(tensors[0].file)
     batches = [(b, b[0].offset, max(t.offset + t.nbytes for t in b)) for b in _batches(tensors)]
     prefetch = getattr(src, "prefetch", None)
     if prefetch is not None:  # remote sources fetch the reads ahead, several at once (streamed ones: not)
         prefetch([(start, end) for _, start, end in batches if end - start <= MAX_READ])
     for batch, start, end in batches:
+        if stop is not None:
+            stop.check()
         done = len(out)
         try:
             if end - start > MAX_READ:  # one tensor larger than a read: stream it
@@ -243,8 +257,7 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     result.layouts = {lay.scale.name: lay for lay in pairing.layouts}
     result.scale_tensors = [lay.scale for lay in pairing.layouts] + pairing.value_only
     quant = ckpt.config.quant if ckpt.config else None
-    content = ContentOptions(fill=options.fill, outlier_span=options.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.verify_zero_blocks)
+    content = options.content_options(bool(quant and quant.ue8m0))
 
     readable = [t for t in result.scale_tensors if ckpt.readable(t)]
     result.skipped = len(result.scale_tensors) - len(readable)
@@ -262,15 +275,24 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
         by_file.setdefault(t.file, []).append(t)
     files = sorted(by_file)
 
+    stop = Stop()
+
     def one(file: str) -> list[_Checked]:
-        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress)
+        return _check_file(ckpt, by_file[file], result.layouts, content, read_weight, progress, stop)
 
     workers = options.workers or _auto_workers(readable, len(files))
     if workers <= 1 or len(files) <= 1:
         per_file = [one(f) for f in files]
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-scan") as pool:
+        # Ctrl-C reaches only this thread: tell the workers to stop and do not wait for them
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fp8doctor-scan")
+        try:
             per_file = list(pool.map(one, files))
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     summaries: list[TensorSummary] = []
     for checked in per_file:
@@ -286,9 +308,33 @@ def analyze(ckpt: Checkpoint, options: ScanOptions | None = None,
     result.findings.extend(check_single_entry(summaries, result.layouts, ckpt.tensors))
     result.findings.extend(check_companions(pairing.layouts, pairing.companions, ckpt.config))
     result.findings.extend(check_config(ckpt.tensors, pairing.layouts, ckpt.config))
+    result.findings.extend(_nothing_checked(ckpt, result))
     if progress is not None:
         progress.finish()
     return result
+
+
+def _nothing_checked(ckpt: Checkpoint, result: Analysis) -> list[Finding]:
+    """An error when there were files but not one scale tensor was checked: no report or fix may
+    call a run clean after reading nothing."""
+    files = set(ckpt.shards) | set(ckpt.unread_files)
+    if result.checked or not files:
+        return []
+    from fp8doctor.rules.catalog import rule
+
+    r = rule("nothing-checked")
+    n = len(files)
+    shards = f"{n:,} shard{'s' if n != 1 else ''}"
+    n_scale = len(result.scale_tensors)
+    if n_scale:
+        why = f"none of its {n_scale:,} scale tensor{'s' if n_scale != 1 else ''} could be read"
+    elif not ckpt.tensors:
+        why = "no shard header could be read"
+    else:
+        n_t = len(ckpt.tensors)
+        why = (f"none of its {n_t:,} tensors is" if n_t != 1 else "its one tensor is not") + \
+            " a scale tensor (not a quantized checkpoint?)"
+    return [r.finding(None, None, f"nothing was checked in {shards}: {why}")]
 
 
 def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
@@ -319,4 +365,6 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
         checkpoint_bytes=sum(s.size for s in ckpt.shards.values()),
     )
     layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
-    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts)
+    snap = None if ckpt.remote else snapshot_of(ckpt.root)
+    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts,
+                  hf_cache=snap.describe() if snap is not None else None)

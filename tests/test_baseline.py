@@ -74,3 +74,16 @@ def test_bad_baselines_exit_2(v4, tmp_path):
     assert scan(v4, "--baseline", bad).exit_code == 2
     r = scan(v4, "--baseline", bad, "--write-baseline", tmp_path / "x.json")
     assert r.exit_code == 2 and "together" in r.stderr
+
+
+def test_write_baseline_says_what_it_recorded_and_prints_no_failure_report(v4, tmp_path):
+    break_padding(v4)
+    base = tmp_path / "baseline.json"
+    r = scan(v4, "--write-baseline", base)
+    assert r.exit_code == 0
+    assert r.stdout == ""  # no red "✗ 9 errors" report for findings just accepted
+    assert "✗" not in r.stderr and "Findings" not in r.stderr
+    assert f"wrote 9 findings to baseline {base} (scale-padding-nonzero x9)" in r.stderr
+    assert f"--baseline {base}` now reports only new or changed findings" in r.stderr
+    r = scan(v4, "--write-baseline", tmp_path / "b2.json", "--format", "json")  # asked-for formats still come
+    assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["errors"] == 9

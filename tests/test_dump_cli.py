@@ -133,3 +133,31 @@ def test_findings_flag(v4):
 def test_help_explains_rows():
     res = runner.invoke(app, ["dump", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "leading axes" in res.stdout and "flattened" in res.stdout
+
+
+def _tall(tmp_path, rows: int = 200):
+    import numpy as np
+
+    from fp8doctor.testing.synth import Tensor, write_safetensors
+
+    d = tmp_path / "tall"
+    d.mkdir()
+    data = np.full((rows, 8), 0x7F, np.uint8)
+    write_safetensors(str(d / "model.safetensors"), {"m.weight_scale_inv": Tensor("F8_E8M0", (rows, 8), data)})
+    return str(d)
+
+
+def test_grid_caps_rows_by_default_and_says_how_to_see_more(tmp_path):
+    from fp8doctor.reporters.dump_grid import MAX_ROWS
+
+    d = _tall(tmp_path)
+    res = invoke(d, "-t", "m.weight_scale_inv")
+    assert res.exit_code == 0
+    grid = [ln for ln in res.stdout.splitlines() if re.match(r"\s+\d+\s+0x", ln)]
+    assert len(grid) == MAX_ROWS and grid[-1].split()[0] == str(MAX_ROWS - 1)
+    assert f"{200 - MAX_ROWS} more rows: --rows {MAX_ROWS}: for the next ones, --all for every row" in res.stdout
+    res = invoke(d, "-t", "m.weight_scale_inv", "--all")
+    assert len([ln for ln in res.stdout.splitlines() if re.match(r"\s+\d+\s+0x", ln)]) == 200
+    assert "more rows" not in res.stdout
+    res = invoke(d, "-t", "m.weight_scale_inv", "--rows", "100:190")  # an explicit --rows is shown whole
+    assert len([ln for ln in res.stdout.splitlines() if re.match(r"\s+\d+\s+0x", ln)]) == 90

@@ -36,7 +36,9 @@ def test_grid_styles_padding_dim_and_bad_bytes_red(broken):
     dump_grid.render(dump(broken, DumpOptions(tensors=(NAME,))), console)
     ansi = console.export_text(styles=True, clear=False)
     html = console.export_html(inline_styles=True)
-    cells = [(style, text) for style, text in spans(html) if re.fullmatch(r"[ .!?][0-9a-f]{2}", text)]
+    # a run of padded cells is one span (the grid merges neighbours of one style): count its cells
+    cells = [(style, cell) for style, text in spans(html) for cell in text.split(" ")
+             if re.fullmatch(r"[.!?][0-9a-f]{2}", cell)]
     by_text: dict[str, list[str]] = {}
     for style, text in cells:
         by_text.setdefault(text, []).append(style)
@@ -95,3 +97,16 @@ def test_histogram_colours_bins_with_bad_entries(broken):
     bad = {t.strip() for s, t in cells if "background-color: #800000" in s}
     assert {"NaN", "ff", "2^17", "90"} <= bad
     assert "2^-127 (zero)" not in bad  # 10 correct padded zeros: no rule broken
+
+
+def test_heatmap_legend_without_colour_has_one_glyph_per_band(v4):
+    name = "layers.0.ffn.experts.1.w1.scale"  # rows 80..95 are padding
+    poke(v4, name, 850, b"\xff" + b"\xf0" * 9)
+    console = Console(record=True, width=120, no_color=True, force_terminal=False)
+    dump_heatmap.render(dump(v4, DumpOptions(tensors=(name,))), console)
+    text = console.export_text()
+    legend = next(ln for ln in text.splitlines() if "exponent vs the real entries' median" in ln)
+    glyphs = re.findall(r"(\S)\1(?:<=|>)[+-]\d+", legend)
+    assert len(glyphs) == len(dump_heatmap._BANDS) and len(set(glyphs)) == len(glyphs)
+    picture = "".join(ln for ln in text.splitlines() if re.match(r"\s+\d+\s{2}\S", ln))
+    assert "9" * 9 in picture  # the 0xf0 garbage is the farthest band above, told apart without colour

@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from fp8doctor import scan
 from fp8doctor.testing.synth import Tensor, write_safetensors
+from tests.helpers_scan import scan
 
 
 def raw_file(path, header, data: bytes = b"", *, raw_header: bytes | None = None, prefix: bytes | None = None):

@@ -72,14 +72,17 @@ def test_pre_commit_hook_fails_on_a_broken_checkpoint_and_passes_after_fix(git_r
     repo, ckpt = git_repo
     with open(os.path.join(ROOT, ".pre-commit-hooks.yaml")) as fh:
         [hook] = parse_hooks_yaml(fh.read())
-    assert hook["id"] == "fp8doctor-scan" and hook["language"] == "python" and hook["pass_filenames"] is False
+    assert hook["id"] == "fp8doctor-scan" and hook["language"] == "python" and hook["pass_filenames"] is True
     assert hook["entry"] == "fp8doctor scan"
-    staged = [os.path.relpath(os.path.join(ckpt, f), repo) for f in os.listdir(ckpt)]
-    assert any(re.search(hook["files"], f) for f in staged)  # committing a shard triggers the hook
-    args = [*hook.get("args", []), "models/v4"]  # the user's .pre-commit-config.yaml names the directory
+    staged = sorted(os.path.relpath(os.path.join(ckpt, f), repo) for f in os.listdir(ckpt))
+    # pre-commit passes the staged names its `files` pattern matches: the shards and config.json
+    args = [*hook.get("args", []), *(f for f in staged if re.search(hook["files"], f))]
+    assert len(args) >= 3 and all(a.startswith("models/v4/") for a in args)
 
     broken = run_entry(hook["entry"], args, str(repo))
     assert broken.returncode == 1, broken.stderr
+    assert broken.stdout.count("fp8doctor scan ") == 1  # grouped: the checkpoint is scanned once, whole
+    assert "fp8doctor scan models/v4 " in broken.stdout
     assert "9 errors" in broken.stdout and "fp8doctor fix" in broken.stdout
 
     repaired = run_entry("fp8doctor fix", ["models/v4"], str(repo))
@@ -87,6 +90,21 @@ def test_pre_commit_hook_fails_on_a_broken_checkpoint_and_passes_after_fix(git_r
     fixed = run_entry(hook["entry"], args, str(repo))
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "no findings" in fixed.stdout
+
+
+def test_pre_commit_hook_groups_files_of_several_checkpoints(tmp_path):
+    from fp8doctor.testing import synth
+
+    synth.deepseek_v4(str(tmp_path / "m" / "a"))
+    synth.deepseek_v4(str(tmp_path / "m" / "b"))
+    synth.garble_padding(str(tmp_path / "m" / "b"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "config.json").write_text("{}")  # some other config.json: not a checkpoint
+    names = [*sorted(f"m/{c}/{f}" for c in "ab" for f in os.listdir(tmp_path / "m" / c)), "docs/config.json"]
+    r = run_entry("fp8doctor scan", names, str(tmp_path))
+    assert r.returncode == 1
+    assert r.stdout.count("fp8doctor scan m/") == 2
+    assert r.stdout.rstrip().splitlines()[-1] == "✗ 2 checkpoints: 1 failed, 1 passed: m/b"
 
 
 def example_commands(path: str) -> list[str]:

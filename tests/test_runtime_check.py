@@ -196,7 +196,7 @@ def test_config_from_a_path_and_from_a_transformers_like_object(v3):
 def device_path(monkeypatch):
     """Route CPU tensors through the device tally, in tiny chunks (many batches, split tensors)."""
     monkeypatch.setattr(MemTensor, "on_cuda", property(lambda self: True))
-    monkeypatch.setattr(cuda_path, "CHUNK", 37)
+    monkeypatch.setattr(cuda_path, "STAGE_BYTES", 37)
     monkeypatch.setattr(cuda_path, "MAX_TENSORS", 3)
 
 
@@ -232,15 +232,16 @@ def test_device_path_deepgemm(device_path):
         ("scale-padding-nonzero", (130, 0), 6), ("scale-deepgemm-invalid", (130, 0), 6)}
 
 
-@pytest.mark.parametrize("chunk", [50, 1 << 20])
-def test_device_outcomes_equal_host_tally(tmp_path, monkeypatch, chunk):
+@pytest.mark.parametrize(("chunk", "window"), [(50, 16), (1 << 20, 16), (50, 1), (1 << 20, 2)])
+def test_device_outcomes_equal_host_tally(tmp_path, monkeypatch, chunk, window):
     """What the device decides is the host Tally's verdict, tensor by tensor (split or batched)."""
     from fp8doctor.rules.content import ContentOptions
     from fp8doctor.rules.judge import tally_for
     from fp8doctor.runtime.layout import build_layouts
     from fp8doctor.runtime.tensors import wrap
 
-    monkeypatch.setattr(cuda_path, "CHUNK", chunk)
+    monkeypatch.setattr(cuda_path, "STAGE_BYTES", chunk)
+    monkeypatch.setattr(cuda_path, "WINDOW", window)  # 1 and 2: the own-bincount path for wide spans
     root = str(tmp_path / "v4")
     synth.deepseek_v4(root)
     synth.garble_padding(root, prefix="layers.1.")

@@ -28,10 +28,33 @@ def test_pairing_rules():
     assert pair_outputs(["github", "sarif"], ["-", "x"]) == [("github", "-"), ("sarif", "x")]
     with pytest.raises(ValueError, match="more than one report would go to stdout"):
         pair_outputs(["json", "sarif"], [])
-    with pytest.raises(ValueError, match="2 --output for 1 --format"):
+    with pytest.raises(ValueError, match="cannot tell the report format of --output b"):
         pair_outputs(["json"], ["a", "b"])
     with pytest.raises(ValueError, match="same --output"):
         pair_outputs(["json", "sarif"], ["a", "a"])
+
+
+def test_output_format_from_extension():
+    assert pair_outputs([], ["r.json"]) == [("json", "r.json")]
+    assert pair_outputs([], ["r.SARIF", "r.xml", "r.md"]) == [("sarif", "r.SARIF"), ("junit", "r.xml"),
+                                                              ("markdown", "r.md")]
+    assert pair_outputs(["sarif"], ["r.json"]) == [("sarif", "r.json")]  # an explicit --format wins
+    assert pair_outputs(["json"], ["a.json", "b.md"]) == [("json", "a.json"), ("markdown", "b.md")]
+    for name in ("report.txt", "report"):
+        with pytest.raises(ValueError, match="add --format"):
+            pair_outputs([], [name])
+
+
+def test_output_json_by_extension_writes_json(v4, tmp_path):
+    break_padding(v4)
+    out = tmp_path / "report.json"
+    r = run_cli("scan", v4, "-o", str(out))
+    assert r.returncode == 1
+    assert json.loads(out.read_text())["summary"]["errors"] > 0
+    assert "scale-padding-nonzero" in r.stderr  # the console report went to stderr
+    r = run_cli("scan", v4, "-o", str(tmp_path / "report.txt"))
+    assert r.returncode == 2 and "cannot tell the report format" in r.stderr
+    assert not (tmp_path / "report.txt").exists()
 
 
 def test_several_reports_in_one_run(v4, tmp_path):

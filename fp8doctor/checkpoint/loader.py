@@ -83,7 +83,9 @@ class LocalStore:
         where = escapes(self.root, name, self.allowed)
         if where is not None:
             how = "is a symlink to" if os.path.islink(full) else "goes through a symlink to"
-            return "path-unsafe", f"shard {name} {how} {where}, outside the checkpoint directory; not read"
+            outside = "the checkpoint directory" if os.path.realpath(self.allowed) == os.path.realpath(self.root) \
+                else f"the Hugging Face cache repo folder {os.path.basename(self.allowed)}"
+            return "path-unsafe", f"shard {name} {how} {where}, outside {outside}; not read"
         return None
 
     def open(self, name: str) -> ByteSource:
@@ -180,6 +182,23 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
     return bool(_URL.match(os.fspath(path)))
 
 
+def _looks_like_safetensors(path: str) -> bool:
+    """A file named otherwise is taken as a shard only if it starts like one: an 8-byte header length
+    that fits in the file, then '{'. (A file named .safetensors is always read: damage is a finding.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return True  # let the loader report why it cannot be read
+    try:
+        head = os.pread(fd, 9, 0)
+        size = os.fstat(fd).st_size
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{"
+
+
 def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read the headers of every shard of the checkpoint at `path` (a local path or a URL)."""
     path = os.fspath(path)
@@ -188,7 +207,11 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
         return open_remote_checkpoint(path)
     if not os.path.lexists(path):
-        raise CheckpointError(f"{path}: no such file or directory")
+        from fp8doctor.checkpoint.hfcache import local_path
+
+        path = local_path(path)  # ORG/NAME[@REV]: its snapshot in the local Hugging Face cache
+        if not os.path.lexists(path):
+            raise CheckpointError(f"{path}: no such file or directory")
     index_path: str | None = None
     shard_names: list[str]
     if os.path.isdir(path):
@@ -201,6 +224,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         index_path = path
         shard_names = []
     elif path.endswith(".safetensors") or os.path.isfile(path):
+        if not path.endswith(".safetensors") and not _looks_like_safetensors(path):
+            raise CheckpointError(f"{path}: not a safetensors file (nor a directory or index .json)")
         root = os.path.dirname(path) or "."
         shard_names = [os.path.basename(path)]
     else:

@@ -30,9 +30,13 @@ def unsafe_name(name: str) -> bool:
 
 def allowed_root(root: str) -> str:
     """The folder every path of the checkpoint at `root` must stay inside: the checkpoint directory
-    itself. (The one place to widen it, e.g. to a Hugging Face cache repo folder `models--ORG--NAME/`
-    whose snapshot files link into its blobs/.)"""
-    return root
+    itself; for a Hugging Face cache snapshot (`.../models--ORG--NAME/snapshots/REV`), that repo's
+    folder `models--ORG--NAME/`, whose blobs/ its files link to (checkpoint/hfcache.py). Nothing
+    wider: a link out of the repo folder still escapes."""
+    from fp8doctor.checkpoint.hfcache import snapshot_of
+
+    snap = snapshot_of(root)
+    return snap.repo_folder if snap is not None else root
 
 
 def _within(real: str, real_root: str) -> bool:

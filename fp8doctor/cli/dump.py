@@ -38,6 +38,8 @@ def dump_command(
         "second-to-last axis (the last axis is the columns); tensors of rank 3 or more have their leading axes "
         "flattened, so row r of [E, N, G] is expert r // N, row r % N. A 1-D tensor is one row.",
         show_default=False)] = None,
+    all_rows: Annotated[bool, typer.Option("--all", help="Show every row in the grid (default: the first 64 "
+                                           "selected rows of each tensor, then how many more there are).")] = False,
     decode: Annotated[bool, typer.Option("--decode", help="Show each entry's value: 2^(b-127) for E8M0 (ff = NaN, "
                                          "00 = 2^-127, the zero stand-in); floats, and whether each is an exact power "
                                          "of two, for F32/BF16/F16 scales.")] = False,
@@ -105,5 +107,6 @@ def dump_command(
     if not heatmap and not histogram:
         from fp8doctor.reporters import dump_grid
 
-        dump_grid.render(dumps, console, decode=decode)
+        cap = None if all_rows or rows is not None else dump_grid.MAX_ROWS
+        dump_grid.render(dumps, console, decode=decode, max_rows=cap)
     raise typer.Exit(EXIT_OK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Annotated
 
 import typer
@@ -18,7 +19,14 @@ from fp8doctor.cli.options import (
     SelectOpt,
 )
 from fp8doctor.cli.output import EXIT_FINDINGS, EXIT_OK, fail, no_color, stdout_console
-from fp8doctor.cli.scan import ScanFormat
+
+
+class FixFormat(str, enum.Enum):
+    """What fix can report: its own result (what it wrote) has no SARIF/JUnit/annotation form; any
+    other --format is a usage error (exit 2). `fp8doctor scan` reports what is left in those."""
+
+    console = "console"
+    json = "json"
 
 
 def fix_command(
@@ -33,8 +41,9 @@ def fix_command(
                                        "(or roll back an interrupted one).")] = False,
     journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Journal and lock directory (default "
                                                     "PATH/.fp8doctor-journal).")] = None,
-    format: Annotated[ScanFormat, typer.Option("--format", "-f",
-                                               help="Report format on stdout.")] = ScanFormat["console"],
+    format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format on stdout: console or json "
+                                              "(for SARIF/JUnit/GitHub/Markdown, run `fp8doctor scan` after the "
+                                              "fix).")] = FixFormat.console,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when an unfixable finding is at or above: "
                                                 "error, warning, info. Default: error (or the configuration's).",
                                                 show_default=False)] = None,
@@ -62,7 +71,7 @@ def fix_command(
     except (ConfigError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
     threshold = run.fail_on
-    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is ScanFormat["console"] else None
+    progress = BarProgress("checking") if BarProgress.wanted(quiet) and format is FixFormat.console else None
     try:
         result = fix(path, run.options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
                      progress=progress, ignore_tensors=run.ignore_tensors)
@@ -72,7 +81,7 @@ def fix_command(
         if progress is not None:
             progress.finish()
     result = dataclasses.replace(result, config=run.config_path)
-    if format is ScanFormat["json"]:
+    if format is FixFormat.json:
         from fp8doctor.reporters import fix_json
 
         typer.echo(fix_json.render(result, __version__), nl=False)

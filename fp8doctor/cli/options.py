@@ -9,6 +9,11 @@ import typer
 PathArg = Annotated[str, typer.Argument(help="Checkpoint directory, a .safetensors file, or an index .json; or a "
                                         "URL: hf://ORG/MODEL[@REV], http(s)://BASE/, s3://... (needs the "
                                         "'remote' extra).", show_default=False)]
+PathsArg = Annotated[list[str], typer.Argument(
+    help="Checkpoints: directories, .safetensors files or index .json files; ORG/NAME[@REV] in the local Hugging "
+    "Face cache; or URLs (hf://ORG/MODEL[@REV], http(s)://BASE/, s3://...; the 'remote' extra). Several may be "
+    "given; a directory that is not a checkpoint is searched for checkpoints below it; file names are grouped by "
+    "checkpoint.", show_default=False)]
 FillOpt = Annotated[str, typer.Option("--fill", help="Byte padded entries must hold: zero (0x00), one (0x7F), "
                                       "or 0xNN. Float scales use 0.0 / 1.0.")]
 SelectOpt = Annotated[list[str] | None, typer.Option("--select", help="Only report these rule ids (repeatable).")]

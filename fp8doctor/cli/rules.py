@@ -22,14 +22,19 @@ def rules_command(
     from rich.table import Table
     from rich.text import Text
 
-    from fp8doctor.rules.catalog import RULES
+    from fp8doctor.rules.catalog import RULES, validate_rule_ids
 
-    if rule is not None and rule not in RULES:
-        raise typer.Exit(fail(f"unknown rule id {rule!r}; `fp8doctor rules` lists them"))
+    if rule is not None:
+        try:
+            validate_rule_ids([rule])
+        except ValueError as e:
+            raise typer.Exit(fail(str(e))) from None
     chosen = [RULES[rule]] if rule else list(RULES.values())
     if json_out:
         typer.echo(json.dumps([{"id": r.id, "severity": r.severity.value, "fixable": r.fixable,
-                                "region": r.region.value, "title": r.title, "help": r.help} for r in chosen],
+                                "region": r.region.value, "title": r.title, "help": r.help,
+                                "accepted_severity": r.accepted_severity.value if r.accepted_severity else None}
+                               for r in chosen],
                               indent=2))
         return
     console = stdout_console(color=not no_color(no_color_flag))
@@ -41,7 +46,7 @@ def rules_command(
         console.print(r.help)
         return
     table = Table(show_edge=False, pad_edge=False, show_lines=True)
-    table.add_column("rule", style="bold", no_wrap=True)
+    table.add_column("rule", style="bold", no_wrap=True, min_width=max(len(r.id) for r in chosen))
     table.add_column("severity", no_wrap=True)
     table.add_column("fix", no_wrap=True)
     table.add_column("meaning and what to do", overflow="fold", ratio=1)

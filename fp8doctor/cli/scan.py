@@ -23,7 +23,7 @@ from fp8doctor.cli.options import (
     IsolatedOpt,
     LayoutOpt,
     NoColorOpt,
-    PathArg,
+    PathsArg,
     QuietOpt,
     SelectOpt,
 )
@@ -36,21 +36,34 @@ ScanFormat = enum.Enum("ScanFormat", {name: name for name in FORMATS}, type=str)
 STDOUT = "-"
 
 
-def build_options(fill: str, select: list[str] | None, ignore: list[str] | None, layout: list[str] | None):
-    """ScanOptions from command-line strings; ValueError carries a one-line message."""
+def build_options(fill: str | None, select: list[str] | None, ignore: list[str] | None, layout: list[str] | None):
+    """ScanOptions from command-line strings (fill None: zero, not asked for); ValueError carries a
+    one-line message."""
     from fp8doctor.layouts.model import LayoutOverride, parse_fill
     from fp8doctor.scanner import ScanOptions
 
-    return ScanOptions(fill=parse_fill(fill), select=tuple(select or ()), ignore=tuple(ignore or ()),
+    return ScanOptions(fill=parse_fill(fill or "zero"), fill_explicit=fill is not None, select=tuple(select or ()),
+                       ignore=tuple(ignore or ()),
                        overrides=tuple(LayoutOverride.parse(x) for x in layout or ()))
 
 
 def pair_outputs(formats: list[str], outputs: list[str]) -> list[tuple[str, str]]:
-    """(format, destination) pairs; destination `-` is stdout. ValueError on a bad combination."""
-    formats = list(formats) or ["console"]
-    if len(outputs) > len(formats):
-        raise ValueError(f"{len(outputs)} --output for {len(formats)} --format: give each --output a --format "
-                         "(they pair up in order)")
+    """(format, destination) pairs; destination `-` is stdout. ValueError on a bad combination.
+
+    The i-th --output takes the i-th --format; an --output beyond the formats given takes the format
+    its extension names (.json, .sarif, .xml, .md), and one with any other extension is refused: a
+    report is never written in a format its name does not say."""
+    from fp8doctor.reporters import EXTENSIONS, format_for
+
+    formats = list(formats)
+    for dest in outputs[len(formats):]:
+        inferred = "console" if dest == STDOUT else format_for(dest)
+        if inferred is None:
+            known = ", ".join(f"{ext} ({fmt})" for ext, fmt in EXTENSIONS.items())
+            raise ValueError(f"cannot tell the report format of --output {dest} from its extension: add "
+                             f"--format (known extensions: {known})")
+        formats.append(inferred)
+    formats = formats or ["console"]
     pairs = [(fmt, outputs[i] if i < len(outputs) else STDOUT) for i, fmt in enumerate(formats)]
     if sum(1 for _, dest in pairs if dest == STDOUT) > 1:
         raise ValueError("more than one report would go to stdout: give all but one --format an --output FILE")
@@ -93,13 +106,14 @@ def _write(dest: str, text: Iterable[str]) -> None:
 
 
 def scan_command(
-    path: PathArg,
+    paths: PathsArg,
     format: Annotated[list[ScanFormat] | None, typer.Option(  # type: ignore[valid-type]
         "--format", "-f", help="Report format (repeatable; pairs with --output in order). "
-        "Default: console.", show_default=False)] = None,
+        "Default: console, or for an --output FILE the format its extension names.", show_default=False)] = None,
     output: Annotated[list[str] | None, typer.Option(
         "--output", "-o", help="Write the report of the matching --format to FILE ('-' = stdout); the console "
-        "report then goes to stderr. Repeatable.", show_default=False)] = None,
+        "report then goes to stderr. Without its --format, FILE's extension decides: .json, .sarif, .xml "
+        "(JUnit), .md; others are refused. Repeatable.", show_default=False)] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, "
                                                 "warning, info. Default: error (or the configuration's).",
                                                 show_default=False)] = None,
@@ -122,50 +136,76 @@ def scan_command(
     quiet: QuietOpt = False,
     no_color_flag: NoColorOpt = False,
 ) -> None:
-    """Check every scale tensor of a checkpoint; read-only. Exit 0 clean, 1 findings, 2 could not run."""
+    """Check every scale tensor of one or more checkpoints; read-only. Exit 0 clean, 1 findings, 2 could
+    not run (several checkpoints: the worst of theirs)."""
     from fp8doctor import __version__
+    from fp8doctor.checkpoint.discover import expand_targets
+
+    try:
+        pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
+    except ValueError as e:
+        raise typer.Exit(fail(str(e))) from None
+    targets = expand_targets(list(paths))
+    if len(targets) > 1 and (baseline is not None or write_baseline is not None):
+        raise typer.Exit(fail(f"--baseline and --write-baseline work on one checkpoint at a time; "
+                              f"{len(targets)} were given"))
+    if write_baseline is not None and baseline is not None:
+        raise typer.Exit(fail("--baseline and --write-baseline together: write the baseline from a full scan"))
+    color = not no_color(no_color_flag)
+    options = dict(config=config, isolated=isolated, fill=fill, select=select, ignore=ignore, layout=layout,
+                   fail_on=fail_on, baseline=baseline, write_baseline=write_baseline, max_findings=max_findings,
+                   quiet=quiet, color=color, version=__version__)
+    if len(targets) == 1:
+        try:
+            done = _scan_target(targets[0], **options)
+        except _TargetError as e:
+            raise typer.Exit(fail(str(e))) from None
+        _report_one(done, pairs, color, write_baseline)
+    _report_many([_scan_or_error(t, options) for t in targets], pairs, color)
+
+
+class _TargetError(Exception):
+    """This checkpoint could not be scanned (exit 2): one line."""
+
+
+def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, fail_on, baseline, write_baseline,
+                 max_findings, quiet, color, version):
+    """Scan one checkpoint with its configuration: (Report, RenderContext). _TargetError if it cannot."""
     from fp8doctor.baseline import BaselineError, apply_baseline
     from fp8doctor.baseline import write_baseline as record_baseline
     from fp8doctor.checkpoint.loader import CheckpointError, is_remote
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
     from fp8doctor.reporters import RenderContext
-    from fp8doctor.reporters import chunks as report_chunks
-    from fp8doctor.reporters import console as console_reporter
     from fp8doctor.scanner import scan
 
     try:
-        pairs = pair_outputs([f.value for f in format or ()], list(output or ()))
         # no discovery for a missing path: the scanner says it is missing, in one line
         cfg = load_for(path, config, isolated) if config is not None or os.path.lexists(path) or is_remote(path) \
             else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
     except (ConfigError, ValueError) as e:
-        raise typer.Exit(fail(str(e))) from None
-    if write_baseline is not None and baseline is not None:
-        raise typer.Exit(fail("--baseline and --write-baseline together: write the baseline from a full scan"))
+        raise _TargetError(str(e)) from None
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
         # every finding, then select/ignore here, so the report can count what they suppressed
         report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress)
     except CheckpointError as e:
-        raise typer.Exit(fail(str(e))) from None
+        raise _TargetError(str(e)) from None
     finally:
         if progress is not None:
             progress.finish()
 
     kept, hidden = run.apply(report.findings)
     report = dataclasses.replace(report, findings=kept)
-    color = not no_color(no_color_flag)
     if write_baseline is not None:
         try:
-            n = record_baseline(write_baseline, report, __version__)
+            n = record_baseline(write_baseline, report, version)
         except BaselineError as e:
-            raise typer.Exit(fail(str(e))) from None
-        stderr_console(color).print(f"wrote {n} finding{'s' if n != 1 else ''} to baseline {write_baseline}",
-                                    markup=False)
+            raise _TargetError(str(e)) from None
+        stderr_console(color).print(baseline_note(report, n, write_baseline, path), markup=False, soft_wrap=True)
     suppressed = 0
     baseline_file = run.baseline if write_baseline is None else None
     if baseline_file is not None:
@@ -173,36 +213,91 @@ def scan_command(
             before = Counter(f.rule for f in report.findings)
             report, suppressed = apply_baseline(report, baseline_file)
         except BaselineError as e:
-            raise typer.Exit(fail(str(e))) from None
+            raise _TargetError(str(e)) from None
         hidden.update(before - Counter(f.rule for f in report.findings))
 
     exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
-    ctx = RenderContext(version=__version__, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
+    ctx = RenderContext(version=version, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
                         baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
                         config=run.config_path, suppressed_by_rule=dict(hidden),
                         exit_code=exit_code, configuration=run.describe())
+    return report, ctx
+
+
+def _scan_or_error(path: str, options: dict):
+    from fp8doctor.reporters import TargetResult
+
+    try:
+        report, ctx = _scan_target(path, **options)
+    except _TargetError as e:
+        fail(str(e))  # said at once, and again in every report
+        return TargetResult(path, None, None, str(e))
+    return TargetResult(path, report, ctx, None)
+
+
+def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None) -> None:
+    """Today's single-checkpoint reports, byte for byte; exits."""
+    from fp8doctor.reporters import chunks as report_chunks
+    from fp8doctor.reporters import console as console_reporter
+
+    report, ctx = done
     to_file = False
     for fmt, dest in pairs:
+        if write_baseline is not None and fmt == "console":
+            continue  # the note above says what was recorded; these are accepted, not failures
         if dest == STDOUT and fmt == "console":
-            console_reporter.render(report, stdout_console(color=color), max_findings, quiet, run.fail_on,
-                                    suppressed, ctx.config, ctx.config_suppressed)
+            console_reporter.render(report, stdout_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
+                                    ctx.suppressed, ctx.config, ctx.config_suppressed)
             continue
-        pieces = report_chunks(fmt, report, dataclasses.replace(ctx, color=False))  # streamed: 10^5 findings
-        if dest == STDOUT:
-            for piece in pieces:
-                sys.stdout.write(piece)
-            sys.stdout.flush()
+        _emit(fmt, dest, report_chunks(fmt, report, dataclasses.replace(ctx, color=False)))  # streamed
+        to_file = to_file or dest != STDOUT
+    if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
+        console_reporter.render(report, stderr_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
+                                ctx.suppressed, ctx.config, ctx.config_suppressed)
+    raise typer.Exit(ctx.exit_code)
+
+
+def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:
+    """Several checkpoints: per-checkpoint console sections and one document per format (README,
+    "Several checkpoints"); exit 2 if any could not be scanned, else 1 if any failed, else 0."""
+    from fp8doctor.reporters import console as console_reporter
+    from fp8doctor.reporters import many_renderer
+
+    for fmt, dest in pairs:
+        if dest == STDOUT and fmt == "console":
+            console_reporter.render_many(results, stdout_console(color=color))
             continue
-        to_file = True
-        try:
-            _write(dest, pieces)
-        except OSError as e:
-            raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
-    if to_file and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
-        console_reporter.render(report, stderr_console(color=color), max_findings, quiet, run.fail_on, suppressed,
-                                ctx.config, ctx.config_suppressed)
-    raise typer.Exit(exit_code)
+        _emit(fmt, dest, many_renderer(fmt)(results))
+    if any(dest != STDOUT for _, dest in pairs) and not any(fmt == "console" and dest == STDOUT
+                                                            for fmt, dest in pairs):
+        console_reporter.render_many(results, stderr_console(color=color))
+    if any(r.error is not None for r in results):
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(EXIT_FINDINGS if any(r.failed for r in results) else EXIT_OK)
+
+
+def _emit(fmt: str, dest: str, text: Iterable[str]) -> None:
+    if dest == STDOUT:
+        for piece in [text] if isinstance(text, str) else text:
+            sys.stdout.write(piece)
+        sys.stdout.flush()
+        return
+    try:
+        _write(dest, text)
+    except OSError as e:
+        raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
+
+
+def baseline_note(report, recorded: int, dest: str, target: str) -> str:
+    """What --write-baseline recorded, by rule, and how to use it (not a failure report)."""
+    from fp8doctor.reporters.common import plural
+
+    s = report.stats
+    rules = ", ".join(f"{rule} x{n}" for rule, n in report.by_rule().items())
+    return (f"wrote {plural(recorded, 'finding')} to baseline {dest}" + (f" ({rules})" if rules else "")
+            + f", from {plural(s.scale_tensors_checked, 'scale tensor')} of {plural(s.files, 'file')}; "
+            f"`fp8doctor scan {target} --baseline {dest}` now reports only new or changed findings")
 
 
 def _active_rules(options) -> tuple[str, ...]:

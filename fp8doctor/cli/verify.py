@@ -69,7 +69,10 @@ def verify_command(
     options = VerifyOptions(layer=layer, tokens=tokens, context=context, device=device, seed=seed,
                             cache_init=cache_init.value, experts=experts.value,
                             kernel=kernel.value if kernel is not None else None, worst_case=worst_case)
+    from fp8doctor.interrupt import hold
+
     try:
+        hold("verify-layer")
         result = verify(path, options)
     except (VerifyError, CheckpointError) as e:
         raise typer.Exit(fail(str(e))) from None

@@ -115,6 +115,18 @@ def _prepare_journal_dir(directory: str) -> None:
         raise jr.os_error(e, f"cannot create the journal directory {directory}; nothing was written") from None
 
 
+def _refuse_cache_snapshot(path: str, root: str) -> None:
+    """A Hugging Face cache snapshot is never patched in place: its files are links to blobs that
+    every snapshot linking them shares, and the cache verifies them by hash."""
+    from fp8doctor.checkpoint.hfcache import snapshot_of
+
+    snap = snapshot_of(root)
+    if snap is not None:
+        raise FixError(f"{path} is a Hugging Face cache snapshot ({snap.repo_id} at {snap.revision}): its files are "
+                       "blobs shared by every snapshot that links them and checked by hash, so fix does not change "
+                       f"them in place. Write a repaired copy instead: fp8doctor fix {path} --output DIR")
+
+
 def _plan(ckpt: Any, options: ScanOptions, progress: Progress | None, ignore_tensors: tuple[Any, ...]) -> Any:
     """The repair plan of an open checkpoint; findings matched by a per-tensor ignore of the
     configuration are neither fixed nor reported as unfixable (as scan hides them)."""
@@ -138,7 +150,7 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
     path = os.fspath(path)
     options = options or ScanOptions()
     if fill is not None:
-        options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill)
+        options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill, fill_explicit=True)
     if undo and (output is not None or dry_run):
         raise FixError("--undo cannot be combined with --output or --dry-run")
     if is_remote(path):
@@ -148,10 +160,16 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
             raise FixError(fix_refusal(path))
         return _remote_copy(path, options, dry_run, output, progress, t0, ignore_tensors)
     if not os.path.lexists(path):
-        raise CheckpointError(f"{path}: no such file or directory")
+        from fp8doctor.checkpoint.hfcache import local_path
+
+        path = local_path(path)  # ORG/NAME[@REV]: its snapshot in the local Hugging Face cache
+        if not os.path.lexists(path):
+            raise CheckpointError(f"{path}: no such file or directory")
     root = checkpoint_root(path)
     jdir = os.fspath(journal_dir) if journal_dir is not None else os.path.join(root, jr.JOURNAL_DIRNAME)
     in_place = not dry_run and output is None
+    if in_place or undo:
+        _refuse_cache_snapshot(path, root)
 
     if not (in_place or undo):
         return _without_writing(path, options, dry_run, output, jdir, progress, t0, __version__, ignore_tensors)

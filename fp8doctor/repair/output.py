@@ -75,6 +75,17 @@ def _check_source(root: str, file: str, size: int, mtime_ns: int) -> None:
         raise ShardChanged(f"shard {file} changed since the scan; no copy was written. Run fix again to rescan it")
 
 
+def _cache_source(root: str, name: str) -> str:
+    """The file to copy for `name`: in a Hugging Face cache snapshot, the blob its link points to
+    (inside the snapshot's repo folder), so the copy holds files, not links back into the cache."""
+    from fp8doctor.checkpoint.hfcache import snapshot_of
+
+    path = os.path.join(root, name)
+    if snapshot_of(root) is None or not os.path.islink(path) or escapes(root, name) is not None:
+        return path
+    return os.path.realpath(path)
+
+
 def _link_points_inside(root: str, path: str) -> bool:
     """A symlink that may be copied as a symlink: relative, and resolving inside `root`."""
     target = os.readlink(path)
@@ -121,7 +132,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     try:
         os.mkdir(tmp)
         for file in shard_files:
-            src, dst = os.path.join(plan.root, file), os.path.join(tmp, file)
+            src, dst = _cache_source(plan.root, file), os.path.join(tmp, file)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             sp = patched.get(file)
             if sp is None:
@@ -150,7 +161,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
             finally:
                 os.close(fd)
         for name in carry:
-            src, dst = os.path.join(plan.root, name), os.path.join(tmp, name)
+            src, dst = _cache_source(plan.root, name), os.path.join(tmp, name)
             if os.path.isdir(src) and not os.path.islink(src):
                 shutil.copytree(src, dst, symlinks=True, ignore=_outside_links(root, left_out))
             elif os.path.islink(src):

@@ -17,6 +17,7 @@ import numpy as np
 from fp8doctor.findings import Finding
 from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.model import ScaleLayout, fill_bytes
+from fp8doctor.rules.catalog import RULES
 from fp8doctor.scanner import Analysis, ScanOptions
 
 FIX_RULE = "scale-padding-nonzero"
@@ -147,6 +148,8 @@ def build_plan(analysis: Analysis, options: ScanOptions) -> RepairPlan:
     done: set[str] = set()
     for f in sorted(wanted, key=lambda f: f.sort_key):
         layout = analysis.layouts.get(f.tensor or "")
+        if f.rule == FIX_RULE and not f.fixable and f.severity is RULES[FIX_RULE].accepted_severity:
+            continue  # padding that holds the other accepted fill throughout: a choice, left alone
         if not (f.fixable and f.rule == FIX_RULE and layout is not None and layout.trusted):
             unfixable.append(f)
             continue

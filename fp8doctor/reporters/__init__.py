@@ -24,6 +24,14 @@ FORMATS: dict[str, str] = {
     "markdown": "fp8doctor.reporters.markdown",
 }
 
+EXTENSIONS: dict[str, str] = {".json": "json", ".sarif": "sarif", ".xml": "junit", ".md": "markdown"}
+"""The format an `--output FILE` without its own `--format` gets, from FILE's extension."""
+
+
+def format_for(dest: str) -> str | None:
+    """The format EXTENSIONS gives a file name (case-insensitive), or None."""
+    return EXTENSIONS.get(os.path.splitext(dest)[1].lower())
+
 
 @dataclass(frozen=True)
 class RenderContext:
@@ -76,9 +84,41 @@ class RenderContext:
 Renderer = Callable[[Report, RenderContext], str]
 
 
+@dataclass(frozen=True)
+class TargetResult:
+    """One checkpoint of a several-checkpoint scan: its report and context, or why it could not be
+    scanned (`error`, exit 2)."""
+
+    target: str
+    report: Report | None
+    ctx: RenderContext | None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.report is not None and self.ctx is not None and self.report.failed(self.ctx.fail_on)
+
+
+ManyRenderer = Callable[[list[TargetResult]], str]
+
+
 def renderer(name: str) -> Renderer:
     """The render function of format `name` (KeyError for an unknown name)."""
     return importlib.import_module(FORMATS[name]).render_report  # type: ignore[no-any-return]
+
+
+def many_renderer(name: str) -> ManyRenderer:
+    """The several-checkpoint render function of format `name` (KeyError for an unknown name)."""
+    return importlib.import_module(FORMATS[name]).render_many  # type: ignore[no-any-return]
+
+
+def per_target(results: list[TargetResult], render: Renderer, could_not: Callable[[TargetResult], str]) -> list[str]:
+    """Each checkpoint's single-checkpoint text, or `could_not(result)` for one that could not be scanned."""
+    return [render(r.report, r.ctx) if r.report is not None and r.ctx is not None else could_not(r) for r in results]
+
+
+def tool_version(results: list[TargetResult]) -> str:
+    return next((r.ctx.version for r in results if r.ctx is not None), "")
 
 
 def chunks(name: str, report: Report, ctx: RenderContext) -> Iterator[str]:
@@ -116,4 +156,5 @@ SLOT = _SLOT
 """The placeholder value `stream_json` replaces with the streamed array."""
 
 
-__all__ = ["FORMATS", "SLOT", "RenderContext", "Renderer", "chunks", "renderer", "stream_json"]
+__all__ = ["EXTENSIONS", "FORMATS", "SLOT", "ManyRenderer", "RenderContext", "Renderer", "TargetResult", "chunks",
+           "format_for", "many_renderer", "per_target", "renderer", "stream_json", "tool_version"]

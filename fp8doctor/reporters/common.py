@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
@@ -26,6 +26,42 @@ def plain(text: str | None) -> str:
 def safe(text: str | None) -> str:
     """Text from a checkpoint made safe for a rich console: no control chars, no markup."""
     return escape(plain(text))
+
+
+def capped(findings: Sequence[Finding], limit: int) -> tuple[list[Finding], list[Finding]]:
+    """(shown, hidden): the `limit` worst findings (Finding.rank_key) and the rest, worst first."""
+    from fp8doctor.findings import ranked
+
+    order = ranked(findings)
+    limit = max(limit, 0)
+    return order[:limit], order[limit:]
+
+
+def hidden_summary(hidden: Sequence[Finding], what: str = "not listed") -> str:
+    """What a cap left out, so a list never silently drops an error: '282 more findings not listed:
+    1 error, 281 warnings (scale-padding-nonzero x270, scale-outlier x11, scale-nan x1)'."""
+    from collections import Counter
+
+    by_sev = Counter(f.severity.value for f in hidden)
+    sevs = ", ".join(plural(by_sev[s], s) for s in ("error", "warning", "info") if by_sev[s])
+    rules = Counter(f.rule for f in hidden).most_common()
+    named = ", ".join(f"{r} x{n:,}" for r, n in rules[:3])
+    if len(rules) > 3:
+        named += f", {len(rules) - 3} more rules"
+    return f"{plural(len(hidden), 'more finding')} {what}: {sevs} ({named})"
+
+
+def human_bytes(n: int) -> str:
+    """A byte count as people read it: '165 bytes', '11.7 kB', '402.7 MB' (powers of 1000, as disks
+    and hubs count; machine formats keep the exact number)."""
+    if n < 1000:
+        return plural(n, "byte")
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.95 or unit == "TB":
+            return f"{value:,.1f} {unit}"
+    raise AssertionError
 
 
 def plural(n: int, word: str) -> str:

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from fp8doctor.findings import Report, Severity
-from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import location, plain, plural
+from fp8doctor.reporters import RenderContext, TargetResult
+from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -36,11 +36,44 @@ def render_report(report: Report, ctx: RenderContext) -> str:
     return buf.getvalue()
 
 
+def render_many(results: list[TargetResult], console: Console) -> None:
+    """Several checkpoints: one section each (the single-checkpoint report), then one line for all."""
+    for n, r in enumerate(results):
+        if n:
+            console.print()
+        if r.report is None or r.ctx is None:
+            console.print(Text.assemble(("fp8doctor scan ", "bold"), (plain(r.target), "bold cyan")))
+            console.print(Text(f"✗ could not be scanned: {plain(r.error)}", "bold red"), soft_wrap=True)
+            continue
+        render(r.report, console, r.ctx.max_findings, r.ctx.quiet, r.ctx.fail_on, r.ctx.suppressed, r.ctx.config,
+               r.ctx.config_suppressed)
+    console.print()
+    console.print(overall(results), soft_wrap=True)
+
+
+def overall(results: list[TargetResult]) -> Text:
+    """The last line of a several-checkpoint run: how many failed, which, and the exit code's reason."""
+    failed = [r for r in results if r.failed]
+    broken = [r for r in results if r.error is not None]
+    clean = len(results) - len(failed) - len(broken)
+    parts = [f"{len(failed)} failed", f"{clean} passed"] + ([f"{len(broken)} could not be scanned"] if broken else [])
+    names = ", ".join(plain(r.target) for r in (broken + failed)[:5])
+    more = len(broken) + len(failed) - 5
+    tail = f": {names}" + (f" and {more} more" if more > 0 else "") if names else ""
+    bad = bool(failed or broken)
+    return Text(f"{'✗' if bad else '✓'} {plural(len(results), 'checkpoint')}: {', '.join(parts)}{tail}",
+                "bold red" if bad else "bold green")
+
+
 def _render_tables(report: Report, console: Console, max_findings: int) -> None:
     s = report.stats
     console.print(Text.assemble(("fp8doctor scan ", "bold"), (plain(report.target), "bold cyan"),
                                 f"  {plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
-                                f"{plural(s.scale_tensors, 'scale tensor')} ({s.scale_bytes_read:,} scale bytes)"))
+                                f"{plural(s.scale_tensors, 'scale tensor')} "
+                                f"({human_bytes(s.scale_bytes_read)} of scales)"))
+    if report.hf_cache is not None:
+        console.print(Text(f"Hugging Face cache: {plain(report.hf_cache['repo_id'])}, revision "
+                           f"{plain(report.hf_cache['revision'])}", "dim"), soft_wrap=True)
     if s.requests is not None:
         console.print(Text(network_line(report), "dim"))
     if not report.findings:
@@ -49,8 +82,9 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
     for f in report.findings:
         by_rule[f.rule].append(f)
     table = Table(title="Findings by rule", title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("severity")
-    table.add_column("rule", style="bold")
+    table.add_column("severity", no_wrap=True, min_width=8)
+    # the id is what users copy into --ignore: never cut it, whatever the width
+    table.add_column("rule", style="bold", no_wrap=True, min_width=max(len(r) for r in by_rule))
     table.add_column("findings", justify="right")
     table.add_column("entries", justify="right")
     table.add_column("fixable", justify="right")
@@ -60,7 +94,7 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
                       f"{sum(1 for f in fs if f.fixable):,}" if any(f.fixable for f in fs) else "-")
     console.print(table)
 
-    shown = report.findings[:max_findings]
+    shown, hidden = capped(report.findings, max_findings)
     console.print(Text(f"\nFindings (worst {len(shown)} of {len(report.findings)})", "bold"))
     for f in shown:
         line = Text.assemble((f"{f.severity.value:<8}", SEVERITY_STYLE[f.severity]), (f"{f.rule}  ", "bold"),
@@ -70,8 +104,9 @@ def _render_tables(report: Report, console: Console, max_findings: int) -> None:
             line.append("  " + " ".join(where), "dim")
         console.print(line)
         console.print(Text(plain(f.message)), style="default", overflow="fold")
-    if len(report.findings) > len(shown):
-        console.print(Text(f"... {len(report.findings) - len(shown)} more (--max-findings, or --format json)", "dim"))
+    if hidden:
+        console.print(Text(f"... {hidden_summary(hidden)}; --max-findings N, or --format json", "dim"),
+                      overflow="fold")
 
 
 def verdict(report: Report, fail_on: Severity = Severity.ERROR, suppressed: int = 0,
@@ -109,17 +144,10 @@ def _verdict(report: Report, fail_on: Severity) -> Text:
                 f"{plural(s.files, 'file')}{skipped}{fix_hint}", style)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} B" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    raise AssertionError
-
-
 def network_line(report: Report) -> str:
     """What a remote scan cost: bytes fetched and requests, against the checkpoint's size."""
     s = report.stats
     fetched = s.bytes_fetched or 0
-    share = f" ({fetched / s.checkpoint_bytes:.2%} of its {_size(s.checkpoint_bytes)})" if s.checkpoint_bytes else ""
-    return f"fetched {_size(fetched)} in {plural(s.requests or 0, 'request')}{share}"
+    total = s.checkpoint_bytes
+    share = f" ({fetched / total:.2%} of its {human_bytes(total)})" if total else ""
+    return f"fetched {human_bytes(fetched)} in {plural(s.requests or 0, 'request')}{share}"

@@ -5,7 +5,10 @@ are dim and prefixed '.', entries that break a rule are coloured by severity and
 
 from __future__ import annotations
 
-from rich.console import Console
+import numpy as np
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from fp8doctor.dumper import NO_MARK, TensorDump
@@ -48,60 +51,107 @@ def _per_line(d: TensorDump, width: int, prefix: int, cell: int) -> int:
     return n
 
 
-def render_grid(d: TensorDump, console: Console, decode: bool = False) -> None:
+MAX_ROWS = 64
+"""Rows of each tensor the grid shows unless --rows or --all says otherwise."""
+
+_PLAIN, _PAD = -2, -3
+"""Cell classes beside the severity ranks (and NO_MARK, which never reaches a cell: it is _PLAIN)."""
+
+
+class _Body:
+    """The grid's lines as rich Segments: one segment per run of plain or padded cells, so a 2048x128
+    tensor renders in a fraction of a second (a Text per cell took 20 s), and recording consoles
+    (export_html, export_text) still see every style."""
+
+    def __init__(self, lines: list[list[tuple[str, Style | None]]]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        newline = Segment.line()
+        for parts in self.lines:
+            for text, style in parts:
+                yield Segment(text, style)
+            yield newline
+
+
+def render_grid(d: TensorDump, console: Console, decode: bool = False, max_rows: int | None = None) -> None:
+    """The grid of `d`; at most `max_rows` selected rows (None: all), then one line saying how many
+    more there are and how to see them."""
     values = decode_values(d) if decode else None
     dw = (BY_NAME[d.encoding].decode_width if d.encoding in BY_NAME else 0) if values is not None else 0
     if values is not None:
         dw = max(dw, max((len(v) for v in values), default=0))
     cell = 1 + 2 * d.itemsize + (1 + dw if dw else 0)
     span_rows = d.rows[1] - d.rows[0]
-    shown = [r for r in range(span_rows) if d.selected[r].any()]
-    if not shown:
+    any_row = d.selected.any(axis=1) if d.selected.ndim == 2 else d.selected.reshape(span_rows, -1).any(axis=1)
+    all_shown = [int(r) for r in np.flatnonzero(any_row)]
+    if not all_shown:
         console.print(Text(f"  nothing selected in rows {d.rows[0]}:{d.rows[1]} (region {d.region})", "yellow"))
         return
+    shown = all_shown if max_rows is None else all_shown[:max(max_rows, 1)]
     labels = {r: d.row_label(d.rows[0] + r) for r in shown}
     label_w = max(3, *(len(s) for s in labels.values()), len(f"+{d.row_len}"))
     last = d.offset_of(d.first_index + span_rows * d.row_len)
     off_w = max(8, len(f"{last:x}"))
     prefix = 2 + label_w + 2 + 2 + off_w + 1
     per = _per_line(d, console.width, prefix, cell)
-    entry_bytes = d.entries().reshape(-1, d.itemsize)
-    hexes = ([bytes(h).hex() for h in entry_bytes] if d.itemsize > 1 else
-             [f"{int(b):02x}" for b in entry_bytes[:, 0]])
 
     head = Text()
     head.append(f"  {'row':>{label_w}}  {'offset':<{off_w + 2}} ", "dim")
     for c in range(per):
         head.append(f"{'+' + str(c) if c else '+0':>{cell}}" + (" " if c < per - 1 else ""), "dim")
     console.print(head, soft_wrap=True)
-    sel = d.selected.reshape(-1)
-    pad = d.padding.reshape(-1)
-    sev = d.severity.reshape(-1)
-    for r in shown:
-        for c0 in range(0, d.row_len, per):
-            i0 = r * d.row_len + c0
-            if not sel[i0: i0 + min(per, d.row_len - c0)].any():
+
+    rl = d.row_len
+    rows = np.asarray(shown)
+    flat = (rows[:, None] * rl + np.arange(rl)[None, :]).reshape(-1)  # flat span indices of the shown rows
+    sel = d.selected.reshape(-1)[flat]
+    sev = d.severity.reshape(-1)[flat].astype(np.int64)
+    cls = np.where(sev != NO_MARK, sev, np.where(d.padding.reshape(-1)[flat], _PAD, _PLAIN))
+    cls = np.where(sel, cls, _PLAIN)
+    ent = d.entries().reshape(-1, d.itemsize)[flat]
+    hexes = [bytes(h).hex() for h in ent] if d.itemsize > 1 else [f"{b:02x}" for b in ent[:, 0].tolist()]
+    mark = {_PLAIN: " ", _PAD: PAD_MARK, **{k: SEVERITY_MARK[v] for k, v in RANK_SEVERITY.items()}}
+    blank = " " * cell
+    if values is not None:
+        vals = [values[i] for i in flat.tolist()]
+        texts = [blank if not s_ else mark[c] + h + f" {v:<{dw}}" for s_, c, h, v in
+                 zip(sel.tolist(), cls.tolist(), hexes, vals)]
+    else:
+        texts = [blank if not s_ else mark[c] + h for s_, c, h in zip(sel.tolist(), cls.tolist(), hexes)]
+    styles: dict[int, Style | None] = {_PLAIN: None, _PAD: Style.parse(PAD_STYLE),
+                                       **{k: Style.parse(SEVERITY_CELL[v]) for k, v in RANK_SEVERITY.items()}}
+    bold, dim = Style.parse("bold"), Style.parse("dim")
+    cls_list = cls.tolist()
+    sel_list = sel.tolist()
+    lines: list[list[tuple[str, Style | None]]] = []
+    for k, r in enumerate(shown):
+        base = k * rl
+        for c0 in range(0, rl, per):
+            a, b = base + c0, base + min(c0 + per, rl)
+            if not any(sel_list[a:b]):
                 continue
             label = labels[r] if c0 == 0 else f"+{c0}"
-            line = Text()
-            line.append(f"  {label:>{label_w}}  ", "bold" if c0 == 0 else "dim")
-            line.append(f"0x{d.span_offset + i0 * d.itemsize:0{off_w}x}", "dim")
-            line.append(" ")
-            for c in range(c0, min(c0 + per, d.row_len)):
-                i = r * d.row_len + c
-                line.append(" " if c > c0 else "")
-                if not sel[i]:
-                    line.append(" " * cell)
-                    continue
-                text = hexes[i] + (f" {values[i]:<{dw}}" if values is not None else "")
-                if sev[i] != NO_MARK:
-                    s = RANK_SEVERITY[int(sev[i])]
-                    line.append(SEVERITY_MARK[s] + text, SEVERITY_CELL[s])
-                elif pad[i]:
-                    line.append(PAD_MARK + text, PAD_STYLE)
-                else:
-                    line.append(" " + text)
-            console.print(line, soft_wrap=True)
+            parts: list[tuple[str, Style | None]] = [
+                (f"  {label:>{label_w}}  ", bold if c0 == 0 else dim),
+                (f"0x{d.span_offset + (r * rl + c0) * d.itemsize:0{off_w}x}", dim), (" ", None)]
+            i = a
+            while i < b:  # one segment per run of one class; the separators stay unstyled
+                j = i + 1
+                c = cls_list[i]
+                while j < b and cls_list[j] == c and c in (_PLAIN, _PAD):  # a bad entry stands alone
+                    j += 1
+                if i > a:
+                    parts.append((" ", None))
+                parts.append((" ".join(texts[i:j]), styles[c]))
+                i = j
+            lines.append(parts)
+    console.print(_Body(lines), soft_wrap=True)
+    more = len(all_shown) - len(shown)
+    if more:
+        nxt = d.rows[0] + all_shown[len(shown)]
+        console.print(Text(f"  {more:,} more row{'s' if more != 1 else ''}: --rows {nxt}: for the next ones, --all for "
+                           "every row", "yellow"), soft_wrap=True)
 
 
 def legend(d: TensorDump, decode: bool) -> list[Text]:
@@ -121,13 +171,13 @@ def legend(d: TensorDump, decode: bool) -> list[Text]:
     return out
 
 
-def render(dumps: list[TensorDump], console: Console, decode: bool = False) -> None:
+def render(dumps: list[TensorDump], console: Console, decode: bool = False, max_rows: int | None = None) -> None:
     for n, d in enumerate(dumps):
         if n:
             console.print()
         for line in header(d):
             console.print(line, soft_wrap=True)
-        render_grid(d, console, decode)
+        render_grid(d, console, decode, max_rows)
         for line in legend(d, decode):
             console.print(line, soft_wrap=True)
 

@@ -1,9 +1,11 @@
 """`dump --heatmap`: a whole scale tensor as a terminal picture, rows x columns downsampled to fit.
 
 Colour is the exponent relative to the median of the real entries (blue below, green at, red
-above), so garbage padding and outliers jump out; the character repeats it without colour
-(. zero, N NaN, ░▒▓█ by distance from the median). Each cell shows the entry of its patch that
-breaks the worst rule, else the one furthest from the median: one bad byte is never averaged away.
+above), so garbage padding and outliers jump out; the character repeats the distance from the
+median (░▒▓█) and, where there is no colour (NO_COLOR, a file), one digit per band instead, 1 far
+below to 9 far above, 5 at the median, so every band of the legend stays distinct (. zero, N NaN).
+Each cell shows the entry of its patch that breaks the worst rule, else the one furthest from the
+median: one bad byte is never averaged away.
 """
 
 from __future__ import annotations
@@ -27,11 +29,21 @@ ZERO_STYLE = "grey42"
 NEG_STYLE = "bold bright_cyan"
 
 
-def _band(dev: int) -> tuple[str, str]:
+PLAIN_GLYPHS = "123456789"
+"""One glyph per band of _BANDS when there is no colour."""
+
+
+def _band(dev: int, plain: bool = False) -> tuple[str, str]:
+    i = next(i for i, (bound, _) in enumerate(_BANDS) if dev <= bound)
+    if plain:
+        return PLAIN_GLYPHS[i], _BANDS[i][1]
     a = abs(dev)
     char = "░" if a <= 2 else "▒" if a <= 12 else "▓" if a <= 24 else "█"
-    colour = next(c for bound, c in _BANDS if dev <= bound)
-    return char, colour
+    return char, _BANDS[i][1]
+
+
+def _plain(console: Console) -> bool:
+    return console.no_color or console.color_system is None
 
 
 def _edges(n: int, k: int) -> np.ndarray:
@@ -56,6 +68,7 @@ def render_heatmap(d: TensorDump, console: Console, max_height: int = MAX_HEIGHT
     score = np.where(d.severity != NO_MARK, (d.severity.astype(np.int64) + 1) * 10**7, 0) + dist
     score = np.where(sel, score, -1)
 
+    plain = _plain(console)
     nrows, ncols = sel.shape
     label_w = max(len(d.row_label(d.rows[0] + nrows - 1)), 3)
     height = min(nrows, max_height)
@@ -82,12 +95,12 @@ def render_heatmap(d: TensorDump, console: Console, max_height: int = MAX_HEIGHT
             elif dec.zero[r, c]:
                 line.append(".", ZERO_STYLE)
             else:
-                char, colour = _band(int(dec.exponent[r, c]) - median)
+                char, colour = _band(int(dec.exponent[r, c]) - median, plain)
                 line.append(char, colour)
         console.print(line, soft_wrap=True)
     key = Text(f"  exponent vs the real entries' median 2^{median}: ")
     for lo, (bound, colour) in zip([None, *(b for b, _ in _BANDS)], _BANDS):
-        char, _ = _band(bound if bound < 10**9 else 25)
+        char, _ = _band(bound if bound < 10**9 else 25, plain)
         key.append(char * 2, colour)
         key.append(f"{'<=' + format(bound, '+d') if bound < 10**9 else '>' + format(lo, '+d')} ")
     key.append("N", NAN_STYLE)

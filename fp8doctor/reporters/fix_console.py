@@ -7,7 +7,7 @@ from rich.text import Text
 
 from fp8doctor.findings import Severity
 from fp8doctor.repair.fix import FixResult
-from fp8doctor.reporters.common import location, plain, plural
+from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 from fp8doctor.reporters.console import SEVERITY_STYLE
 
 _TITLE = {"in-place": "in place", "dry-run": "dry run, nothing written", "output": "repaired copy",
@@ -41,13 +41,13 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
                 last_file = c.file
             console.print(Text.assemble(("    ", ""), (plain(c.tensor), "cyan"),
                                         (f"  {plural(c.entries, 'entry')}, "
-                                         f"{c.nbytes:,} bytes in {plural(c.runs, 'run')} @ 0x{c.first_offset:x}",
+                                         f"{human_bytes(c.nbytes)} in {plural(c.runs, 'run')} @ 0x{c.first_offset:x}",
                                          "dim")))
             more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
             console.print(Text.assemble(("      ", ""), (_hex(c.before[:8]) + more, "red"), (" → ", ""),
                                         (_hex(c.after[:8]) + more, "green")))
     if r.unfixable:
-        shown = r.unfixable[:max_findings]
+        shown, hidden = capped(r.unfixable, max_findings)
         console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",
                            "bold"))
         for f in shown:
@@ -57,8 +57,9 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
                 row.append("  " + " ".join(location(f)), "dim")
             console.print(row)
             console.print(Text(plain(f.message)), overflow="fold")
-        if len(r.unfixable) > len(shown):
-            console.print(Text(f"... {len(r.unfixable) - len(shown)} more (--max-findings, or --format json)", "dim"))
+        if hidden:
+            console.print(Text(f"... {hidden_summary(hidden)}; --max-findings N, or --format json", "dim"),
+                          overflow="fold")
 
 
 def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
@@ -73,15 +74,17 @@ def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
     failed = r.failed(fail_on)
     mark, style = ("✗", "bold red") if failed else ("✓", "bold green")
     if r.mode == "undo":
-        return Text(f"{mark} restored the original bytes of {what}: {r.bytes_written:,} bytes written to "
+        return Text(f"{mark} restored the original bytes of {what}: {human_bytes(r.bytes_written)} written to "
                     f"{plural(r.shards_touched, 'shard')} in {r.seconds:.2f} s, verified (journal {plain(r.journal)})",
                     style)
+    if not r.changes and any(f.rule == "nothing-checked" for f in r.unfixable):
+        return Text(f"✗ nothing fixed: nothing was checked{remain}", "bold red")
     if not r.changes:
         return Text(f"{mark} nothing to fix: no padded scale entry differs from the fill{remain}", style)
     if r.mode == "dry-run":
-        return Text(f"{'✗' if failed else '!'} dry run: would change {r.bytes_changed:,} bytes ({what}) in "
+        return Text(f"{'✗' if failed else '!'} dry run: would change {human_bytes(r.bytes_changed)} ({what}) in "
                     f"{plural(n_shards, 'shard')}; nothing was written{remain}", "bold red" if failed else "yellow")
     where = f"; source untouched, copy in {plain(r.output)}" if r.mode == "output" else (
         f"; journal {plain(r.journal)} (undo: fp8doctor fix --undo {plain(r.target)})")
-    return Text(f"{mark} fixed {what}: {r.bytes_written:,} bytes written to {plural(r.shards_touched, 'shard')} "
+    return Text(f"{mark} fixed {what}: {human_bytes(r.bytes_written)} written to {plural(r.shards_touched, 'shard')} "
                 f"in {r.seconds:.2f} s, verified{where}{remain}", style)

@@ -3,8 +3,9 @@
 Escaping follows the runner's rules (@actions/core): in the message `%`, CR and LF become %25,
 %0D and %0A; in property values `:` and `,` too (%3A, %2C). Other control characters from
 checkpoint headers are shown as visible escapes, so no name can start a command of its own. The
-list stops after --max-findings annotations (GitHub shows only a few per step anyway) and always
-ends with one summary notice.
+list holds the --max-findings worst findings (Finding.rank_key: unfixable real-entry problems
+first; GitHub shows only a few per step anyway) and always ends with one summary notice that says
+what the cap left out.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import re
 
 from fp8doctor.findings import Finding, Report, Severity
-from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import plain, plural
+from fp8doctor.reporters import RenderContext, TargetResult, per_target
+from fp8doctor.reporters.common import capped, hidden_summary, plain
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
@@ -47,11 +48,17 @@ def annotation(f: Finding, ctx: RenderContext) -> str:
 def render_report(report: Report, ctx: RenderContext) -> str:
     from fp8doctor.reporters.console import verdict
 
-    shown = report.findings[: max(ctx.max_findings, 0)]
-    lines = [] if ctx.quiet else [annotation(f, ctx) for f in shown]
+    shown, hidden = capped(report.findings, 0 if ctx.quiet else ctx.max_findings)
+    lines = [annotation(f, ctx) for f in shown]
     summary = verdict(report, ctx.fail_on, ctx.suppressed, ctx.config_suppressed).plain
-    hidden = len(report.findings) - (0 if ctx.quiet else len(shown))
     if hidden:
-        summary += f"; {plural(hidden, 'more finding')} not annotated (see the SARIF or JSON report)"
+        summary += f"; {hidden_summary(hidden, 'not annotated')} (see the SARIF or JSON report)"
     lines.append(f"::notice title=fp8doctor scan::{escape_data(summary)}")
     return "\n".join(lines) + "\n"
+
+
+def render_many(results: list[TargetResult]) -> str:
+    """Several checkpoints: each one's annotations (capped per checkpoint) and summary notice, in
+    order; one that could not be scanned is one error annotation."""
+    return "".join(per_target(results, render_report, lambda r: "::error title=fp8doctor scan::"
+                              f"{escape_data(plain(r.target) + ': ' + (r.error or ''))}\n"))

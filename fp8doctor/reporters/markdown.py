@@ -10,8 +10,8 @@ import html
 from collections import defaultdict
 
 from fp8doctor.findings import Finding, Report, Severity
-from fp8doctor.reporters import RenderContext
-from fp8doctor.reporters.common import location, plain, plural
+from fp8doctor.reporters import RenderContext, TargetResult, per_target
+from fp8doctor.reporters.common import capped, hidden_summary, human_bytes, location, plain, plural
 
 ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
 
@@ -41,7 +41,8 @@ def render_report(report: Report, ctx: RenderContext) -> str:
     out = [f"## {mark} fp8doctor scan of {code(report.target)}", "",
            cell(verdict(report, ctx.fail_on, ctx.suppressed, ctx.config_suppressed).plain), "",
            f"{plural(s.files, 'file')}, {plural(s.tensors, 'tensor')}, "
-           f"{plural(s.scale_tensors_checked, 'scale tensor')} checked ({s.scale_bytes_read:,} scale bytes) "
+           f"{plural(s.scale_tensors_checked, 'scale tensor')} checked "
+           f"({human_bytes(s.scale_bytes_read)} of scales) "
            f"in {s.seconds:.2f} s; fails on {ctx.fail_on.value} and above."]
     if ctx.baseline is not None:
         out += ["", f"Baseline {code(ctx.baseline)}: {plural(ctx.suppressed, 'known finding')} suppressed."]
@@ -57,16 +58,27 @@ def render_report(report: Report, ctx: RenderContext) -> str:
         out.append(f"| {ICON[sev]} {sev.value} | `{rule}` | {len(fs):,} | {sum(f.count for f in fs):,} | "
                    f"{sum(1 for f in fs if f.fixable):,} |")
 
-    shown = report.findings[: max(ctx.max_findings, 0)]
+    shown, hidden = capped(report.findings, ctx.max_findings)
     out += ["", f"<details{' open' if failed else ''}><summary>Findings (worst {len(shown)} of "
             f"{len(report.findings)})</summary>", "",
             "| severity | rule | tensor | where | message |", "| --- | --- | --- | --- | --- |"]
     for f in shown:
         out.append(f"| {f.severity.value} | `{f.rule}` | {code(f.tensor)} | {_where(f)} | {cell(f.message)} |")
-    if len(report.findings) > len(shown):
-        out += ["", f"… {plural(len(report.findings) - len(shown), 'more finding')} in the JSON or SARIF report."]
+    if hidden:
+        out += ["", f"… {cell(hidden_summary(hidden))}; see the JSON or SARIF report."]
     out += ["", "</details>"]
     if report.fixable:
         out += ["", f"{plural(len(report.fixable), 'finding')} can be repaired with "
                 f"`fp8doctor fix {plain(report.target).replace('`', '')}`."]
     return "\n".join(out) + "\n"
+
+
+def render_many(results: list[TargetResult]) -> str:
+    """Several checkpoints: one section per checkpoint, in order, after a one-line overview."""
+    failed = sum(r.failed for r in results)
+    errors = sum(r.error is not None for r in results)
+    head = [f"# fp8doctor: {plural(len(results), 'checkpoint')}, {failed} failed"
+            + (f", {errors} could not be scanned" if errors else ""), ""]
+    parts = per_target(results, render_report,
+                       lambda r: f"## ❌ fp8doctor scan of {code(r.target)}\n\nCould not be scanned: {cell(r.error)}\n")
+    return "\n".join(head) + "\n" + "\n".join(parts)

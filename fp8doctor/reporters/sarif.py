@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fp8doctor.findings import Finding, Report, Severity
-from fp8doctor.reporters import SLOT, RenderContext, stream_json
+from fp8doctor.reporters import SLOT, RenderContext, TargetResult, stream_json, tool_version
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "fp8doctor/v1"
@@ -116,7 +116,9 @@ def _message(f: Finding) -> str:
 
 
 def _invocation(report: Report, ctx: RenderContext) -> dict[str, Any]:
-    props: dict[str, Any] = {"target": report.target, "summary": report.summary(), "baseline": ctx.baseline,
+    props: dict[str, Any] = {"target": report.target, "summary": report.summary(),
+                             **({"hfCache": dict(report.hf_cache)} if report.hf_cache else {}),
+                             "baseline": ctx.baseline,
                              "suppressedByBaseline": ctx.suppressed, "failOn": ctx.fail_on.value,
                              "rules": list(ctx.rules)}
     if ctx.configuration is not None:
@@ -180,3 +182,22 @@ def render_chunks(report: Report, ctx: RenderContext) -> Iterator[str]:
 
 def render_report(report: Report, ctx: RenderContext) -> str:
     return "".join(render_chunks(report, ctx))
+
+
+def _failed_run(target: str, error: str | None, version: str) -> dict[str, Any]:
+    driver: dict[str, Any] = {"name": "fp8doctor", "rules": _rule_descriptors()}
+    if version:
+        driver.update(version=version, semanticVersion=version)
+    return {"tool": {"driver": driver},
+            "invocations": [{"executionSuccessful": False, "properties": {"target": target},
+                             "toolExecutionNotifications": [{"level": "error", "message": {"text": error or ""}}]}],
+            "results": []}
+
+
+def render_many(results: list[TargetResult]) -> str:
+    """Several checkpoints: one SARIF run per checkpoint, in order; one that could not be scanned is
+    a run with executionSuccessful false and the reason as a notification."""
+    version = tool_version(results)
+    runs = [sarif_dict(r.report, r.ctx)["runs"][0] if r.report is not None and r.ctx is not None
+            else _failed_run(r.target, r.error, version) for r in results]
+    return json.dumps({"$schema": SCHEMA_URI, "version": "2.1.0", "runs": runs}, indent=2, ensure_ascii=True) + "\n"

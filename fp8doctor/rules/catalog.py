@@ -23,10 +23,20 @@ class Rule:
     region: Region
     title: str
     help: str
+    accepted_severity: Severity | None = None
+    """The severity of what the rule finds but accepts as a deliberate choice (scale-padding-nonzero:
+    padding that holds the other accepted fill throughout, when no fill was asked for): at most info."""
 
-    def finding(self, file: str | None, tensor: str | None, message: str, **fields: Any) -> Finding:
-        """A finding of this rule (`fields`: byte_offset, count, index, fixable)."""
-        return Finding(self.id, self.severity, file, tensor, message, self.region, **fields)
+    def finding(self, file: str | None, tensor: str | None, message: str, accepted: bool = False,
+                **fields: Any) -> Finding:
+        """A finding of this rule (`fields`: byte_offset, count, index, fixable); `accepted`: one the
+        rule accepts, with its `accepted_severity`."""
+        severity = self.severity
+        if accepted:
+            if self.accepted_severity is None:
+                raise ValueError(f"rule {self.id} accepts nothing")
+            severity = self.accepted_severity
+        return Finding(self.id, severity, file, tensor, message, self.region, **fields)
 
 
 _RULES = [
@@ -66,6 +76,12 @@ _RULES = [
          "running right now, or one was killed. Shards may hold a mix of old and new padded bytes. Run "
          "`fp8doctor fix PATH` to complete it (or `fp8doctor fix --undo PATH` to roll it back); both "
          "use the journal and are safe to repeat."),
+    Rule("nothing-checked", Severity.ERROR, False, Region.FILE,
+         "the checkpoint has files but no scale tensor could be checked",
+         "Shards were found, but not one scale tensor in them could be read and checked: every shard "
+         "was unreadable or unsafe to follow, or no tensor looks like a scale (not a quantized "
+         "checkpoint, or a format fp8doctor does not know). A report that read nothing is never clean; "
+         "see the other findings for why, or point fp8doctor at the quantized checkpoint."),
     Rule("config-invalid", Severity.ERROR, False, Region.FILE,
          "config.json could not be used",
          "config.json is not JSON or its quantization_config has unexpected types. Inference servers "
@@ -98,7 +114,11 @@ _RULES = [
          "rows/columns/experts) hold bytes other than the fill (0x00 = 2^-127, the E8M0 value that "
          "stands for zero; 0.0 for float scales). Kernels tile over padded shapes and multiply "
          "these in where a 0 is meant: garbage (0xFF = NaN, or huge exponents) leaks NaN or "
-         "huge values into outputs. Usually torch.empty at export. `fp8doctor fix` rewrites them."),
+         "huge values into outputs. Usually torch.empty at export. `fp8doctor fix` rewrites them. "
+         "Padding that holds the other accepted fill throughout (0x7F = 1.0 for E8M0, 1.0 for float "
+         "scales, as `fix --fill one` writes) is a deliberate choice: reported as info, and left alone "
+         "by fix, unless a fill is asked for (--fill, or `fill` in the configuration).",
+         accepted_severity=Severity.INFO),
     Rule("scale-nan", Severity.ERROR, False, Region.LOGICAL,
          "a real scale entry is NaN or infinite",
          "A scale entry that multiplies real weights is NaN (E8M0 0xFF) or NaN/Inf (float). Every "
@@ -184,7 +204,9 @@ def emit(rule_id: str, file: str | None, tensor: str | None, message: str, **fie
 
 def validate_rule_ids(ids: list[str] | tuple[str, ...]) -> list[str]:
     """Return the ids unchanged, or raise ValueError naming the first unknown one."""
+    from fp8doctor.suggest import did_you_mean
+
     for rid in ids:
         if rid not in RULES:
-            raise ValueError(f"unknown rule id {rid!r}; `fp8doctor rules` lists them")
+            raise ValueError(f"unknown rule id {rid!r}{did_you_mean(rid, RULES)}; `fp8doctor rules` lists them")
     return list(ids)

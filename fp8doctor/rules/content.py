@@ -45,6 +45,9 @@ UNINIT_FAR = 24
 @dataclass(frozen=True)
 class ContentOptions:
     fill: str | int = "zero"
+    fill_explicit: bool = False
+    """The fill was asked for (--fill, configuration): padding holding the other accepted fill is then
+    an error too, not an accepted choice."""
     outlier_span: int = 32
     ue8m0: bool = False
     verify_zero_blocks: bool = True
@@ -77,11 +80,11 @@ def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
     return i, tuple(int(x) for x in np.unravel_index(i, mask.shape)) if mask.ndim else ()
 
 
-def _finding(rule: str, t: TensorInfo, mask: np.ndarray, message: str,
-             itemsize: int, count: int | None = None, fixable: bool = False, sink: MarkSink | None = None) -> Finding:
+def _finding(rule: str, t: TensorInfo, mask: np.ndarray, message: str, itemsize: int, count: int | None = None,
+             fixable: bool = False, sink: MarkSink | None = None, accepted: bool = False) -> Finding:
     first = _first(mask)
     flat, index = first if first else (None, None)
-    f = emit(rule, t.file, t.name, message,
+    f = emit(rule, t.file, t.name, message, accepted=accepted,
              byte_offset=t.offset + flat * itemsize if flat is not None else None,
              count=int(np.count_nonzero(mask)) if count is None else count, index=index, fixable=fixable)
     if sink is not None:
@@ -160,13 +163,31 @@ def _msg_padding(layout: ScaleLayout, n: int, values: dict[int, int], want_raw: 
             f"{seen}{danger}{trust}")
 
 
+def accepted_fill(layout: ScaleLayout, n: int, values: dict[int, int], want_raw: int, explicit: bool) -> bool:
+    """Padding the padding rule accepts: every padded entry holds one accepted fill (zero or one) other
+    than the wanted one, and no fill was asked for. `values`: raw entry -> count, of entries that
+    differ from the wanted fill; `n` their number. Used by every path that evaluates the rule."""
+    if explicit or n != layout.padded_count or len(values) != 1:
+        return False
+    (value,) = values
+    others = {int(raw_view(layout.encoding, fill_bytes(f, layout.encoding), (1,))[0]) for f in ("zero", "one")}
+    return value in others - {want_raw}
+
+
+def _msg_accepted(layout: ScaleLayout, value: int) -> str:
+    t = layout.scale
+    shown = describe_value(layout.encoding, value)
+    return (f"all {layout.padded_count:,} padded entries of {t.name} hold {shown}, the other accepted fill: a "
+            "deliberate choice, left alone (pass --fill to require one fill)")
+
+
 def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int,
-                  sink: MarkSink | None = None) -> Iterator[Finding]:
-    return check_padding_raw(layout, dec.raw, fill, sink)
+                  sink: MarkSink | None = None, explicit: bool = False) -> Iterator[Finding]:
+    return check_padding_raw(layout, dec.raw, fill, sink, explicit)
 
 
 def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
-                      sink: MarkSink | None = None) -> Iterator[Finding]:
+                      sink: MarkSink | None = None, explicit: bool = False) -> Iterator[Finding]:
     """The padding rule on raw entries (stored shape): needs no decoding of the real box."""
     if not layout.has_padding:
         return
@@ -185,7 +206,12 @@ def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
         counts = hist[vals]
     else:
         vals, counts = np.unique(values, return_counts=True)
-    msg = _msg_padding(layout, n, dict(zip(vals.tolist(), counts.tolist())), int(want_raw))
+    values_seen = dict(zip(vals.tolist(), counts.tolist()))
+    if accepted_fill(layout, n, values_seen, int(want_raw), explicit):
+        yield _finding("scale-padding-nonzero", t, bad, _msg_accepted(layout, int(vals[0])), layout.itemsize,
+                       sink=sink, accepted=True)
+        return
+    msg = _msg_padding(layout, n, values_seen, int(want_raw))
     yield _finding("scale-padding-nonzero", t, bad, msg, layout.itemsize,
                    fixable=layout.trusted, sink=sink)
 
@@ -388,7 +414,7 @@ def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: C
     dec = decode(encoding, data, t.shape)
     findings: list[Finding] = []
     if layout is not None:
-        findings.extend(check_padding(layout, dec, opts.fill, sink))
+        findings.extend(check_padding(layout, dec, opts.fill, sink, opts.fill_explicit))
     logical, median = check_logical(layout, t, dec, opts, read_weight, sink)
     findings.extend(logical)
     summary = None
@@ -515,8 +541,9 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
     def unravel(flat: int | None) -> tuple[int, ...] | None:
         return None if flat is None else tuple(int(x) for x in np.unravel_index(flat, shape))
 
-    def finding(rule: str, first: int | None, count: int, message: str, fixable: bool = False) -> Finding:
-        return emit(rule, t.file, t.name, message,
+    def finding(rule: str, first: int | None, count: int, message: str, fixable: bool = False,
+                accepted: bool = False) -> Finding:
+        return emit(rule, t.file, t.name, message, accepted=accepted,
                     byte_offset=t.offset + first * itemsize if first is not None else None,
                     count=count, index=unravel(first), fixable=fixable)
 
@@ -589,9 +616,14 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
     findings: list[Finding] = []
     if pad.count and layout is not None:
         assert want_raw is not None  # padded entries differ from the fill only when there is one
-        findings.append(finding("scale-padding-nonzero", pad.first, pad.count,
-                                _msg_padding(layout, pad.count, pad_values, int(want_raw)),
-                                fixable=layout.trusted))
+        if accepted_fill(layout, pad.count, pad_values, int(want_raw), opts.fill_explicit):
+            (value,) = pad_values
+            findings.append(finding("scale-padding-nonzero", pad.first, pad.count, _msg_accepted(layout, value),
+                                    accepted=True))
+        else:
+            findings.append(finding("scale-padding-nonzero", pad.first, pad.count,
+                                    _msg_padding(layout, pad.count, pad_values, int(want_raw)),
+                                    fixable=layout.trusted))
 
     exps = np.arange(_EXP_BINS) - _EXP_OFFSET
     valid_n = int(hist.sum())

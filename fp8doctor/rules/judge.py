@@ -61,7 +61,7 @@ def clean_outcome(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, conte
     findings: list[Finding] = []
     if tally.pad_bad and layout is not None:
         entries = raw_view(layout.encoding, raw(), t.shape)
-        findings = list(check_padding_raw(layout, entries, content.fill))
+        findings = list(check_padding_raw(layout, entries, content.fill, explicit=content.fill_explicit))
     return findings, TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
 
 

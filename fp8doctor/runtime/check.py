@@ -100,8 +100,7 @@ def _check_tensors(named: Mapping[str, Any], config: ConfigLike | None, layouts:
     by_name: dict[str, ScaleLayout] = {lay.scale.name: lay for lay in pairing.layouts}
     scales: list[TensorInfo] = [lay.scale for lay in pairing.layouts] + pairing.value_only
     quant = model_config.quant if model_config else None
-    content = ContentOptions(fill=options.fill, outlier_span=options.outlier_span,
-                             ue8m0=bool(quant and quant.ue8m0), verify_zero_blocks=options.verify_zero_blocks)
+    content = options.content_options(bool(quant and quant.ue8m0))
 
     def read_weight(w: TensorInfo, start: int, length: int) -> bytes:
         return tensors[w.name].weight_bytes(start, length)

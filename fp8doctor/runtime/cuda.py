@@ -1,19 +1,36 @@
-"""The device side of the in-memory checks: the scan's Tally (rules/tally.py), filled on the GPU.
+"""The device side of the in-memory checks: the scan's Tally (rules/tally.py) decided on the GPU.
 
-For each CUDA scale tensor the scan's clean/unsure decision needs three things: a histogram of the
-sign+exponent field over the real box, the count of padded entries that are not the fill, and
-(ue8m0 float scales) the count of entries with mantissa bits. They are computed here with torch
-reductions over chunks of at most CHUNK entries: the chunk's pieces (real boxes and padding slabs
-of many small tensors, or row slabs of a large one) are concatenated, each entry is keyed by its
-tensor, and one bincount per chunk counts every tensor at once. Only those counts (a few hundred
-integers per tensor) come back to the host, where `Tally.verdict` decides as it does for files.
-The DeepGEMM bit check counts failing entries the same way. Extra device memory is a few times
-CHUNK entries (see benchmarks/RESULTS.md, "In-memory checks (CUDA)"), whatever the model.
+For each CUDA scale tensor the scan's clean/unsure decision needs a histogram of the sign+exponent
+field over the real box, the count of padded entries that are not the fill, and (ue8m0 float
+scales) the count of entries with mantissa bits. Real scales occupy a handful of bins, so the
+histogram is never built entry by entry (a bincount's atomics on a few hot bins run at ~2 GB/s):
+
+1. Tensors of one kind (device, dtype, stored shape, real box, fill, DeepGEMM check) are stacked
+   into a staging buffer of at most STAGE_BYTES (one `torch.stack`: a few copy kernels for
+   thousands of small tensors); a tensor larger than that is read in place, in row slabs of at most
+   STAGE_BYTES, as views. The real box and the padding are strided views of the batch: no copies.
+2. Quick test, a few fused reductions over the whole batch at once: the field's min and max per
+   tensor, entries with mantissa bits, padded entries that are not the fill, entries failing
+   DeepGEMM's `(bits & 0x807fffff) == 0`. One small copy to the host.
+3. For tensors whose field spans at most WINDOW bins inside the valid range (every real scale
+   tensor), the histogram is `count(field <= min + j)` for j < span: span - 1 more reductions over
+   the batch and one more small copy. A wider tensor gets its own bincount (shared-memory bins).
+4. `tally.verdicts` decides on the host from those histograms, exactly as for files.
+
+Only tensors that are not clean by then are read back to the host and judged by the scan's own
+rules (runtime/check.py). Extra device memory is bounded by the staging batch and its temporaries,
+whatever the number or size of the scale tensors: the batch (STAGE_BYTES), the field (STAGE_BYTES,
+F32 only), and each count's comparison (1 byte an entry) which torch's `sum` widens to int64 (8
+bytes an entry): at most (2 + 9 / entry size) x STAGE_BYTES, i.e. 88 MiB for 1-byte (E8M0) and
+34 MiB for F32 scales (rows of a scale tensor larger than STAGE_BYTES count as a batch). Measured on
+an H200: 77.7 and 34.2 MiB (benchmarks/RESULTS.md, "In-memory checks (CUDA)"); the widening is
+the next thing to remove (counts into an int32 buffer, a few tensors at a time).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,37 +44,14 @@ from fp8doctor.rules.tally import Tally, verdicts
 from fp8doctor.runtime.deepgemm import MASK
 from fp8doctor.runtime.tensors import MemTensor, torch_module
 
-CHUNK = 1 << 22
-"""Entries counted by one batch of device reductions (bounds the extra device memory)."""
-MAX_TENSORS = 1024
-"""Tensors keyed in one batch (bounds the bincount's output: MAX_TENSORS x 512 bins)."""
+STAGE_BYTES = 8 << 20
+"""Bytes of scale entries reduced in one batch (bounds the extra device memory, see above)."""
+MAX_TENSORS = 4096
+"""Tensors stacked into one batch (bounds the per-batch summaries and the stack's input list)."""
+WINDOW = 16
+"""Widest field span (bins) counted by comparisons; a wider tensor gets its own bincount."""
 
 _MASK_I32 = MASK - (1 << 32)  # 0x807fffff as a signed int32
-
-
-def _row_pieces(view: Any, limit: int) -> list[Any]:
-    """`view` split along its leading axis into pieces of at most `limit` entries (one row when a
-    row is larger)."""
-    if view.numel() == 0:
-        return []
-    if view.dim() == 0:
-        return [view.reshape(1)]
-    row = max(1, math.prod(view.shape[1:]))
-    step = max(1, limit // row)
-    return [view[r:r + step] for r in range(0, view.shape[0], step)]
-
-
-def _padding_views(raw: Any, shape: tuple[int, ...], box: tuple[int, ...]) -> list[Any]:
-    """The complement of the box at the origin as disjoint views (as Tally._add walks it)."""
-    views = []
-    if box[0] < shape[0]:
-        views.append(raw[box[0]:])
-    lead = raw[:box[0]]
-    for axis in range(1, len(shape)):
-        if box[axis] < shape[axis]:
-            idx = (slice(None), *(slice(0, b) for b in box[1:axis]), slice(box[axis], None))
-            views.append(lead[idx])
-    return views
 
 
 @dataclass(frozen=True)
@@ -78,114 +72,163 @@ class DeviceOutcome:
         return self.judged and self.median is not None and not self.pad_bad
 
 
-class _Batch:
-    """Pieces of one encoding, counted together when CHUNK entries or MAX_TENSORS are reached. A
-    tensor split over several batches is summed on the host; each tensor is decided (tally.verdicts,
-    many at once) in the flush after its last piece."""
+def _signed(value: int, dtype: Any, torch: Any) -> int:
+    """A raw unsigned value as the (signed) torch dtype holding the raw entries sees it."""
+    if dtype == torch.uint8:
+        return value
+    bits = torch.iinfo(dtype).bits
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
-    def __init__(self, torch: Any, device: Any, encoding: str, tally: Tally, dg: bool, content: ContentOptions,
-                 results: dict[int, DeviceOutcome]) -> None:
-        self.torch, self.device, self.encoding, self.content = torch, device, encoding, content
-        _, self.shift, self.bins, _, _, _, self.mant_mask = tally.enc
-        self.mant = tally.mant  # non-zero when mantissa bits are a finding (ue8m0 float scales)
-        self.want = tally.want
-        self.dg = dg
-        self.results = results
-        self.real: list[tuple[int, Any]] = []
-        self.pad: list[tuple[int, Any]] = []
-        self.entries = 0
-        self.local: dict[int, int] = {}
-        self.open: int | None = None  # the tensor whose pieces are being added
-        self.partial: dict[int, list] = {}  # tensor -> [hist, n_mant, pad_bad, dg_bad] summed so far
 
-    def add(self, i: int, view: Any, padding: bool) -> None:
-        n = view.numel()
-        if self.entries and (self.entries + n > CHUNK or (i not in self.local and len(self.local) >= MAX_TENSORS)):
-            self.flush()
-        self.open = i
-        self.local.setdefault(i, len(self.local))
-        (self.pad if padding else self.real).append((i, view))
-        self.entries += n
+def _padding_views(x: Any, shape: tuple[int, ...], box: tuple[int, ...]) -> list[Any]:
+    """The complement of the box at the origin, as disjoint views of batch `x` [n, *shape] (as
+    Tally._add walks it); empty views left out."""
+    views = []
+    if box[0] < shape[0]:
+        views.append(x[:, box[0]:])
+    lead = x[:, :box[0]]
+    for axis in range(1, len(shape)):
+        if box[axis] < shape[axis]:
+            idx = (slice(None), slice(None), *(slice(0, b) for b in box[1:axis]), slice(box[axis], None))
+            views.append(lead[idx])
+    return [v for v in views if v.numel()]
 
-    def close(self, i: int) -> None:
-        """Every piece of tensor `i` has been added."""
-        self.local.setdefault(i, len(self.local))  # a tensor with no entries is decided too
-        self.open = None
 
-    def flush(self) -> None:
-        """Count every piece of the batch: one concatenation, then one bincount over keys that say
-        (tensor, sign+exponent field, mantissa bits?) for real entries and (tensor, not the fill?,
-        fails DeepGEMM?) for padded ones, and one copy of the counts to the host. The keys reuse the
-        id buffer and the concatenated codes are rewritten in place: a few bytes per entry."""
-        if not self.local:
-            return
-        torch = self.torch
-        k = len(self.local)
-        pieces = self.real + self.pad
-        n_real = sum(v.numel() for _, v in self.real)
-        total = self.entries
-        meta = torch.tensor([[self.local[i] for i, _ in pieces], [v.numel() for _, v in pieces]], dtype=torch.int64)
-        meta = meta.to(self.device, non_blocking=True)
-        codes = torch.cat([v.reshape(-1) for _, v in pieces])
-        keys = torch.repeat_interleave(meta[0].to(torch.int32), meta[1], output_size=total)
-        if codes.dtype == torch.int16:
-            codes = codes.to(torch.int32).bitwise_and_(0xFFFF)
-        split = self.mant_mask != 0 and (self.mant or self.dg)  # real keys carry a mantissa-bits bit
-        real_bins = k * self.bins * (2 if split else 1)
-        if n_real:
-            real, key = codes[:n_real], keys[:n_real]
-            bit = (real & self.mant_mask).ne_(0) if split else None
-            if self.shift:
-                real.bitwise_right_shift_(self.shift).bitwise_and_(self.bins - 1)
-            key.mul_(self.bins).add_(real)
-            if bit is not None:
-                key.mul_(2).add_(bit)
-            del real, key, bit
-        if n_real < total:
-            pad, key = codes[n_real:], keys[n_real:]
-            key.mul_(2).add_(pad != self.want).mul_(2)
-            if self.dg:
-                key.add_((pad & _MASK_I32).ne_(0))
-            key.add_(real_bins)
-            del pad, key
-        del codes
-        counts = torch.bincount(keys, minlength=real_bins + 4 * k)
-        del keys
-        host = counts.cpu().numpy()
-        if split:
-            by_bit = host[:real_bins].reshape(k, self.bins, 2)
-            hists = by_bit.sum(axis=2)
-            n_mant = by_bit[:, :, 1].sum(axis=1)
-            dg_real = by_bit[:, self.bins // 2:, :].sum(axis=(1, 2)) + by_bit[:, :self.bins // 2, 1].sum(axis=1)
-        else:
-            hists = host[:real_bins].reshape(k, self.bins).copy()
-            n_mant = dg_real = np.zeros(k, dtype=np.int64)
-        pad4 = host[real_bins:].reshape(k, 2, 2)
-        pad_bad = pad4[:, 1, :].sum(axis=1)
-        dg_bad = dg_real + pad4[:, :, 1].sum(axis=1) if self.dg else np.zeros(k, dtype=np.int64)
-        rest = np.stack([n_mant if self.mant else np.zeros(k, dtype=np.int64), pad_bad, dg_bad])
-        done_i: list[int] = []
-        done_j: list[int] = []
-        for i, j in self.local.items():
-            if i in self.partial or i == self.open:  # split over batches: sum on the host
-                acc = self.partial.setdefault(i, [np.zeros(self.bins, dtype=np.int64), 0, 0, 0])
-                acc[0] += hists[j]
-                acc[1] += int(rest[0, j])
-                acc[2] += int(rest[1, j])
-                acc[3] += int(rest[2, j])
-                if i == self.open:
-                    continue
-                hists[j], rest[:, j] = acc[0], acc[1:]
-                del self.partial[i]
-            done_i.append(i)
-            done_j.append(j)
-        if done_j:
-            sel = np.asarray(done_j)
-            medians = verdicts(self.encoding, hists[sel], rest[0, sel] if self.mant else None,
-                               self.content.outlier_span, UNINIT_FAR)
-            for i, j, median in zip(done_i, done_j, medians):
-                self.results[i] = DeviceOutcome(True, median, int(rest[1, j]), int(rest[2, j]))
-        self.real, self.pad, self.entries, self.local = [], [], 0, {}
+class _Kind:
+    """What is counted for tensors of one kind (the scan's Tally for their dtype, shape and layout)."""
+
+    def __init__(self, torch: Any, tally: Tally, encoding: str, dg: bool, raw_dtype: Any) -> None:
+        self.torch, self.tally, self.encoding, self.dg = torch, tally, encoding, dg
+        _, self.shift, self.bins, self.lo, self.hi, _, _ = tally.enc
+        self.plain = self.shift == 0 and self.bins == 256 and raw_dtype == torch.uint8  # E8M0: the byte is the field
+        self.want = None if tally.want is None else _signed(tally.want, raw_dtype, torch)
+        self.mant = tally.mant
+
+    def field(self, real: Any) -> Any:
+        return real if self.plain else real.bitwise_right_shift(self.shift).bitwise_and_(self.bins - 1)
+
+
+class _Slab:
+    """One batch [n, *rows] of entries: n whole tensors stacked, or one row slab of a large tensor."""
+
+    def __init__(self, x: Any, shape: tuple[int, ...], box: tuple[int, ...]) -> None:
+        self.x, self.shape, self.box = x, shape, box
+        self.dims = tuple(range(1, x.dim()))
+        self.n_box = math.prod(box)
+
+    def real(self) -> Any:
+        return self.x[(slice(None), *(slice(0, b) for b in self.box))]
+
+    def quick(self, kind: _Kind) -> Any:
+        """[n, 5] int64 on the device: field min, field max, entries with mantissa bits, padded
+        entries not the fill, entries failing DeepGEMM (zeros where not counted)."""
+        torch = kind.torch
+        n = self.x.shape[0]
+        zeros = torch.zeros(n, dtype=torch.int64, device=self.x.device)
+        lo = hi = mant = zeros
+        if self.n_box:
+            real = self.real()
+            f = kind.field(real)
+            lo, hi = f.amin(self.dims).long(), f.amax(self.dims).long()
+            del f
+            if kind.mant:
+                mant = real.bitwise_and(kind.mant).ne_(0).sum(self.dims)
+        pad = zeros
+        if kind.want is not None:
+            for v in _padding_views(self.x, self.shape, self.box):
+                pad = pad + v.ne(kind.want).sum(self.dims)
+        dg = self.x.bitwise_and(_MASK_I32).ne_(0).sum(self.dims) if kind.dg else zeros
+        return torch.stack([lo, hi, mant, pad, dg], 1)
+
+    def counts(self, kind: _Kind, lo: Any, span: int) -> Any:
+        """[n, span - 1] int64: entries of the real box with field <= lo + j, for j < span - 1."""
+        f = kind.field(self.real())
+        thr = lo.view(-1, 1) + kind.torch.arange(span - 1, device=lo.device)  # one [n, span - 1] of thresholds
+        shape = (-1, *([1] * (f.dim() - 1)))
+        cols = [f.le(thr[:, j].view(shape)).sum(self.dims) for j in range(span - 1)]
+        return kind.torch.stack(cols, 1)
+
+    def bincount(self, kind: _Kind, row: int) -> Any:
+        f = kind.field(self.real()[row:row + 1])
+        return kind.torch.bincount(f.reshape(-1), minlength=kind.bins)  # integer codes: no widening
+
+
+Unit = tuple[list[int], list[_Slab]]
+"""Tensor positions and the slabs that hold them."""
+
+
+def extra_bound(itemsize: int) -> int:
+    """The most extra device memory a check of scales of this entry size takes (see above)."""
+    return 2 * STAGE_BYTES + 9 * STAGE_BYTES // itemsize
+
+
+def _units(kind: _Kind, raws: list[Any], shape: tuple[int, ...], box: tuple[int, ...]) -> Iterator[Unit]:
+    """Batches over tensors `raws` of one kind, made one at a time (a staging batch lives only while
+    it is reduced): small tensors are stacked several to a slab; a tensor over STAGE_BYTES is one
+    unit of row-slab views (no copy)."""
+    torch = kind.torch
+    nbytes = math.prod(shape) * raws[0].element_size()
+    per = min(MAX_TENSORS, STAGE_BYTES // max(1, nbytes))
+    if per >= 1:
+        for a in range(0, len(raws), per):
+            part = raws[a:a + per]
+            x = part[0].unsqueeze(0) if len(part) == 1 else torch.stack(part)
+            yield list(range(a, a + len(part))), [_Slab(x, shape, box)]
+            del x
+        return
+    row_bytes = math.prod(shape[1:]) * raws[0].element_size()
+    step = max(1, STAGE_BYTES // max(1, row_bytes))
+    for i, raw in enumerate(raws):
+        slabs = []
+        for r0 in range(0, shape[0], step):
+            n = min(step, shape[0] - r0)
+            sub = (min(n, max(0, box[0] - r0)), *box[1:])
+            slabs.append(_Slab(raw[r0:r0 + n].unsqueeze(0), (n, *shape[1:]), sub))
+        yield [i], slabs
+
+
+def _decide(kind: _Kind, units: Iterator[Unit], n_tensors: int,
+            content: ContentOptions) -> list[DeviceOutcome]:
+    torch = kind.torch
+    out: list[DeviceOutcome | None] = [None] * n_tensors
+    for ids, slabs in units:
+        single = len(ids) == 1 and len(slabs) > 1  # one large tensor in row slabs: combine them
+        q = torch.cat([s.quick(kind) for s in slabs]).cpu().numpy()
+        if single:
+            has = np.array([s.n_box > 0 for s in slabs])
+            lo = int(q[has, 0].min()) if has.any() else 0
+            hi = int(q[has, 1].max()) if has.any() else -1
+            q = np.array([[lo, hi, *q[:, 2:].sum(axis=0)]], dtype=np.int64)
+        n_box = sum(s.n_box for s in slabs) if single else slabs[0].n_box
+        lo, hi, mant, pad, dg = (q[:, c] for c in range(5))
+        ok = (lo >= kind.lo) & (hi <= kind.hi) & (mant == 0) & (n_box > 0)
+        span = hi - lo + 1
+        window = ok & (span <= WINDOW)
+        wmax = int(span[window].max()) if window.any() else 1
+        cum = np.zeros((len(ids), 0), dtype=np.int64)
+        if wmax > 1:
+            lo_dev = torch.from_numpy(lo).to(slabs[0].x.device)
+            cum = sum(s.counts(kind, lo_dev, wmax).cpu().numpy() for s in slabs)
+        # entries at field lo + j, j < wmax: zero past a tensor's own span (its cumulative count is n_box there)
+        per_bin = np.diff(np.concatenate([cum, np.full((len(ids), 1), n_box, dtype=np.int64)], axis=1),
+                          axis=1, prepend=0)
+        wide = np.zeros((len(ids), kind.bins + wmax), dtype=np.int64)
+        rows = np.flatnonzero(window)
+        wide[rows[:, None], lo[rows, None] + np.arange(wmax)] = per_bin[rows]
+        hists = wide[:, :kind.bins]
+        for r in np.flatnonzero(ok & ~window).tolist():  # rare: a wide but valid span, its own histogram
+            hists[r] = sum(s.bincount(kind, 0 if single else r).cpu().numpy() for s in slabs if s.n_box)
+        medians: list[int | None] = [None] * len(ids)
+        sel = np.flatnonzero(ok)
+        if sel.size:
+            got = verdicts(kind.encoding, hists[sel], mant[sel] if kind.mant else None, content.outlier_span,
+                           UNINIT_FAR)
+            for r, m in zip(sel.tolist(), got):
+                medians[r] = m
+        for i, m, p, g in zip(ids, medians, pad.tolist(), dg.tolist()):
+            out[i] = DeviceOutcome(True, m, p, g)
+        del slabs  # the staging batch, before the next one is stacked
+    return out  # type: ignore[return-value]
 
 
 def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, bool]],
@@ -193,33 +236,25 @@ def device_tallies(items: list[tuple[MemTensor, ScaleLayout | None, TensorInfo, 
     """For each (CUDA tensor, layout, info, deepgemm?) item, what the device decided (see
     DeviceOutcome); the scan's Tally sets up what is counted (box, fill, mantissa check)."""
     torch = torch_module()
-    results: dict[int, DeviceOutcome] = {}
-    batches: dict[tuple, _Batch] = {}
+    results: dict[str, DeviceOutcome] = {}
+    groups: dict[tuple, list[int]] = {}
     made: dict[tuple, Tally | None] = {}  # what is counted depends only on these: one Tally per kind
+    for i, (mt, layout, info, dg) in enumerate(items):
+        what = (info.dtype, info.shape, None if layout is None else (layout.encoding, layout.logical_shape,
+                                                                      layout.has_padding))
+        tally = made[what] if what in made else made.setdefault(what, tally_for(layout, info, content))
+        if tally is None:
+            results[info.name] = DeviceOutcome(False, deepgemm_bad=1 if dg else 0)  # the host checks it all
+            continue
+        encoding = layout.encoding if layout is not None else ENCODINGS[info.dtype]
+        groups.setdefault((str(mt.raw.device), what, encoding, dg and encoding == "f32"), []).append(i)
     with torch.no_grad():
-        for i, (mt, layout, info, dg) in enumerate(items):
-            kind = (info.dtype, info.shape, None if layout is None else (layout.encoding, layout.logical_shape,
-                                                                          layout.has_padding))
-            tally = made[kind] if kind in made else made.setdefault(kind, tally_for(layout, info, content))
-            if tally is None:
-                results[i] = DeviceOutcome(False, deepgemm_bad=1 if dg else 0)  # the host checks it all
-                continue
-            encoding = layout.encoding if layout is not None else ENCODINGS[info.dtype]
-            device = mt.raw.device
-            key = (str(device), encoding, tally.mant, tally.want, dg and encoding == "f32")
-            batch = batches.get(key)
-            if batch is None:
-                batch = batches[key] = _Batch(torch, device, encoding, tally, key[-1], content, results)
-            raw = mt.raw
-            box = tally.box
-            real = raw if tuple(box) == tuple(raw.shape) else raw[tuple(slice(0, b) for b in box)]
-            for piece in _row_pieces(real, CHUNK):
-                batch.add(i, piece, padding=False)
-            if tally.want is not None:
-                for view in _padding_views(raw, tuple(raw.shape), box):
-                    for piece in _row_pieces(view, CHUNK):
-                        batch.add(i, piece, padding=True)
-            batch.close(i)
-        for batch in batches.values():
-            batch.flush()
-    return {items[i][2].name: outcome for i, outcome in results.items()}
+        for (_, kind_key, encoding, dg), idx in groups.items():
+            tally = made[kind_key]
+            assert tally is not None
+            raws = [items[i][0].raw for i in idx]
+            kind = _Kind(torch, tally, encoding, dg, raws[0].dtype)
+            shape, box = tuple(raws[0].shape), tuple(tally.box)
+            for i, outcome in zip(idx, _decide(kind, _units(kind, raws, shape, box), len(raws), content)):
+                results[items[i][2].name] = outcome
+    return results

@@ -29,7 +29,7 @@ _NUMPY_DTYPES = {k: v for k, v in _TORCH_DTYPES.items() if v != "F4"}
 """numpy (and ml_dtypes) dtype name -> safetensors dtype (ml_dtypes' FP4 holds one code per byte:
 not the packed layout safetensors stores, so not accepted)."""
 
-_RAW_NUMPY = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+_RAW_NUMPY: dict[int, Any] = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
 
 def torch_module() -> Any:
@@ -113,19 +113,29 @@ def _torch_raw(itemsize: int) -> Any:
     return {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[itemsize]
 
 
+_BY_TORCH_DTYPE: dict[Any, tuple[str | None, int, Any]] = {}
+"""torch dtype -> (safetensors dtype or None, entry size, raw torch dtype): a model has ~100k
+tensors of a few dtypes, so each is looked up once."""
+
+
+def _torch_kind(dtype: Any) -> tuple[str | None, int, Any]:
+    kind = _BY_TORCH_DTYPE.get(dtype)
+    if kind is None:
+        size = dtype.itemsize
+        kind = _BY_TORCH_DTYPE[dtype] = (_TORCH_DTYPES.get(str(dtype)[6:]), size, _torch_raw(size))  # "torch.float32"
+    return kind
+
+
 def wrap(name: str, obj: Any) -> MemTensor:
     """A MemTensor for a torch tensor or numpy array; UnsupportedTensor for anything else."""
     if is_torch(obj):
-        dname = str(obj.dtype)[6:]  # "torch.float32"
-        dtype = _TORCH_DTYPES.get(dname)
+        dtype, size, raw_dtype = _torch_kind(obj.dtype)
         if dtype is None:
-            raise UnsupportedTensor(f"{name}: torch dtype {dname} has no safetensors name")
-        shape = tuple(int(d) for d in obj.shape)
+            raise UnsupportedTensor(f"{name}: torch dtype {str(obj.dtype)[6:]} has no safetensors name")
+        stored = shape = tuple(obj.shape)
         if dtype == "F4" and shape:
             shape = (*shape[:-1], shape[-1] * 2)
-        size = obj.element_size()
-        raw = obj.view(_torch_raw(size))
-        return MemTensor(name, dtype, shape, str(obj.device), obj, raw, tuple(obj.shape), itemsize=size)
+        return MemTensor(name, dtype, shape, str(obj.device), obj, obj.view(raw_dtype), stored, itemsize=size)
     if isinstance(obj, np.ndarray):
         dtype = _NUMPY_DTYPES.get(obj.dtype.name)
         if dtype is None:
