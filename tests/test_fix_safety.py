@@ -184,10 +184,10 @@ def test_disk_full_while_journaling(dirty, monkeypatch):
 def test_disk_full_while_copying(dirty, tmp_path, monkeypatch):
     import fp8doctor.repair.output as outmod
 
-    def full(src, dst):
+    def full(src_fd, dst_fd, size):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(outmod.shutil, "copyfile", full)
+    monkeypatch.setattr(outmod, "_copy", full)
     monkeypatch.setattr(outmod, "_reflink", lambda s, d: False)
     before = checkpoint_files(dirty)
     out = str(tmp_path / "out")

@@ -257,6 +257,28 @@ class _Http:
                              lambda: self._attempt(url, display, start, end))
 
     def _attempt(self, url: str, display: str, start: int, end: int) -> tuple[bytes, int]:
+        """One request, ended at the deadline however it stalls: the clients' timeouts are per read, so
+        a server sending its status line and headers a byte at a time would otherwise hold it for days.
+        The request runs in a daemon thread; one past its deadline is abandoned (its socket with it)."""
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append((True, self._attempt_once(url, display, start, end)))
+            except BaseException as e:  # handed to the caller, raised there
+                box.append((False, e))
+
+        worker = threading.Thread(target=run, name="fp8doctor-request", daemon=True)
+        worker.start()
+        worker.join(self.options.deadline)
+        if not box:
+            raise _Retry(f"still incomplete after {self.options.deadline:g} s (no complete answer)")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def _attempt_once(self, url: str, display: str, start: int, end: int) -> tuple[bytes, int]:
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         where = f"{display} bytes {start}-{end - 1}"
         deadline = time.monotonic() + self.options.deadline  # the whole request, not each read

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 import typer
@@ -99,10 +100,25 @@ def checkpoint_root(checkpoint_path: str) -> str:
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
 
-def _write(dest: str, text: Iterable[str]) -> None:
+def local_checkpoint_dir(checkpoint_path: str) -> str | None:
+    """The local checkpoint directory a report path must not leave through (None for a URL)."""
+    from fp8doctor.checkpoint.loader import is_remote
+
+    return None if is_remote(checkpoint_path) else checkpoint_root(checkpoint_path)
+
+
+def _write(dest: str, text: Iterable[str], checkpoint_paths: Sequence[str]) -> None:
+    """Write a report file; one inside any scanned checkpoint that leads out through its links is refused."""
+    from fp8doctor.checkpoint.paths import leads_out_of
     from fp8doctor.userfiles import write_file
 
-    write_file(dest, text)
+    dirs = [d for d in (local_checkpoint_dir(p) for p in checkpoint_paths) if d is not None]
+    for d in dirs[1:]:
+        where = leads_out_of(dest, d)
+        if where is not None:
+            raise OSError(errno.EXDEV, f"it lies in the checkpoint but leads to {where}, outside the checkpoint; "
+                          "refusing to write through a link the checkpoint holds")
+    write_file(dest, text, dirs[0] if dirs else None)
 
 
 def scan_command(
@@ -160,7 +176,7 @@ def scan_command(
             done = _scan_target(targets[0], **options)
         except _TargetError as e:
             raise typer.Exit(fail(str(e))) from None
-        _report_one(done, pairs, color, write_baseline)
+        _report_one(done, pairs, color, write_baseline, targets[0])
     _report_many([_scan_or_error(t, options) for t in targets], pairs, color)
 
 
@@ -202,7 +218,7 @@ def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, f
     report = dataclasses.replace(report, findings=kept)
     if write_baseline is not None:
         try:
-            n = record_baseline(write_baseline, report, version)
+            n = record_baseline(write_baseline, report, version, local_checkpoint_dir(path))
         except BaselineError as e:
             raise _TargetError(str(e)) from None
         stderr_console(color).print(baseline_note(report, n, write_baseline, path), markup=False, soft_wrap=True)
@@ -236,7 +252,7 @@ def _scan_or_error(path: str, options: dict):
     return TargetResult(path, report, ctx, None)
 
 
-def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None) -> None:
+def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None, target: str) -> None:
     """Today's single-checkpoint reports, byte for byte; exits."""
     from fp8doctor.reporters import chunks as report_chunks
     from fp8doctor.reporters import console as console_reporter
@@ -250,7 +266,7 @@ def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline:
             console_reporter.render(report, stdout_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
                                     ctx.suppressed, ctx.config, ctx.config_suppressed)
             continue
-        _emit(fmt, dest, report_chunks(fmt, report, dataclasses.replace(ctx, color=False)))  # streamed
+        _emit(fmt, dest, report_chunks(fmt, report, dataclasses.replace(ctx, color=False)), [target])  # streamed
         to_file = to_file or dest != STDOUT
     if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
         console_reporter.render(report, stderr_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
@@ -268,7 +284,7 @@ def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:
         if dest == STDOUT and fmt == "console":
             console_reporter.render_many(results, stdout_console(color=color))
             continue
-        _emit(fmt, dest, many_renderer(fmt)(results))
+        _emit(fmt, dest, many_renderer(fmt)(results), [r.target for r in results])
     if any(dest != STDOUT for _, dest in pairs) and not any(fmt == "console" and dest == STDOUT
                                                             for fmt, dest in pairs):
         console_reporter.render_many(results, stderr_console(color=color))
@@ -277,14 +293,14 @@ def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:
     raise typer.Exit(EXIT_FINDINGS if any(r.failed for r in results) else EXIT_OK)
 
 
-def _emit(fmt: str, dest: str, text: Iterable[str]) -> None:
+def _emit(fmt: str, dest: str, text: Iterable[str], checkpoint_paths: Sequence[str]) -> None:
     if dest == STDOUT:
         for piece in [text] if isinstance(text, str) else text:
             sys.stdout.write(piece)
         sys.stdout.flush()
         return
     try:
-        _write(dest, text)
+        _write(dest, text, checkpoint_paths)
     except OSError as e:
         raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
 

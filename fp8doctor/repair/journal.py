@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
+from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, refuse_device, unsafe_name
 from fp8doctor.findings import Finding, Region, Severity
 from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
@@ -56,6 +56,9 @@ BIN_MAGIC = b"fp8doctor-jbin\x00\x02"
 when it starts with this (a user's *.bin in a --journal-dir is never touched)."""
 JSON_MAGIC = b'{"format":"' + FORMAT.encode() + b'"'
 """How every ID.json (and its temp file) starts (`format` is the first key written)."""
+JSON_LIMIT = 256 << 20
+"""An ID.json is read up to this many bytes (a version 1 journal of a million patches is ~60 MB):
+a planted 8 GiB one is refused, not read into memory."""
 OWN_NAME = re.compile(r"^[0-9]{20}-[0-9]+\.(bin|json|json\.tmp)$")
 """The names fp8doctor gives journal files."""
 
@@ -108,13 +111,17 @@ class _Dir:
 
 
 def open_in(dfd: int, name: str, flags: int, directory: str = "the journal directory") -> int:
-    """Open `name` inside the directory `dfd` without following a symlink; a symlink is refused."""
+    """Open `name` inside the directory `dfd` without following a symlink; a symlink or a device
+    node is refused."""
     try:
+        refuse_device(name, dfd)
         return os.open(name, flags | O_NOFOLLOW | O_CLOEXEC, 0o644, dir_fd=dfd)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise JournalError(f"{os.path.join(directory, name)} is a symlink; refusing to follow it (remove "
                                "it to continue)") from None
+        if e.errno == errno.EINVAL:
+            raise JournalError(f"{os.path.join(directory, name)} is not a regular file") from None
         raise
 
 
@@ -210,6 +217,8 @@ class JournalShard:
     table_pos: int = 0   # version 2: where the shard's patch table starts in ID.bin
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     """(offset, length, bin_offset, tensor index), int64; read from ID.bin on first use for version 2."""
+    checked: bool = field(default=False, repr=False)
+    """The arrays were checked against the shard's size and ID.bin (Journal.arrays)."""
 
 
 @dataclass
@@ -254,11 +263,12 @@ class Journal:
         return self._bin
 
     def arrays(self, s: JournalShard) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(offset, length, bin_offset, tensor index) of every patch of `s`, in shard order."""
+        """(offset, length, bin_offset, tensor index) of every patch of `s`, in shard order; every
+        patch checked to lie inside the shard and its bytes inside ID.bin (a journal is untrusted)."""
         if s.arrays is None:
             blob = self.data()
             end = s.table_pos + s.count * PATCH_TABLE.itemsize
-            if s.table_pos < 0 or end > len(blob):
+            if s.count < 0 or s.table_pos < 0 or end > len(blob):
                 raise JournalError(f"journal {self.json_path}: the patch table of {s.file} lies outside "
                                    f"{self.bin_path}")
             t = np.frombuffer(blob, dtype=PATCH_TABLE, count=s.count, offset=s.table_pos)
@@ -269,6 +279,14 @@ class Journal:
                                                              or int(tensor.max()) >= len(s.tensors))):
                 raise JournalError(f"journal {self.json_path}: the patch table of {s.file} is inconsistent")
             s.arrays = (t["offset"].astype(np.int64), length, pos, tensor)
+        if not s.checked:
+            off, length, pos, _ = s.arrays
+            if len(off) != s.count or (s.count and (int(off.min()) < 0 or int((off + length).max()) > s.size
+                                                    or int(length.min()) < 1 or int(pos.min()) < 0
+                                                    or int((pos + 2 * length).max()) > len(self.data()))):
+                raise JournalError(f"journal {self.json_path}: a patch of {s.file} lies outside the shard "
+                                   f"({s.size:,} bytes) or outside {self.bin_path}")
+            s.checked = True
         return s.arrays
 
     def patches(self, s: JournalShard) -> Iterator[JournalPatch]:
@@ -445,13 +463,17 @@ def _listdir(directory: str) -> list[str] | None:
 
 
 def check_names(j: Journal, root: str) -> None:
-    """Every file a journal names must be a plain relative name inside the checkpoint at `root`
-    (checked before recovery or undo uses any of them)."""
+    """Every file a journal names must be a plain relative name of a shard (`*.safetensors`, not in
+    the journal directory) inside the checkpoint at `root` (checked before recovery or undo uses any
+    of them): a planted journal cannot make fix write config.json, the lock or another journal."""
     for s in j.shards:
         where = escapes(root, s.file) if not unsafe_name(s.file) else s.file
         if where is not None:
             raise JournalError(f"journal {j.json_path} names the file {s.file!r}, outside the checkpoint "
                                f"({where}); nothing was written. Move the journal away to continue")
+        if not s.file.endswith(".safetensors") or JOURNAL_DIRNAME in s.file.replace("\\", "/").split("/"):
+            raise JournalError(f"journal {j.json_path} names the file {s.file!r}, which is not a shard of the "
+                               "checkpoint; nothing was written. Move the journal away to continue")
 
 
 def load_all(directory: str, root: str) -> list[Journal]:
@@ -470,7 +492,10 @@ def load_all(directory: str, root: str) -> list[Journal]:
     for n in names:
         path = os.path.join(directory, n)
         try:
-            j = Journal.from_dict(directory, json.loads(read_in(directory, n)))
+            raw = read_in(directory, n, JSON_LIMIT + 1)
+            if len(raw) > JSON_LIMIT:
+                raise OSError(errno.EFBIG, f"larger than {JSON_LIMIT:,} bytes")
+            j = Journal.from_dict(directory, json.loads(raw))
         except FixError as e:
             raise JournalError(f"journal {path} cannot be read ({e}); move it away to continue") from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
