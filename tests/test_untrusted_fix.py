@@ -105,7 +105,7 @@ def test_orphans_fp8doctor_wrote_are_still_cleaned(dirty, tmp_path):
     assert proc.returncode == -9
     jdir = os.path.join(dirty, jr.JOURNAL_DIRNAME)
     assert [n for n in os.listdir(jdir) if n.endswith(".bin")]
-    assert fp8doctor.fix(dirty).bytes_written == 165
+    assert fp8doctor.fix(dirty).bytes_changed == 165
     assert not [n for n in os.listdir(jdir) if n.endswith(".bin") and n[:-4] + ".json" not in os.listdir(jdir)]
 
 
@@ -304,7 +304,7 @@ def test_one_lock_per_checkpoint_whatever_the_journal_dir(dirty, tmp_path):
         with pytest.raises(LockHeld, match="another fix is running on this checkpoint"):
             fp8doctor.fix(dirty, journal_dir=b)
     assert checkpoint_files(dirty) == before
-    assert fp8doctor.fix(dirty, journal_dir=b).bytes_written == 165
+    assert fp8doctor.fix(dirty, journal_dir=b).bytes_changed == 165
 
 
 def test_missing_shards_are_indexed_in_linear_time(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -18,7 +19,7 @@ import fp8doctor
 from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.cli.app import app
 from fp8doctor.repair import journal as jr
-from fp8doctor.repair.plan import Patch, build_plan
+from fp8doctor.repair.plan import TensorPatch, build_plan
 from fp8doctor.scanner import ScanOptions, analyze
 from tests.fix_helpers import checkpoint_files, dirty_v4
 
@@ -66,7 +67,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_negative_patch_count_is_one_line(dirty):
     j = _plant(dirty)
     before = checkpoint_files(dirty)
-    _edit(j, lambda d: d["shards"][0].update(patches=-1))
+    def v2_negative(d):  # a version 2 journal (patch table in ID.bin) with a negative patch count
+        d["version"] = 2
+        d["shards"][0].update(patches=-1)
+    _edit(j, v2_negative)
     proc = _cli("fix", dirty)
     assert proc.returncode == 2 and "internal error" not in proc.stderr, proc.stderr
     assert "journal" in proc.stderr
@@ -86,6 +90,12 @@ def test_negative_patch_offset_is_one_line(dirty):
     assert checkpoint_files(dirty) == before
 
 
+def _byte_patch(file: str, old: bytes, new: bytes) -> TensorPatch:
+    """One byte at offset 0 of `file` to be rewritten from `old` to `new` (a crafted journal's patch)."""
+    return TensorPatch("x", file, "e8m0", 0, (1,), (0,), 1, new, "runs", np.array([0], dtype=np.int64),
+                       np.array([1], dtype=np.int64), old, 1, 1, 0, old)
+
+
 def _config_plan(root: str):
     """A consistent plan (old bytes as they are on disk) that overwrites the first byte of config.json."""
     plan = _plan(root)
@@ -94,7 +104,7 @@ def _config_plan(root: str):
         first = f.read(1)
     st = os.stat(path)
     sp = replace(plan.shards[0], file="config.json", size=st.st_size, mtime_ns=st.st_mtime_ns,
-                 patches=(Patch("config.json", 0, first, b"X", "x", "e8m0"),), identity=None)
+                 patches=(_byte_patch("config.json", first, b"X"),), identity=None)
     return replace(plan, shards=(sp,))
 
 
@@ -118,7 +128,7 @@ def test_journal_naming_a_journal_file_is_refused(dirty):
         f.write(b"ab")
     st = os.stat(path)
     sp = replace(plan.shards[0], file=name, size=2, mtime_ns=st.st_mtime_ns,
-                 patches=(Patch(name, 0, b"a", b"X", "x", "e8m0"),), identity=None)
+                 patches=(_byte_patch(name, b"a", b"X"),), identity=None)
     _plant(dirty, replace(plan, shards=(sp,)))
     with pytest.raises(jr.JournalError):
         fp8doctor.fix(dirty)

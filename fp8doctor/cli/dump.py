@@ -62,7 +62,7 @@ def dump_command(
     from fp8doctor import __version__
     from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.config_file import ConfigError, load_for, settings
-    from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump
+    from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump, dump_pieces, dump_streams
 
     if format is not DumpFormat.console and (heatmap or histogram or decode):
         flag = "--heatmap" if heatmap else "--histogram" if histogram else "--decode"
@@ -73,21 +73,23 @@ def dump_command(
         options = DumpOptions(tensors=tuple(tensor or ()), findings=findings, region=region.value,
                               rows=RowRange.parse(rows) if rows is not None else None, scan=scan_options,
                               marks=format is not DumpFormat.raw)
+        if format is DumpFormat.raw:  # streamed: one bounded piece of rows at a time
+            out = sys.stdout.buffer
+            for piece in dump_pieces(path, options):
+                out.write(piece.selected_bytes())
+            out.flush()
+            raise typer.Exit(EXIT_OK)
+        if format is DumpFormat.json:  # streamed too: the same text, one piece of rows at a time
+            from fp8doctor.reporters import dump_json
+
+            with dump_streams(path, options) as streams:
+                dump_json.write_stream(streams, path, __version__, sys.stdout.write)
+            sys.stdout.flush()
+            raise typer.Exit(EXIT_OK)
         dumps = dump(path, options)
     except (CheckpointError, ConfigError, DumpError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
 
-    if format is DumpFormat.raw:
-        out = sys.stdout.buffer
-        for d in dumps:
-            out.write(d.selected_bytes())
-        out.flush()
-        raise typer.Exit(EXIT_OK)
-    if format is DumpFormat.json:
-        from fp8doctor.reporters import dump_json
-
-        typer.echo(dump_json.render(dumps, path, __version__), nl=False)
-        raise typer.Exit(EXIT_OK)
     console = stdout_console(color=not no_color(no_color_flag))
     if not dumps:
         stderr_console(color=not no_color(no_color_flag)).print("no finding names a scale tensor: nothing to dump")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fp8doctor.checkpoint.paths import O_CLOEXEC, escapes, leads_out_of, open_inside
 from fp8doctor.repair import journal as jr
-from fp8doctor.repair.apply import pread_all
+from fp8doctor.repair import spans as sv
 from fp8doctor.repair.errors import FixError, ShardChanged
 from fp8doctor.repair.plan import RepairPlan
 
@@ -29,6 +29,7 @@ class Copied:
     bytes_written: int
     shards_touched: int
     notes: tuple[str, ...]
+    writes: int = 0
 
 
 def _open_source(root: str, file: str, identity: tuple[int, int] | None = None) -> tuple[int, os.stat_result]:
@@ -180,7 +181,7 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
     tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.fp8doctor-tmp-{os.getpid()}")
     patched = {s.file: s for s in plan.shards}
     notes: list[str] = []
-    written = 0
+    written = calls = 0
     left_out: list[str] = []
     special: list[str] = []
     for name in list(shard_files) + list(carry):  # never a file (or link) leading out of the checkpoint
@@ -213,17 +214,22 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
             fd = os.open(dst, os.O_RDWR)
             try:
                 for p in sp.patches:
-                    if pread_all(fd, p.length, p.offset) != p.old:
-                        raise ShardChanged(f"shard {file} changed since the scan (bytes of {p.tensor} differ); "
-                                           "no copy was written")
+                    for span in p.spans():
+                        if not sv.holds(fd, span, span.old):
+                            raise ShardChanged(f"shard {file} changed since the scan (bytes of {p.tensor} differ); "
+                                               "no copy was written")
                 for p in sp.patches:
-                    jr.write_all(fd, p.new, p.offset)
-                    written += p.length
+                    for span in p.spans():
+                        data = sv.composed(fd, span, True)
+                        jr.write_all(fd, data, span.offset)
+                        written += len(data)
+                        calls += 1
                 os.fsync(fd)
                 for p in sp.patches:
-                    if pread_all(fd, p.length, p.offset) != p.new:
-                        raise FixError(f"verification failed: the copy of {file} at 0x{p.offset:x} does not read "
-                                       "back what was written")
+                    for span in p.spans():
+                        if not sv.holds(fd, span, span.new):
+                            raise FixError(f"verification failed: the copy of {file} at 0x{span.offset:x} does not "
+                                           "read back what was written")
             finally:
                 os.close(fd)
         for name in carry:
@@ -249,4 +255,4 @@ def write_copy(plan: RepairPlan, out: str, shard_files: list[str], carry: list[s
         raise
     notes.extend(f"{name}: not copied (a symlink leading outside the checkpoint)" for name in left_out)
     notes.extend(f"{name}: not copied (a device or FIFO, not a regular file)" for name in special)
-    return Copied(written, len(plan.shards), tuple(notes))
+    return Copied(written, len(plan.shards), tuple(notes), calls)
