@@ -20,7 +20,7 @@ from typing import Protocol
 
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.hfcache import snapshot_of
-from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint, without_credentials
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.interrupt import Stop, hold
@@ -381,5 +381,5 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
     )
     layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
     snap = None if ckpt.remote else snapshot_of(ckpt.root)
-    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts,
+    return Report(target=without_credentials(os.fspath(path)), findings=findings, stats=stats, layouts=layouts,
                   hf_cache=snap.describe() if snap is not None else None)

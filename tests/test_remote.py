@@ -474,3 +474,17 @@ def test_scan_announces_its_reads_to_remote_sources(site, serve, monkeypatch):
     shard_gets = [h for h in srv.hits if h.path.endswith(".safetensors")]
     # two header probes (one per shard), at most one header remainder each, then each announced read once
     assert len(shard_gets) <= 2 + 2 + len(announced)
+
+
+def test_credentials_in_a_url_never_reach_a_report(site, serve, tmp_path):
+    """`https://user:secret@host/...` is scanned, but reports are uploaded as CI artifacts and to code
+    scanning: the secret appears in no output format and no SARIF URI."""
+    srv = serve(root=site)
+    url = srv.url.replace("http://", "http://alice:s3cr3t@") + "/v4/"
+    report = scan(url)
+    assert report.stats.scale_tensors_checked > 0
+    assert "s3cr3t" not in report.target
+    for fmt in ("console", "json", "sarif", "junit", "markdown", "github"):
+        res = run_cli("scan", url, "--format", fmt)
+        assert res.returncode == 1, res.stderr
+        assert "s3cr3t" not in res.stdout + res.stderr, fmt

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from fp8doctor.checkpoint.config import CONFIG_LIMIT, ModelConfig, read_config
 from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
@@ -180,6 +181,18 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 def is_remote(path: str | os.PathLike[str]) -> bool:
     """True for URLs (hf://, http(s)://, s3://, any fsspec protocol): no local file is involved."""
     return bool(_URL.match(os.fspath(path)))
+
+
+def without_credentials(path: str) -> str:
+    """`path` as reports may show it: a URL's `user:password@` dropped (reports are uploaded as CI
+    artifacts and to code scanning; the request itself still uses them). Local paths unchanged."""
+    if not is_remote(path):
+        return path
+    parts = urlsplit(path)
+    if parts.username is None and parts.password is None:
+        return path
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _looks_like_safetensors(path: str) -> bool:

@@ -92,10 +92,10 @@ def source_root(checkpoint_path: str) -> str:
 
 def checkpoint_root(checkpoint_path: str) -> str:
     """The directory finding files are relative to (as open_checkpoint decides it); a URL's base."""
-    from fp8doctor.checkpoint.loader import is_remote
+    from fp8doctor.checkpoint.loader import is_remote, without_credentials
 
     if is_remote(checkpoint_path):
-        base = checkpoint_path.rstrip("/")
+        base = without_credentials(checkpoint_path).rstrip("/")
         return base.rsplit("/", 1)[0] if base.endswith((".json", ".safetensors")) else base
     return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
 
