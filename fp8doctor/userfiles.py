@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from fp8doctor.checkpoint.paths import leads_out_of
 
@@ -25,13 +25,13 @@ O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_file(dest: str, data: str | bytes | Iterable[str], checkpoint: str | None = None) -> None:
+def write_file(dest: str, data: str | bytes | Iterable[str], checkpoint: str | Sequence[str] | None = None) -> None:
     """Write `data` (text, bytes, or pieces of text written as they come) to `dest` as described
-    above; OSError (with strerror) when it cannot. `checkpoint` (a local checkpoint directory): a
-    `dest` inside it that leads outside through one of its symlinks is refused, never written through
-    (its links are the checkpoint author's; the report holds names the author chose)."""
-    if checkpoint is not None:
-        where = leads_out_of(dest, checkpoint)
+    above; OSError (with strerror) when it cannot. `checkpoint` (a local checkpoint directory, or
+    several): a `dest` inside one that leads outside through one of its symlinks is refused, never
+    written through (its links are the checkpoint author's; the report holds names the author chose)."""
+    for root in [checkpoint] if isinstance(checkpoint, str) else checkpoint or ():
+        where = leads_out_of(dest, root)
         if where is not None:
             raise OSError(errno.EXDEV, f"it lies in the checkpoint but leads to {where}, outside the checkpoint; "
                           "refusing to write through a link the checkpoint holds")

@@ -398,8 +398,7 @@ class Journal:
         else:
             raise JournalError(f"journal {self.json_path}: the ranges of {t.name} in {s.file} lie outside "
                                f"{self.bin_path}")
-        bad = (len(t.logical) != len(t.shape) or t.itemsize not in (1, 2, 4) or len(t.fill) != t.itemsize
-               or int(ln.sum()) != t.nbytes or t.data < 0 or t.data + t.nbytes > len(blob)
+        bad = (len(t.logical) != len(t.shape) or len(t.fill) != t.itemsize or int(ln.sum()) != t.nbytes
                or (off.size and (int(off[0]) < 0 or int(off[-1] + ln[-1]) > numel * t.itemsize
                                  or bool((off[1:] < off[:-1] + ln[:-1]).any()))))
         if bad:
