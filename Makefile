@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo runtime-check test lint fuzz bench clean dist
+.PHONY: demo runtime-check test lint fuzz bench bench-full clean dist
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,15 @@ fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --cases $(CASES) --seed $(SEED)
 
 # Scan/fix benchmarks on sparse full-shape checkpoints (benchmarks/out/, gitignored): writes
-# benchmarks/RESULTS.md. Full size: $(BIN)/python benchmarks/run.py --v4-layers 43 --oss-layers 36
+# benchmarks/RESULTS.md. Not part of `make test` (CI never runs them).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# Full-size V4-Flash (8.7 GB of real scale bytes) and gpt-oss-120b (3.6 GB) scans, warm and cold:
+# benchmarks/RESULTS-fullsize.md (checkpoints in benchmarks/out-full/, ~13 GB of disk)
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/run.py --v4-layers 43 --oss-layers 36 --shapes v4-flash,gpt-oss-120b --no-fix \
+		--runs 2 --peer-runs 0 --out benchmarks/out-full --results benchmarks/RESULTS-fullsize.md $(BENCH_ARGS)
 
 # sdist and wheel in dist/ (the test suite builds them too, from a copy of the tree)
 dist: $(STAMP)

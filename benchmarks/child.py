@@ -23,6 +23,8 @@ def _wchar() -> int:
 def run(task: str, path: str, workers: int) -> dict:
     if task == "floor":
         from benchmarks.floor import floor_scan as fn
+    elif task == "pread":
+        from benchmarks.floor import pread_only as fn
     elif task == "peer":
         from benchmarks.peer import peer_scan as fn
     elif task == "fp8doctor":
@@ -41,14 +43,26 @@ def run(task: str, path: str, workers: int) -> dict:
             with open_checkpoint(p) as ck:
                 res = LayoutBuilder(ck.tensors, ck.config).build()
                 return {"shards": len(ck.shards), "layouts": len(res.layouts)}
-    elif task == "fix":
+    elif task in ("fix", "fix-dry-run", "fix-undo"):
         import fp8doctor
 
         fix = fp8doctor.fix
+        kw = {"fix": {}, "fix-dry-run": {"dry_run": True}, "fix-undo": {"undo": True}}[task]
 
         def fn(p):
-            r = fix(p)
-            return {"result": repr(r)[:200]}
+            r = fix(p, **kw)
+            own = 0
+            if r.journal and r.mode == "in-place":  # this fix's own journal (ID.json + ID.bin)
+                own = os.path.getsize(r.journal) + os.path.getsize(r.journal[:-len(".json")] + ".bin")
+            return {"changed": r.bytes_changed, "written": r.bytes_written, "writes": r.writes,
+                    "journal_bytes": r.journal_bytes, "journal_own": own, "tensors": len(r.changes)}
+    elif task == "changed":
+        import fp8doctor
+
+        scan, options = fp8doctor.scan, fp8doctor.ScanOptions
+
+        def fn(p):  # padded bytes that differ from the fill (1-byte E8M0 entries)
+            return sum(f.count for f in scan(p, options(select=("scale-padding-nonzero",))).findings)
     elif task == "peer-fix":
         from benchmarks.peer_fix import peer_fix as fn
     else:

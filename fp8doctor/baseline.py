@@ -58,11 +58,12 @@ def baseline_dict(report: Report, version: str = "") -> dict[str, Any]:
     return {"fp8doctor_baseline": BASELINE_FORMAT, "tool_version": version, "findings": entries}
 
 
-def write_baseline(path: str, report: Report, version: str = "") -> int:
-    """Record the report's findings in `path` (atomically); returns how many were recorded."""
+def write_baseline(path: str, report: Report, version: str = "", checkpoint: str | None = None) -> int:
+    """Record the report's findings in `path` (atomically; never through a link of the local
+    checkpoint directory `checkpoint` leading outside it); returns how many were recorded."""
     data = baseline_dict(report, version)
     try:
-        write_file(path, json.dumps(data, indent=2, ensure_ascii=True) + "\n")
+        write_file(path, json.dumps(data, indent=2, ensure_ascii=True) + "\n", checkpoint)
     except OSError as e:
         raise BaselineError(f"{path}: cannot write baseline ({e.strerror or e})") from None
     return len(data["findings"])

@@ -3,8 +3,10 @@
 Pure core: a selection (exact names, globs, or the tensors the scan flags), a region (padding,
 logical, all) and a row range become frozen `TensorDump` records holding the bytes as read, their
 absolute offsets, and per-entry marks: padding, and the severity of any rule the entry breaks.
-The marks come from the scan's own rules (rules/content.py, through a MarkSink), never from a
-second copy of them. Renderers live in fp8doctor/reporters/dump_*.py.
+The marks come from the scan's own rules (rules/content.py mark_tensor_slabs: the whole tensor
+judged in row slabs, each finding's entry mask handed out for the selected rows only), never from
+a second copy of them, so memory follows the selection. `dump_streams` hands out a selection as
+pieces of rows for renderers that stream (raw, JSON). Renderers live in fp8doctor/reporters/dump_*.py.
 
 Rows: a scale tensor is viewed as 2-D, one row per index of its second-to-last axis and the last
 axis as columns; tensors of rank 3 or more (gpt-oss experts [E, N, G]) have their leading axes
@@ -18,8 +20,9 @@ import fnmatch
 import math
 import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,7 +35,7 @@ from fp8doctor.inspection import Inspection
 from fp8doctor.interrupt import hold
 from fp8doctor.layouts.codecs import Decoded, decode
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout
-from fp8doctor.rules.content import check_tensor
+from fp8doctor.rules.content import RULE_SLAB, SlabMarks, mark_tensor_slabs
 from fp8doctor.scanner import ScanOptions, analyze, ask_repair
 
 REGIONS = ("all", "logical", "padding")
@@ -161,6 +164,8 @@ class TensorDump:
 
     def selected_bytes(self) -> bytes:
         """Every selected entry's bytes, in file order, unchanged."""
+        if self.selected.all():
+            return self.data
         return self.entries()[self.selected].tobytes()
 
     def decoded(self) -> Decoded | None:
@@ -271,59 +276,135 @@ def _itemsize(t: TensorInfo, encoding: str | None) -> int:
     return bits // 8
 
 
-def _dump_one(insp: Inspection, t: TensorInfo, layout: ScaleLayout | None, note: str,
-              options: DumpOptions) -> TensorDump:
-    ckpt = insp.checkpoint
-    hold("dump-tensor")
+STREAM_BYTES = 1 << 20
+"""Stored bytes of rows in each piece when a dump streams (`dump_pieces`)."""
+_READ_WHOLE = RULE_SLAB
+"""A marked tensor up to this size is read once, whole (rules and bytes from the one read)."""
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One selected tensor, checked and resolved before any of its bytes is read."""
+
+    t: TensorInfo
+    layout: ScaleLayout | None
+    note: str
+    encoding: str | None
+    itemsize: int
+    row_len: int
+    rows: tuple[int, int]
+
+
+class _MarkCursor:
+    """Walks the slab marks of one tensor (rules/content.py mark_tensor_slabs) forward, handing out
+    each finding's mask over successive flat windows; a slab is dropped once it has been passed."""
+
+    def __init__(self, findings: list[Finding], slabs: SlabMarks) -> None:
+        self._order = {f.rule: i for i, f in enumerate(findings)}
+        self._slabs = iter(slabs)
+        self._cur: tuple[int, list[tuple[Finding, np.ndarray]]] | None = None
+
+    def window(self, lo: int, hi: int) -> list[tuple[Finding, np.ndarray]]:
+        """(finding, mask of flat stored entries lo:hi), in the findings' order."""
+        acc: dict[str, tuple[Finding, np.ndarray]] = {}
+        while hi > lo:
+            if self._cur is None:
+                self._cur = next(self._slabs, None)
+                if self._cur is None:
+                    break
+            base, masks = self._cur
+            end = base + masks[0][1].size
+            if end <= lo:
+                self._cur = None
+                continue
+            if base >= hi:
+                break
+            a, b = max(base, lo), min(end, hi)
+            for f, m in masks:
+                mask = acc.setdefault(f.rule, (f, np.zeros(hi - lo, dtype=bool)))[1]
+                mask[a - lo:b - lo] |= m[a - base:b - base]
+            if end > hi:
+                break
+            self._cur = None
+        return sorted(acc.values(), key=lambda fm: self._order[fm[0].rule])
+
+
+def _plan_one(ckpt: Checkpoint, t: TensorInfo, layout: ScaleLayout | None, note: str,
+              options: DumpOptions) -> _Planned:
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     itemsize = _itemsize(t, encoding)
     nrows, row_len = _geometry(t.shape)
     if t.numel == 0:
         nrows = row_len = 0
     r0, r1 = options.rows.resolve(nrows) if options.rows is not None else (0, nrows)
-    logical_shape = layout.logical_shape if layout is not None else t.shape
-    pad2 = _padding_rows(t.shape, tuple(logical_shape) if layout is not None else None, row_len, r0, r1)
     if not ckpt.readable(t):
         raise DumpError(f"{t.name} extends past the end of {t.file} (truncated file); its bytes cannot be read")
+    return _Planned(t, layout, note, encoding, itemsize, row_len, (r0, r1))
+
+
+def _dump_pieces(insp: Inspection, p: _Planned, options: DumpOptions,
+                 piece_bytes: int | None) -> Iterator[TensorDump]:
+    """The selected rows of one tensor as TensorDumps of consecutive row ranges (one piece for all
+    of them when `piece_bytes` is None). The rules judge the whole tensor once, in row slabs; each
+    piece holds its own rows' bytes and marks only, so memory follows the piece, not the tensor."""
+    hold("dump-tensor")
+    ckpt = insp.checkpoint
+    t, layout, encoding, itemsize, row_len = p.t, p.layout, p.encoding, p.itemsize, p.row_len
+    r0, r1 = p.rows
+    logical_shape = tuple(layout.logical_shape) if layout is not None else t.shape
+    box = logical_shape if layout is not None else None
     row_bytes = row_len * itemsize
-    severity = np.full((r1 - r0, row_len), NO_MARK, dtype=np.int8)  # the selected rows only
-    rules: list[tuple[str, Severity, np.ndarray]] = []
-    findings: list[Finding] = []
     marked = options.marks and encoding is not None
+    findings: list[Finding] = []
+    cursor = None
     try:
+        # a small tensor is read once, whole; a large one in slabs (the rules) and pieces (the bytes)
+        whole = ckpt.read(t) if marked and t.nbytes <= _READ_WHOLE else None
+
+        def read(start: int, length: int) -> bytes:
+            return whole[start:start + length] if whole is not None else ckpt.read(t, start, length)
+
         if marked:
-            full = ckpt.read(t)
-            data = full[r0 * row_bytes: r1 * row_bytes]
+            lead_items = math.prod(t.shape[1:]) if t.shape else 1
+            lead_bytes = lead_items * itemsize
 
-            def sink(f: Finding, mask: np.ndarray) -> None:
-                m = np.array(mask.reshape(nrows, row_len)[r0:r1])  # a copy of the selected rows: never the whole
-                np.maximum(severity, np.where(m, f.severity.rank, NO_MARK).astype(np.int8), out=severity)
-                rules.append((f.rule, f.severity, m))
+            def read_rows(first: int, n: int) -> bytes:
+                return read(first * lead_bytes, n * lead_bytes)
 
-            findings, _ = check_tensor(layout, t, full, insp.content, insp.read_weight, sink)
-        else:
-            data = ckpt.read(t, r0 * row_bytes, (r1 - r0) * row_bytes)
+            # the leading-axis rows that hold the selected rows of the 2-D view
+            lead = (r0 * row_len // lead_items, -(-r1 * row_len // lead_items)) if lead_items else (0, 0)
+            findings, slabs = mark_tensor_slabs(layout, t, read_rows, insp.content, insp.read_weight, lead)
+            cursor = _MarkCursor(findings, slabs)
+        step = max(1, r1 - r0) if piece_bytes is None else max(1, piece_bytes // max(1, row_bytes))
+        for p0 in range(r0, max(r1, r0 + 1), step):
+            p1 = min(r1, p0 + step)
+            data = read(p0 * row_bytes, (p1 - p0) * row_bytes)
+            pad2 = _padding_rows(t.shape, box, row_len, p0, p1)
+            severity = np.full((p1 - p0, row_len), NO_MARK, dtype=np.int8)
+            masks = cursor.window(p0 * row_len, p1 * row_len) if cursor is not None else []
+            if options.region == "padding":
+                sel = pad2.copy()
+            elif options.region == "logical":
+                sel = ~pad2
+            else:
+                sel = np.ones_like(pad2)
+            counts = []
+            for f, m in masks:
+                m2 = m.reshape(p1 - p0, row_len)
+                np.maximum(severity, np.where(m2, f.severity.rank, NO_MARK).astype(np.int8), out=severity)
+                counts.append((f.rule, f.severity, int((m2 & sel).sum())))
+            yield TensorDump(
+                name=t.name, file=t.file, dtype=t.dtype, shape=t.shape, logical_shape=tuple(logical_shape),
+                byte_offset=t.offset, encoding=encoding, itemsize=itemsize, layout=layout, note=p.note,
+                region=options.region, rows=(p0, p1), row_len=row_len, data=data, selected=sel, padding=pad2,
+                severity=severity, rules=tuple(c for c in counts if c[2]), findings=tuple(findings), marked=marked)
     except OSError as e:
         raise DumpError(f"cannot read {t.name} from {t.file}: {e.strerror or e}") from None
-    if options.region == "padding":
-        sel = pad2.copy()
-    elif options.region == "logical":
-        sel = ~pad2
-    else:
-        sel = np.ones_like(pad2)
-    sev2 = severity
-    counts = tuple((rule, sev, int((m & sel).sum())) for rule, sev, m in rules)
-    return TensorDump(
-        name=t.name, file=t.file, dtype=t.dtype, shape=t.shape, logical_shape=tuple(logical_shape),
-        byte_offset=t.offset, encoding=encoding, itemsize=itemsize, layout=layout, note=note,
-        region=options.region, rows=(r0, r1), row_len=row_len, data=data, selected=sel, padding=pad2,
-        severity=sev2, rules=tuple(c for c in counts if c[2]), findings=tuple(findings), marked=marked)
 
 
-def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
-    """Dump the selected scale tensors of an open checkpoint. Reads only headers and the selected
-    tensors' bytes (plus the weight blocks behind zero scales, as scan does), unless
-    `options.findings` asks for a full scan first. Raises DumpError (one line) when it cannot."""
+def _plan(ckpt: Checkpoint, options: DumpOptions) -> tuple[list[_Planned], Inspection]:
+    """The selected tensors, resolved and checked (names, dtypes, rows, readability) before any
+    tensor's bytes are read, so a streamed dump never stops half way for a selection error."""
     if not options.tensors and not options.findings:
         raise DumpError("say which scale tensors to dump: --tensor NAME|GLOB (repeatable) or --findings")
     insp = Inspection.of(ckpt, options.scan)
@@ -345,11 +426,62 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
                     if reason else "layout unknown: logical = whole tensor, no padding located")
         elif layout.note:
             note = layout.note
-        out.append(_dump_one(insp, ckpt.tensors[name], layout, note, options))
-    if options.rows is not None and out and not any(d.rows[1] > d.rows[0] for d in out):
-        most = max(d.nrows for d in out)
+        out.append(_plan_one(ckpt, ckpt.tensors[name], layout, note, options))
+    if options.rows is not None and out and not any(p.rows[1] > p.rows[0] for p in out):
+        most = max(math.prod(p.t.shape[:-1]) if len(p.t.shape) > 1 else 1 for p in out)
         raise DumpError(f"--rows {options.rows} selects no row: the selected tensors have at most {most} rows")
-    return out
+    return out, insp
+
+
+def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
+    """Dump the selected scale tensors of an open checkpoint. Reads only headers and the selected
+    tensors' bytes (plus the weight blocks behind zero scales, as scan does), unless
+    `options.findings` asks for a full scan first. Raises DumpError (one line) when it cannot."""
+    planned, insp = _plan(ckpt, options)
+    return [next(_dump_pieces(insp, p, options, None)) for p in planned]
+
+
+@dataclass(frozen=True, eq=False)
+class TensorStream:
+    """One selected tensor of an open checkpoint, dumped piece by piece on demand (`pieces`), as
+    often as a renderer needs to pass over it; `rows` is the whole selection's row range."""
+
+    _insp: Inspection
+    _planned: _Planned
+    _options: DumpOptions
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        return self._planned.rows
+
+    def pieces(self, marks: bool = True, piece_bytes: int = STREAM_BYTES) -> Iterator[TensorDump]:
+        """Consecutive TensorDumps of at most `piece_bytes` stored bytes of rows (at least one row,
+        and one empty piece for an empty selection); `marks=False` runs no rule."""
+        options = self._options if marks else replace(self._options, marks=False)
+        return _dump_pieces(self._insp, self._planned, options, piece_bytes)
+
+    def whole(self) -> TensorDump:
+        """The whole selection as one TensorDump (what `dump` returns for this tensor)."""
+        return next(_dump_pieces(self._insp, self._planned, self._options, None))
+
+
+@contextmanager
+def dump_streams(path: str | os.PathLike[str], options: DumpOptions) -> Iterator[list[TensorStream]]:
+    """`dump`, streamed: the selected tensors as TensorStreams, valid inside the `with` block. Every
+    selection error is raised on entry, before any tensor's bytes are read."""
+    with open_checkpoint(path) as ckpt:
+        ask_repair(ckpt)
+        planned, insp = _plan(ckpt, options)
+        yield [TensorStream(insp, p, options) for p in planned]
+
+
+def dump_pieces(path: str | os.PathLike[str], options: DumpOptions,
+                piece_bytes: int = STREAM_BYTES) -> Iterator[TensorDump]:
+    """Every selected tensor's pieces in turn (TensorStream.pieces), so a whole-tensor dump holds
+    one piece at a time. Selection errors are raised before the first piece."""
+    with dump_streams(path, options) as streams:
+        for s in streams:
+            yield from s.pieces(options.marks, piece_bytes)
 
 
 def dump(path: str | os.PathLike[str], options: DumpOptions) -> list[TensorDump]:

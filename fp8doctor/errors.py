@@ -1,7 +1,7 @@
 """The errors fp8doctor raises and the exit codes its commands return: the one table of both.
 
 Every error a command can report on one line derives from `Fp8DoctorError` and says which exit
-code it maps to. Exit codes are a public contract (README, "Exit codes"): never renumber one.
+code it maps to. Exit codes are a public contract (docs/scan.md, "Exit codes"): never renumber one.
 This module imports nothing (not torch, not numpy), so any layer may import it.
 """
 

@@ -1,6 +1,6 @@
 """Findings and reports: the plain data every command produces and every renderer consumes.
 
-The JSON form of these classes is a public contract (see README, "JSON report"): field names and
+The JSON form of these classes is a public contract (see docs/reports.md, "JSON report"): field names and
 rule ids never change meaning; new fields may be added.
 """
 

@@ -15,17 +15,19 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Protocol
 
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.checkpoint.hfcache import snapshot_of
-from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint
+from fp8doctor.checkpoint.loader import Checkpoint, open_checkpoint, without_credentials
 from fp8doctor.findings import Finding, Report, ScanStats
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.inspection import Inspection
 from fp8doctor.interrupt import Stop, hold
 from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
+from fp8doctor.rules import judge
 from fp8doctor.rules.catalog import validate_rule_ids
 from fp8doctor.rules.consistency import check_companions, check_config, check_single_entry
 from fp8doctor.rules.content import (
@@ -105,10 +107,13 @@ class Analysis:
     """Bytes of the readable scale tensors (what the checks read)."""
 
 
+_OFFSET = attrgetter("offset")
+
+
 def _batches(tensors: list[TensorInfo]) -> Iterator[list[TensorInfo]]:
     """Group tensors of one file, sorted by offset, into reads of nearby bytes."""
     batch: list[TensorInfo] = []
-    for t in sorted(tensors, key=lambda t: t.offset):
+    for t in sorted(tensors, key=_OFFSET):
         if batch and (t.offset - (batch[-1].offset + batch[-1].nbytes) > COALESCE_GAP
                       or t.offset + t.nbytes - batch[0].offset > MAX_READ):
             yield batch
@@ -234,14 +239,17 @@ def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: Con
     def read_rows(r0: int, n: int) -> bytes:
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
 
-    tally = tally_for(layout, t, content)
-    if tally is not None:
-        rows = max(1, MAX_READ // max(1, row_bytes))
+    rows = max(1, MAX_READ // max(1, row_bytes))
+    for quick in (True, False) if judge.QUICK else (False,):  # the quick test, then (unsure) the histogram
+        tally = tally_for(layout, t, content, quick)
+        if tally is None or (quick and not tally.quick):
+            continue
         for r in range(0, t.shape[0], rows):
             tally.add(read_rows(r, min(rows, t.shape[0] - r)), r)
-        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-        if ok and not tally.pad_bad:
-            return [], TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+        if not tally.pad_bad:
+            done = judge.clean_outcome(tally, t, layout, content, lambda: b"")
+            if done is not None:
+                return done
     if not row_bytes:
         return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
     # A finding (or an encoding the tally does not know): the rules, in row slabs (bounded memory)
@@ -307,7 +315,14 @@ def analyze(ckpt: Checkpoint | Inspection, options: ScanOptions | None = None,
             result.checked += 1
             if summary is not None:
                 summaries.append(summary)
-    result.findings.extend(check_kinds(summaries, options.outlier_span))
+    def exact(summary: TensorSummary) -> int:
+        """The exact median exponent of a tensor the quick test judged (re-read, histogrammed)."""
+        t = ckpt.tensors[summary.name]
+        return judge.exact_median(t, result.layouts.get(t.name), content, lambda start, n: ckpt.read(t, start, n),
+                                  MAX_READ)
+
+    result.findings.extend(check_kinds(summaries, options.outlier_span, exact))
+    # single-entry scales always carry an exact median (a band of one code is a point)
     result.findings.extend(check_single_entry(summaries, result.layouts, ckpt.tensors))
     result.findings.extend(check_companions(insp.pairing.layouts, insp.pairing.companions, ckpt.config))
     result.findings.extend(check_config(ckpt.tensors, insp.pairing.layouts, ckpt.config))
@@ -382,5 +397,5 @@ def scan(path: str | os.PathLike[str], options: ScanOptions | None = None,
     )
     layouts = DescribedLayouts(result.layouts.values())  # described when a caller asks
     snap = None if ckpt.remote else snapshot_of(ckpt.root)
-    return Report(target=os.fspath(path), findings=findings, stats=stats, layouts=layouts,
+    return Report(target=without_credentials(os.fspath(path)), findings=findings, stats=stats, layouts=layouts,
                   hf_cache=snap.describe() if snap is not None else None, tensor_hashes=tensor_hashes)

@@ -5,6 +5,9 @@ Writing: atomic (a temp file in the same directory, then rename) only when FILE 
 or does not exist. A symlink, device or FIFO is written through, never replaced (`-o /dev/null` run
 as root must not turn /dev/null into a regular file); a directory is refused.
 
+A report path inside the scanned checkpoint must stay inside it: a symlink there (the file or a
+directory on the way) leading outside is refused, not written through.
+
 Reading: regular files only, and at most `limit` bytes, so a FIFO or /dev/zero named as an input is
 a one-line error instead of a hang or an out-of-memory.
 """
@@ -14,15 +17,25 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+from fp8doctor.checkpoint.paths import leads_out_of
 
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_file(dest: str, data: str | bytes | Iterable[str | bytes]) -> None:
+def write_file(dest: str, data: str | bytes | Iterable[str | bytes],
+               checkpoint: str | Sequence[str] | None = None) -> None:
     """Write `data` (text, bytes, or pieces of text written as they come) to `dest` as described
-    above; OSError (with strerror) when it cannot."""
+    above; OSError (with strerror) when it cannot. `checkpoint` (a local checkpoint directory, or
+    several): a `dest` inside one that leads outside through one of its symlinks is refused, never
+    written through (its links are the checkpoint author's; the report holds names the author chose)."""
+    for root in [checkpoint] if isinstance(checkpoint, str) else checkpoint or ():
+        where = leads_out_of(dest, root)
+        if where is not None:
+            raise OSError(errno.EXDEV, f"it lies in the checkpoint but leads to {where}, outside the checkpoint; "
+                          "refusing to write through a link the checkpoint holds")
     try:
         st = os.lstat(dest)
     except FileNotFoundError:

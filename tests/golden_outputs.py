@@ -1,5 +1,5 @@
-"""Record the machine outputs (scan JSON/SARIF, dump JSON, rules JSON, exit codes) on a fixed set
-of synthetic checkpoints, to prove a refactor changed no behaviour.
+"""Record the outputs (scan in every format, dump JSON/console/raw, fix --dry-run JSON, rules JSON,
+a several-checkpoint scan, exit codes) on a fixed set of synthetic checkpoints, to prove a refactor changed no behaviour.
 
     python tests/golden_outputs.py record OUT.json      # with the code before the change
     python tests/golden_outputs.py compare OUT.json     # with the code after: exit 1 on a difference
@@ -76,19 +76,45 @@ def _checkpoints(base: str) -> list[tuple[str, str]]:
     return out
 
 
+_CONSOLE_TIME = re.compile(r"\b[0-9]+(?:\.[0-9]+)? ?(?:s|ms)\b")
+"""Durations in human-readable reports."""
+_JUNIT_TIME = re.compile(r'(\b(?:time|timestamp)=)"[^"]*"')
+
+
+def _run(runner: CliRunner, args: list[str], base: str) -> dict[str, object]:
+    r = runner.invoke(app, args)
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        return {"exit": r.exit_code, "exception": type(r.exception).__name__}
+    raw = r.stdout_bytes
+    text = raw.decode("utf-8") if "raw" not in args else raw.hex()
+    text = text.replace(base, "<BASE>").replace(os.path.basename(base), "<B>")
+    text = _PATH_HASH.sub(r'\1"<H>"', _TIMING.sub(r'\1"<T>"', text))
+    if "json" not in args and "sarif" not in args:
+        text = _JUNIT_TIME.sub(r'\1"<T>"', _CONSOLE_TIME.sub("<T>", text))
+    return {"exit": r.exit_code, "stdout": text}
+
+
 def record() -> dict[str, object]:
     runner = CliRunner()
     results: dict[str, object] = {}
     base = tempfile.mkdtemp(prefix="fp8golden")
     try:
-        for name, path in _checkpoints(base):
+        checkpoints = _checkpoints(base)
+        for name, path in checkpoints:
             for label, args in (("scan-json", ["scan", "--format", "json", path]),
                                 ("scan-sarif", ["scan", "--format", "sarif", path]),
-                                ("dump-json", ["dump", "--findings", "--format", "json", path])):
-                r = runner.invoke(app, args)
-                text = (r.stdout or "").replace(base, "<BASE>").replace(os.path.basename(base), "<B>")
-                text = _PATH_HASH.sub(r'\1"<H>"', _TIMING.sub(r'\1"<T>"', text))
-                results[f"{name}/{label}"] = {"exit": r.exit_code, "stdout": text}
+                                ("scan-console", ["scan", "--no-color", path]),
+                                ("scan-junit", ["scan", "--format", "junit", path]),
+                                ("scan-markdown", ["scan", "--format", "markdown", path]),
+                                ("scan-github", ["scan", "--format", "github", path]),
+                                ("dump-json", ["dump", "--findings", "--format", "json", path]),
+                                ("dump-console", ["dump", "--findings", "--no-color", path]),
+                                ("dump-raw", ["dump", "--findings", "--format", "raw", path]),
+                                ("fix-dry-run", ["fix", "--dry-run", "--format", "json", path])):
+                results[f"{name}/{label}"] = _run(runner, args, base)
+        paths = [p for _, p in checkpoints[:4]] + [os.path.join(base, "absent")]
+        for fmt in ("json", "sarif", "console", "junit", "markdown", "github"):
+            results[f"many/scan-{fmt}"] = _run(runner, ["scan", "--no-color", "--format", fmt, *paths], base)
         r = runner.invoke(app, ["rules", "--json"])
         results["rules"] = {"exit": r.exit_code, "stdout": r.stdout}
     finally:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ("pyproject.toml", "README.md", "CHANGELOG.md", "MANIFEST.in", "fp8doctor")
+SOURCES = ("pyproject.toml", "README.md", "CHANGELOG.md", "MANIFEST.in", "docs", "fp8doctor")
 
 
 def build_dist(out: str) -> tuple[str, str]:

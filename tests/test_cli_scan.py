@@ -147,12 +147,23 @@ def test_rules_command_lists_every_rule():
     assert {d["id"] for d in doc} == set(RULES)
 
 
-def test_readme_documents_every_rule_and_exit_code():
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+def _doc(name: str) -> str:
+    return open(os.path.join(os.path.dirname(__file__), "..", "docs", name), encoding="utf-8").read()
+
+
+def test_docs_document_every_rule_exit_code_and_json_key():
+    rules = _doc("rules.md")
     for rule in RULES.values():
-        assert f"| `{rule.id}` | {rule.severity.value} | {'yes' if rule.fixable else 'no'} |" in readme, rule.id
-    for key in FINDING_KEYS | SUMMARY_KEYS:
-        assert key in readme, key
+        assert f"| `{rule.id}` | {rule.severity.value} | {'yes' if rule.fixable else 'no'} |" in rules, rule.id
+    json_report = _doc("reports.md")
+    json_report = json_report[json_report.index("## JSON report"):]
+    for key in FINDING_KEYS | SUMMARY_KEYS | {"suppressed", "config"}:
+        assert f"`{key}`" in json_report, key
+    codes = _doc("scan.md")
+    codes = codes[codes.index("## Exit codes"):]
+    assert "| code | `scan` | `fix` | `verify` | `dump` |" in codes
+    for code in (0, 1, 2):
+        assert f"\n| {code} |" in codes, code
 
 
 def test_api_matches_cli(v4):

@@ -100,10 +100,10 @@ def test_kill_during_undo(states, tmp_path, point):
 
 
 def test_kill_at_random_moments(tmp_path, monkeypatch):
-    """Kill `fix --fill one` (many small writes) after a random number of writes; then fix again."""
+    """Kill `fix --fill one` (a write a tensor, and the journal's) after a random number of writes; then fix again."""
     loops = int(os.environ.get("FP8DOCTOR_CRASH_LOOPS", "20"))
     src = str(tmp_path / "src")
-    synth.deepseek_v4(src)  # clean: --fill one rewrites every padded entry (18 tensors, 28 runs)
+    synth.deepseek_v4(src)  # clean: --fill one rewrites every padded entry (18 tensors, one write each)
     ref = copy_tree(src, str(tmp_path / "ref"))
     writes = 0
 
@@ -114,7 +114,7 @@ def test_kill_at_random_moments(tmp_path, monkeypatch):
     monkeypatch.setattr(hooks, "count_write", count)
     fp8doctor.fix(ref, fill="one")  # counts the writes of a whole fix: the window the kills aim at
     monkeypatch.undo()
-    assert writes > 28
+    assert writes > 18  # one a tensor (18), and the journal's
     original, repaired, masks = checkpoint_files(src), checkpoint_files(ref), padding_masks(src)
     cmd = [sys.executable, "-m", "fp8doctor", "fix", "--fill", "one", "--quiet"]
 

@@ -1,5 +1,6 @@
-"""The journal format: version 2 (patch table in ID.bin, small ID.json written once plus small state
-updates), and version 1 journals from earlier releases, still completed and undone."""
+"""The journal format: version 3 (old bytes only, a run table only where it is smaller than the
+padding; small ID.json), and version 1 and 2 journals from earlier releases, still completed and
+undone."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import pytest
 
 import fp8doctor
 from fp8doctor.repair import journal as jr
+from fp8doctor.testing import synth
 from tests.fix_helpers import checkpoint_files, copy_tree, dirty_v4
 
 
@@ -29,35 +32,92 @@ def _only_journal(path: str) -> jr.Journal:
     return j
 
 
-def test_version_2_layout(states, tmp_path):
+def test_version_3_layout(states, tmp_path):
     src, original, repaired, _ = states
     path = copy_tree(src, str(tmp_path / "ck"))
     done = fp8doctor.fix(path)
-    assert checkpoint_files(path) == repaired and done.bytes_written == done.bytes_changed
+    assert checkpoint_files(path) == repaired and done.bytes_changed <= done.bytes_written
     with open(done.journal) as f:
         doc = json.load(f)
-    assert doc["version"] == 2 and doc["state"] == jr.DONE
+    assert doc["version"] == 3 and doc["state"] == jr.DONE
     j = _only_journal(path)
+    tensors = [t for s in j.shards for t in s.v3]
+    assert {(t.name, t.encoding) for t in tensors} == {(c.tensor, c.encoding) for c in done.changes}
+    # ID.bin: the old bytes only (the new ones are the fill), plus a 16-byte row a run for "runs" tensors
+    runs = sum(t.count for t in tensors if t.mode == "runs")
+    assert os.path.getsize(j.bin_path) == (len(jr.BIN_MAGIC) + sum(t.nbytes for t in tensors)
+                                           + jr.PATCH_TABLE.itemsize * runs)
+    # never more than the cheaper of: bytes changed + a row a run, every padded byte of the tensor
+    by_name = {c.tensor: c for c in done.changes}
+    for t in tensors:
+        c = by_name[t.name]
+        assert t.nbytes + (jr.PATCH_TABLE.itemsize * t.count if t.mode == "runs" else 0) <= \
+            c.nbytes + jr.PATCH_TABLE.itemsize * c.runs
     patches = [p for s in j.shards for p in j.patches(s)]
-    assert sum(s.count for s in j.shards) == len(patches) == sum(c.runs for c in done.changes)
-    # ID.bin: its magic, old and new bytes of every patch plus a 16-byte table row each; ID.json: no per-patch data
-    assert os.path.getsize(j.bin_path) == (len(jr.BIN_MAGIC) + 2 * done.bytes_changed
-                                           + jr.PATCH_TABLE.itemsize * len(patches))
     with open(j.bin_path, "rb") as f:
         assert f.read(len(jr.BIN_MAGIC)) == jr.BIN_MAGIC
-    assert all(isinstance(s["patches"], int) for s in doc["shards"])
     for s in j.shards:
         old = b"".join(j.old(p) for p in j.patches(s))
         new = b"".join(j.new(p) for p in j.patches(s))
         assert hashlib.sha256(old).hexdigest() == s.old_sha256 and hashlib.sha256(new).hexdigest() == s.new_sha256
-    assert {(p.tensor, p.encoding) for p in patches} == {(c.tensor, c.encoding) for c in done.changes}
+    assert {p.tensor for p in patches} == set(by_name)
     fp8doctor.fix(path, undo=True)
     assert checkpoint_files(path) == original
 
 
+def test_runs_mode_for_a_few_wrong_bytes_in_a_large_padding(tmp_path):
+    """One wrong byte in a large padded region: the journal keeps that byte and a table row, not
+    the whole padding."""
+    from tests.conftest import poke
+
+    path = str(tmp_path / "v4")
+    synth.deepseek_v4(path)
+    poke(path, "layers.0.ffn.experts.0.w1.scale", 80 * 10 + 7, b"\x90")  # one byte of 160 padded ones
+    done = fp8doctor.fix(path)
+    [t] = [t for s in _only_journal(path).shards for t in s.v3]
+    assert t.mode == "runs" and t.nbytes == 1 and t.count == 1 and done.bytes_changed == 1
+    assert os.path.getsize(_only_journal(path).bin_path) == len(jr.BIN_MAGIC) + 1 + jr.PATCH_TABLE.itemsize
+    fp8doctor.fix(path, undo=True)
+    assert fp8doctor.scan(path).by_rule() == {"scale-padding-nonzero": 1}
+
+
+def _to_version_2(j: jr.Journal, state: str) -> None:
+    """Rewrite a journal in the version 2 shape (ID.bin: each patch's old then new bytes, then a
+    table row a patch), as the previous release wrote it."""
+    chunks, pos, shards = [], 0, []
+    for s in j.shards:
+        data_pos, rows, tensors = pos, [], []
+        for p in j.patches(s):
+            key = [p.tensor, p.encoding]
+            if key not in tensors:
+                tensors.append(key)
+            rows.append((p.offset, p.length, tensors.index(key)))
+            chunks += [j.old(p), j.new(p)]
+            pos += 2 * p.length
+        table = np.array(rows, dtype=jr.PATCH_TABLE).tobytes()
+        chunks.append(table)
+        shards.append({"file": s.file, "size": s.size, "mtime_ns_before": s.mtime_ns_before,
+                       "mtime_ns_after": s.mtime_ns_after, "old_sha256": s.old_sha256, "new_sha256": s.new_sha256,
+                       "patches": len(rows), "bytes": sum(r[1] for r in rows), "data": data_pos, "table": pos,
+                       "tensors": tensors})
+        pos += len(table)
+    _write_old(j, state, 2, b"".join(chunks), shards)
+
+
+def _write_old(j: jr.Journal, state: str, version: int, blob: bytes, shards: list) -> None:
+    doc = {"format": "fp8doctor-journal", "version": version, "id": j.id, "state": state, "root": j.root,
+           "target": j.target, "fill": j.fill, "created": j.created, "tool_version": "0.1.0",
+           "bin": os.path.basename(j.bin_path), "bin_size": len(blob), "bin_sha256": hashlib.sha256(blob).hexdigest(),
+           "history": [["pending", j.created]], "shards": shards}
+    with open(j.bin_path, "wb") as f:
+        f.write(blob)
+    with open(j.json_path, "w") as f:
+        json.dump(doc, f)
+
+
 def _to_version_1(j: jr.Journal, state: str) -> None:
     """Rewrite a journal in the version 1 shape (ID.bin: only old/new bytes; patches listed in ID.json),
-    as the previous release wrote it."""
+    as the release before that wrote it."""
     chunks, pos, shards = [], 0, []
     for s in j.shards:
         rows = []
@@ -68,39 +128,37 @@ def _to_version_1(j: jr.Journal, state: str) -> None:
         shards.append({"file": s.file, "size": s.size, "mtime_ns_before": s.mtime_ns_before,
                        "mtime_ns_after": s.mtime_ns_after, "old_sha256": s.old_sha256,
                        "new_sha256": s.new_sha256, "patches": rows})
-    blob = b"".join(chunks)
-    doc = {"format": "fp8doctor-journal", "version": 1, "id": j.id, "state": state, "root": j.root,
-           "target": j.target, "fill": j.fill, "created": j.created, "tool_version": "0.1.0",
-           "bin": os.path.basename(j.bin_path), "bin_size": len(blob), "bin_sha256": hashlib.sha256(blob).hexdigest(),
-           "history": [["pending", j.created]], "shards": shards}
-    with open(j.bin_path, "wb") as f:
-        f.write(blob)
-    with open(j.json_path, "w") as f:
-        json.dump(doc, f)
+    _write_old(j, state, 1, b"".join(chunks), shards)
 
 
-def test_version_1_done_journal_is_undone(states, tmp_path):
+CONVERT = {1: _to_version_1, 2: _to_version_2}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_done_journal_is_undone(states, tmp_path, version):
     src, original, _, _ = states
     path = copy_tree(src, str(tmp_path / "ck"))
     fp8doctor.fix(path)
-    _to_version_1(_only_journal(path), jr.DONE)
+    CONVERT[version](_only_journal(path), jr.DONE)
     j = _only_journal(path)
-    assert j.version == 1 and j.state == jr.DONE
+    assert j.version == version and j.state == jr.DONE
     res = fp8doctor.fix(path, undo=True)
-    assert checkpoint_files(path) == original and res.bytes_written == j.nbytes
+    assert checkpoint_files(path) == original and res.bytes_changed == j.nbytes
     with open(j.json_path) as f:
         doc = json.load(f)
-    assert doc["version"] == 1 and doc["state"] == jr.UNDONE and isinstance(doc["shards"][0]["patches"], list)
+    assert doc["version"] == version and doc["state"] == jr.UNDONE
+    assert isinstance(doc["shards"][0]["patches"], list if version == 1 else int)
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("roll_back", [False, True])
-def test_version_1_pending_journal_is_recovered(states, tmp_path, roll_back):
-    """A version 1 journal left `pending` (the old fix killed before writing a shard) is completed,
-    or rolled back by --undo."""
+def test_old_pending_journal_is_recovered(states, tmp_path, roll_back, version):
+    """A version 1 or 2 journal left `pending` (the old fix killed before writing a shard) is
+    completed, or rolled back by --undo."""
     src, original, repaired, _ = states
     path = copy_tree(src, str(tmp_path / "ck"))
     fp8doctor.fix(path)
-    _to_version_1(_only_journal(path), jr.PENDING)
+    CONVERT[version](_only_journal(path), jr.PENDING)
     # the old fix was killed halfway: the first shard is patched, the rest still original
     first = sorted(original)[0]
     for name, data in original.items():
@@ -112,20 +170,26 @@ def test_version_1_pending_journal_is_recovered(states, tmp_path, roll_back):
     res = fp8doctor.fix(path, undo=roll_back)
     assert res.recovered and checkpoint_files(path) == (original if roll_back else repaired)
     j = _only_journal(path)
-    assert j.version == 1 and j.state == (jr.ROLLED_BACK if roll_back else jr.DONE)
+    assert j.version == version and j.state == (jr.ROLLED_BACK if roll_back else jr.DONE)
     if not roll_back:
         fp8doctor.fix(path, undo=True)
         assert checkpoint_files(path) == original
 
 
-def test_damaged_table_is_refused(states, tmp_path):
+@pytest.mark.parametrize("version", [2, 3])
+def test_damaged_table_is_refused(states, tmp_path, version):
     src = states[0]
     path = copy_tree(src, str(tmp_path / "ck"))
     fp8doctor.fix(path)
     j = _only_journal(path)
+    if version == 2:
+        _to_version_2(j, jr.DONE)
     with open(j.json_path) as f:
         doc = json.load(f)
-    doc["shards"][0]["table"] = doc["bin_size"]  # points past the end of ID.bin
+    if version == 2:
+        doc["shards"][0]["table"] = doc["bin_size"]  # points past the end of ID.bin
+    else:
+        doc["shards"][0]["tensors"][0][8] = doc["bin_size"]  # the old bytes start past the end of ID.bin
     with open(j.json_path, "w") as f:
         json.dump(doc, f)
     before = checkpoint_files(path)

@@ -16,7 +16,7 @@ from fp8doctor.cli.app import app
 from fp8doctor.repair import journal as jr
 from fp8doctor.repair.errors import DiskFull, FixError, LockHeld, ReadOnly, ShardChanged
 from fp8doctor.repair.lock import Lock
-from fp8doctor.repair.plan import tensor_patches
+from fp8doctor.repair.plan import tensor_patch
 from fp8doctor.scanner import ScanOptions, analyze
 from tests.fix_helpers import checkpoint_files, dirty_v4, padding_masks
 
@@ -49,10 +49,16 @@ def test_plan_never_leaves_trusted_padding(tmp_path):
         an = analyze(ck, ScanOptions())
         for lay in an.layouts.values():
             garbage = rng.integers(0, 256, size=lay.scale.nbytes, dtype=np.uint8).tobytes()
-            for p in tensor_patches(lay, garbage, "one"):
-                assert masks[p.file][p.offset:p.offset + p.length].all(), lay.name
+            p = tensor_patch(lay, garbage, "one")
             if not lay.has_padding:
-                assert tensor_patches(lay, garbage, "one") == []
+                assert p is None
+            if p is None:
+                continue
+            # every byte that takes a new value is a padded byte, in whichever journal mode
+            for span in p.spans():
+                assert masks[p.file][span.offset + span.pos].all(), lay.name
+            covered = np.concatenate([span.offset + span.pos for span in p.spans()])
+            assert covered.size == p.covered and np.unique(covered).size == covered.size
 
 
 def test_lock_held_by_another_fix(dirty):
@@ -65,7 +71,7 @@ def test_lock_held_by_another_fix(dirty):
         res = runner.invoke(app, ["fix", dirty])
         assert res.exit_code == 2 and "another fix is running" in res.output and f"pid {os.getpid()}" in res.output
     assert checkpoint_files(dirty) == before
-    assert fp8doctor.fix(dirty).bytes_written == 165  # released: the next fix runs
+    assert fp8doctor.fix(dirty).bytes_changed == 165  # released: the next fix runs
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(dirty):
@@ -74,7 +80,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(dirty):
     with open(os.path.join(jdir, "lock"), "w") as f:
         f.write("pid 999999 on elsewhere since 2020-01-01 00:00:00\n")
     result = fp8doctor.fix(dirty)
-    assert result.bytes_written == 165 and any("stale lock" in n and "999999" in n for n in result.notes)
+    assert result.bytes_changed == 165 and any("stale lock" in n and "999999" in n for n in result.notes)
     assert not os.path.exists(os.path.join(jdir, "lock"))
 
 
@@ -184,10 +190,10 @@ def test_disk_full_while_journaling(dirty, monkeypatch):
 def test_disk_full_while_copying(dirty, tmp_path, monkeypatch):
     import fp8doctor.repair.output as outmod
 
-    def full(src, dst):
+    def full(src_fd, dst_fd, size):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(outmod.shutil, "copyfile", full)
+    monkeypatch.setattr(outmod, "_copy", full)
     monkeypatch.setattr(outmod, "_reflink", lambda s, d: False)
     before = checkpoint_files(dirty)
     out = str(tmp_path / "out")
@@ -215,7 +221,7 @@ def test_write_error_mid_patch_rolls_back(dirty, monkeypatch):
     assert checkpoint_files(dirty) == before
     [j] = jr.load_all(os.path.join(dirty, jr.JOURNAL_DIRNAME), dirty)
     assert j.state == jr.ROLLED_BACK
-    assert fp8doctor.fix(dirty).bytes_written == 165  # a later fix works normally
+    assert fp8doctor.fix(dirty).bytes_changed == 165  # a later fix works normally
 
 
 def test_hard_linked_shard_is_refused(dirty, tmp_path):

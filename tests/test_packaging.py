@@ -71,7 +71,8 @@ def test_sdist_and_wheel_hold_the_package_and_its_metadata(dist):
     assert "fp8doctor = fp8doctor.cli.app:main" in entry_points
     with tarfile.open(sdist) as t:
         members = {m.split("/", 1)[1] for m in t.getnames() if "/" in m}
-    assert {"pyproject.toml", "README.md", "CHANGELOG.md", "fp8doctor/__init__.py", "fp8doctor/py.typed"} <= members
+    assert {"pyproject.toml", "README.md", "CHANGELOG.md", "docs/scan.md", "docs/reports.md", "fp8doctor/__init__.py",
+            "fp8doctor/py.typed"} <= members
 
 
 def test_the_wheel_runs_in_a_fresh_venv_without_torch(action_install, tmp_path):

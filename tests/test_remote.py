@@ -396,7 +396,8 @@ def test_fix_output_on_a_url_fetches_only_the_shards_to_repair(site, serve, tmp_
     out = tmp_path / "out"
     expect = fix(os.path.join(site, "v4"), output=str(local_copy))
     result = fix(f"{srv.url}/v4", output=str(out))
-    assert result.mode == "output" and result.bytes_written == expect.bytes_written == 1
+    assert result.mode == "output" and result.bytes_changed == expect.bytes_changed == 1
+    assert result.bytes_written == expect.bytes_written
     bad = "model-00001-of-00002.safetensors"  # holds the padding fault; shard 2 is clean
     assert sorted(os.listdir(out)) == sorted(["config.json", INDEX_NAME, bad])
     with open(out / bad, "rb") as a, open(local_copy / bad, "rb") as b:
@@ -473,3 +474,17 @@ def test_scan_announces_its_reads_to_remote_sources(site, serve, monkeypatch):
     shard_gets = [h for h in srv.hits if h.path.endswith(".safetensors")]
     # two header probes (one per shard), at most one header remainder each, then each announced read once
     assert len(shard_gets) <= 2 + 2 + len(announced)
+
+
+def test_credentials_in_a_url_never_reach_a_report(site, serve, tmp_path):
+    """`https://user:secret@host/...` is scanned, but reports are uploaded as CI artifacts and to code
+    scanning: the secret appears in no output format and no SARIF URI."""
+    srv = serve(root=site)
+    url = srv.url.replace("http://", "http://alice:s3cr3t@") + "/v4/"
+    report = scan(url)
+    assert report.stats.scale_tensors_checked > 0
+    assert "s3cr3t" not in report.target
+    for fmt in ("console", "json", "sarif", "junit", "markdown", "github"):
+        res = run_cli("scan", url, "--format", fmt)
+        assert res.returncode == 1, res.stderr
+        assert "s3cr3t" not in res.stdout + res.stderr, fmt

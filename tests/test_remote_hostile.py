@@ -23,8 +23,9 @@ class Hostile:
     """Serves the files under `root` with Range support, misbehaving as told."""
 
     def __init__(self, root: str, drip: float = 0.0, retry_after: str | None = None, total: int | None = None,
-                 claim: str = ".safetensors"):
+                 claim: str = ".safetensors", header_drip: float = 0.0):
         self.root, self.drip, self.retry_after, self.total, self.claim = root, drip, retry_after, total, claim
+        self.header_drip = header_drip
         self.requests = 0
         outer = self
 
@@ -55,6 +56,19 @@ class Hostile:
                 body = data[a:b + 1]
                 if len(body) < b + 1 - a:  # claimed beyond the real file: pad (the claim is the attack)
                     body += bytes(b + 1 - a - len(body))
+                if outer.header_drip:  # the status line and headers one byte at a time, then the body
+                    head = (f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{total}\r\n"
+                            f"Content-Length: {len(body)}\r\n\r\n").encode()
+                    try:
+                        for i in range(len(head)):
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(outer.header_drip)
+                        self.wfile.write(body)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
+                    return
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {a}-{b}/{total}")
                 self.send_header("Content-Length", str(len(body)))
@@ -111,6 +125,19 @@ def test_a_dripping_server_hits_the_total_deadline(ckpt):
     srv = Hostile(os.path.dirname(ckpt), drip=0.05)
     try:
         opts = RemoteOptions(retries=1, backoff=0.01, backoff_max=0.02, timeout=5.0, deadline=0.5)
+        with pytest.raises(RemoteError, match=r"still incomplete after 0\.5 s"):
+            open_remote_checkpoint(f"{srv.url}/v4/model-00001-of-00002.safetensors", opts)
+    finally:
+        srv.close()
+
+
+def test_a_server_dripping_its_headers_hits_the_total_deadline(ckpt):
+    """The deadline covers the whole request, headers included: a status line and headers sent a
+    byte every 0.05 s (about 4 s in all, never tripping the per-read timeout) end at 0.5 s."""
+    srv = Hostile(os.path.dirname(ckpt), header_drip=0.05)
+    try:
+        opts = RemoteOptions(retries=1, backoff=0.01, backoff_max=0.02, timeout=5.0, deadline=0.5,
+                             head_probe=16)  # bodies of one chunk: only the headers are slow
         with pytest.raises(RemoteError, match=r"still incomplete after 0\.5 s"):
             open_remote_checkpoint(f"{srv.url}/v4/model-00001-of-00002.safetensors", opts)
     finally:

@@ -5,6 +5,8 @@ give exactly what the direct whole-tensor evaluation (check_tensor) gives."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.encodings import ALL, BY_NAME
 from fp8doctor.layouts.model import ScaleLayout
 from fp8doctor.rules.content import UNINIT_FAR, ContentOptions, check_tensor, check_tensor_slabs
-from fp8doctor.rules.judge import judge_scale_tensor, tally_for
+from fp8doctor.rules.judge import exact_median, judge_scale_tensor, tally_for
 
 DTYPES = [(dt, e.name) for e in ALL for dt in e.dtypes]
 
@@ -77,7 +79,19 @@ def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad
     rb = len(data) // shape[0]
     slabs = check_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None, slab_bytes=slab)
     assert slabs == direct
-    assert judge_scale_tensor(t, data, layout, opts) == direct
+    # the entry point (quick test first for 1-byte encodings): the same findings, and a median
+    # interval that holds the direct median, resolved to it by exact_median
+    findings, summary = judge_scale_tensor(t, data, layout, opts)
+    if summary is not None and summary.median_hi is not None:
+        assert direct[1] is not None and summary.median_exponent <= direct[1].median_exponent <= summary.median_hi
+        exact = exact_median(t, layout, opts, lambda a, k: data[a:a + k], max_read=slab * rb)
+        summary = dataclasses.replace(summary, median_exponent=exact, median_hi=None)
+    assert (findings, summary) == direct
+    quick = tally_for(layout, t, opts, quick=True)
+    if quick is not None and quick.quick:
+        quick.add(data, 0)
+        if quick.band(opts.outlier_span, UNINIT_FAR) is not None:  # the quick test only ever says "clean"
+            assert [f for f in direct[0] if f.rule != "scale-padding-nonzero"] == []
 
     tally = tally_for(layout, t, opts)
     if tally is not None:
@@ -86,3 +100,72 @@ def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad
         if ok:  # "clean" is only ever said of a tensor whose real entries have no finding
             assert [f for f in direct[0] if f.rule != "scale-padding-nonzero"] == []
             assert direct[1] is not None and direct[1].median_exponent == median
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dtype=st.sampled_from(DTYPES), lead=st.integers(1, 4), rows=st.integers(1, 30), cols=st.integers(1, 20),
+       pad_r=st.integers(0, 4), pad_c=st.integers(0, 4), center=st.integers(-10, 10),
+       mix=st.sampled_from([0.0, 0.01, 0.1, 0.5, 1.0]), ue8m0=st.booleans(), with_layout=st.booleans(),
+       verify=st.booleans(), bands=st.sampled_from([0, 1, 2, 5, 10**6]),
+       fail_read=st.sampled_from([False, False, True]),
+       slab=st.sampled_from([1, 7, 64, 1 << 20]), window=st.tuples(st.integers(0, 8), st.integers(0, 8)),
+       seed=st.integers(0, 2**31), saturate=st.booleans())
+def test_slab_marks_are_the_direct_evaluations_masks_for_the_rows_asked(
+        dtype, lead, rows, cols, pad_r, pad_c, center, mix, ue8m0, with_layout, verify, bands, fail_read, slab,
+        window, seed, saturate):
+    """What `dump` marks for a few rows (mark_tensor_slabs, bounded memory) is exactly what the
+    whole-tensor evaluation's MarkSink receives for those rows: same findings, same masks, including
+    zero scales confirmed against their weights until the weight-read budget runs out."""
+    from fp8doctor.rules import content
+
+    dt, enc = dtype
+    rng = np.random.default_rng(seed)
+    itemsize = BY_NAME[enc].itemsize
+    stored = (rows + pad_r, cols + pad_c)
+    shape = (lead, *stored) if lead > 1 else stored
+    n = int(np.prod(shape))
+    entries = np.frombuffer(_values(enc, rng, n, center, mix), dtype=BY_NAME[enc].raw).copy()
+    if saturate and enc == "e4m3":  # scale-saturated: many blocks clipped at 448
+        entries[rng.random(n) < 0.3] = 0x7E
+    data = entries.tobytes()
+    t = TensorInfo("m.layers.0.w.scale", dt, shape, 0, n * itemsize, "m.safetensors", 8)
+    layout = None
+    weights = None
+    if with_layout:
+        wshape = (*shape[:-2], stored[0] * 128, stored[1] * 128)
+        w = TensorInfo("m.layers.0.w.weight", "F8_E4M3", wshape, 0, int(np.prod(wshape)), "m.safetensors", 8)
+        layout = ScaleLayout(t, w, "block", enc, (128, 128), wshape, (*shape[:-2], rows * 128, cols * 128),
+                             (*shape[:-2], rows, cols), "config")
+        # weight blocks: about half all-zero, half not (so zero scales are sometimes fine)
+        nz = rng.random((*shape[:-2], stored[0], stored[1])) < 0.5
+        weights = np.repeat(np.repeat(nz, 128, axis=-2), 128, axis=-1).astype(np.uint8).tobytes()
+
+    def read_weight(wt, start, length):
+        if fail_read:
+            raise OSError("unreadable")
+        return weights[start:start + length]
+
+    opts = ContentOptions(ue8m0=ue8m0, verify_zero_blocks=verify)
+    rw = read_weight if weights is not None else None
+    old = content.ZERO_CHECK_BYTES
+    content.ZERO_CHECK_BYTES = bands * 128 * stored[1] * 128  # weight bands of 128 rows
+    try:
+        whole: list = []
+        direct, _ = check_tensor(layout, t, data, opts, rw, lambda f, m: whole.append((f, m.reshape(-1).copy())))
+        rb = len(data) // shape[0]
+        a, b = sorted(min(x, shape[0]) for x in window)
+        found, slabs = content.mark_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, rw,
+                                                 (a, b), slab_bytes=slab)
+        got = {}
+        for base, masks in slabs:
+            assert [f for f, _ in masks] == direct
+            for f, m in masks:
+                got.setdefault(f.rule, {})[base] = m
+    finally:
+        content.ZERO_CHECK_BYTES = old
+    assert found == direct
+    per_row = n // shape[0]
+    for f, m in whole:
+        want = m[a * per_row:b * per_row]
+        have = np.concatenate([v for _, v in sorted(got.get(f.rule, {}).items())]) if b > a else want[:0]
+        assert np.array_equal(have, want), (f.rule, a, b)

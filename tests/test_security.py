@@ -40,5 +40,5 @@ def test_local_scan_dump_fix_never_touch_the_network(v4, no_network):
     poke(v4, "layers.0.attn.wq_b.scale", 15, b"\xff")
     assert fp8doctor.scan(v4).by_rule() == {"scale-padding-nonzero": 1}
     fp8doctor.dump(v4, fp8doctor.DumpOptions(tensors=("layers.0.attn.wq_b.scale",)))
-    assert fp8doctor.fix(v4).bytes_written == 1
+    assert fp8doctor.fix(v4).bytes_changed == 1
     assert fp8doctor.scan(v4).findings == ()

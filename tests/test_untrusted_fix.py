@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import threading
 
 import pytest
@@ -104,7 +105,7 @@ def test_orphans_fp8doctor_wrote_are_still_cleaned(dirty, tmp_path):
     assert proc.returncode == -9
     jdir = os.path.join(dirty, jr.JOURNAL_DIRNAME)
     assert [n for n in os.listdir(jdir) if n.endswith(".bin")]
-    assert fp8doctor.fix(dirty).bytes_written == 165
+    assert fp8doctor.fix(dirty).bytes_changed == 165
     assert not [n for n in os.listdir(jdir) if n.endswith(".bin") and n[:-4] + ".json" not in os.listdir(jdir)]
 
 
@@ -303,7 +304,7 @@ def test_one_lock_per_checkpoint_whatever_the_journal_dir(dirty, tmp_path):
         with pytest.raises(LockHeld, match="another fix is running on this checkpoint"):
             fp8doctor.fix(dirty, journal_dir=b)
     assert checkpoint_files(dirty) == before
-    assert fp8doctor.fix(dirty, journal_dir=b).bytes_written == 165
+    assert fp8doctor.fix(dirty, journal_dir=b).bytes_changed == 165
 
 
 def test_missing_shards_are_indexed_in_linear_time(tmp_path, monkeypatch):
@@ -332,3 +333,151 @@ def test_missing_shards_are_indexed_in_linear_time(tmp_path, monkeypatch):
         missing = [f for f in ck.findings if f.rule == "index-shard-missing"]
     assert len(missing) == n and all(f.count == 1 for f in missing)
     assert passes < 10, passes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root (as a tarball unpacked by root does)")
+def test_output_copy_never_reads_devices_or_fifos(dirty, tmp_path):
+    """A checkpoint unpacked as root can hold device nodes (a `tokenizer.json` that is /dev/zero would
+    fill the disk) and FIFOs (a read that never ends): --output leaves them out and says so."""
+    os.mknod(os.path.join(dirty, "tokenizer.json"), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mkfifo(os.path.join(dirty, "vocab.txt"))
+    os.mkdir(os.path.join(dirty, "extra"))
+    os.mknod(os.path.join(dirty, "extra", "dev"), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    with open(os.path.join(dirty, "extra", "ok.txt"), "w") as f:
+        f.write("kept")
+    out = str(tmp_path / "out")
+    res = runner.invoke(app, ["fix", dirty, "--output", out])
+    assert res.exit_code in (0, 1), res.output
+    for name in ("tokenizer.json", "vocab.txt", os.path.join("extra", "dev")):
+        assert not os.path.lexists(os.path.join(out, name)), name
+        assert name in res.output
+    assert _read(os.path.join(out, "extra", "ok.txt")) == b"kept"
+
+
+def test_output_copy_never_holds_a_link_that_leaves_and_reenters(dirty, tmp_path):
+    """`a -> ../v4/config.json` resolves inside the source checkpoint, but in the copy it names the
+    source's file (or whatever `../v4` is beside DIR): such a link is left out, not copied."""
+    os.symlink(os.path.join("..", os.path.basename(dirty), "config.json"), os.path.join(dirty, "loop.json"))
+    os.symlink("config.json", os.path.join(dirty, "plain.json"))
+    out = str(tmp_path / "out")
+    res = runner.invoke(app, ["fix", dirty, "--output", out])
+    assert res.exit_code in (0, 1), res.output
+    assert not os.path.lexists(os.path.join(out, "loop.json")) and "loop.json" in res.output
+    assert os.readlink(os.path.join(out, "plain.json")) == "config.json"
+
+
+def _device_opens(monkeypatch) -> list[str]:
+    """Record every os.open of a device node (opening one can have effects: a watchdog node arms a
+    reboot, a tape rewinds), through a path or relative to a directory descriptor."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path, flags, mode=0o777, *, dir_fd=None):
+        try:
+            st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            opened.append(os.fspath(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", spy)
+    return opened
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root (as a tarball unpacked by root does)")
+def test_device_nodes_in_the_checkpoint_are_never_opened(dirty, monkeypatch):
+    for name in (SHARD2, "config.json"):  # a shard the index names, and the config
+        os.unlink(os.path.join(dirty, name))
+        os.mknod(os.path.join(dirty, name), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    opened = _device_opens(monkeypatch)
+    findings = fp8doctor.scan(dirty).findings
+    assert any(f.rule == "file-unreadable" and f.file == SHARD2 and "regular file" in f.message for f in findings)
+    out = os.path.join(os.path.dirname(dirty), "out")
+    fp8doctor.fix(dirty, output=out)  # repairs the shard that is a file; carries neither device
+    assert not os.path.lexists(os.path.join(out, "config.json"))
+    assert opened == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root (as a tarball unpacked by root does)")
+@pytest.mark.parametrize("name", ["lock", "00000000000000000001-1.json"])
+def test_device_nodes_in_the_journal_directory_are_never_opened(dirty, monkeypatch, name):
+    jdir = os.path.join(dirty, jr.JOURNAL_DIRNAME)
+    os.mkdir(jdir)
+    os.mknod(os.path.join(jdir, name), 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    opened = _device_opens(monkeypatch)
+    with pytest.raises(FixError, match="regular file"):
+        fp8doctor.fix(dirty)
+    fp8doctor.scan(dirty)
+    assert opened == []
+
+
+@pytest.mark.parametrize("how", ["file", "directory"])
+@pytest.mark.parametrize("flag", ["-o", "--write-baseline"])
+def test_report_inside_the_checkpoint_never_goes_through_its_links(dirty, tmp_path, how, flag):
+    """`scan CKPT -o CKPT/reports/r.json` (the GitHub action's default when the repository is the
+    checkpoint): a planted `r.json -> ~/.bashrc`, or a `reports -> /etc/cron.d`, would carry tensor
+    names the checkpoint chose into a file outside it. Refused, nothing outside written."""
+    victim_dir = tmp_path / "victim"
+    victim_dir.mkdir()
+    victim = victim_dir / "bashrc"
+    victim.write_text("keep me\n")
+    reports = os.path.join(dirty, "reports")
+    if how == "file":
+        os.mkdir(reports)
+        os.symlink(victim, os.path.join(reports, "r.json"))
+    else:
+        os.symlink(victim_dir, reports)
+    args = ["scan", dirty, "-f", "json", "-o", os.path.join(reports, "r.json")] if flag == "-o" else \
+        ["scan", dirty, "--write-baseline", os.path.join(reports, "r.json")]
+    res = runner.invoke(app, args)
+    _one_line_error(res)
+    assert "outside the checkpoint" in res.output
+    assert victim.read_text() == "keep me\n" and sorted(os.listdir(victim_dir)) == ["bashrc"]
+
+
+def test_report_inside_the_checkpoint_through_plain_directories_is_written(dirty):
+    os.mkdir(os.path.join(dirty, "reports"))
+    dest = os.path.join(dirty, "reports", "r.json")
+    res = runner.invoke(app, ["scan", dirty, "-f", "json", "-o", dest])
+    assert res.exit_code == 1, res.output
+    assert json.loads(_read(dest))["target"] == dirty
+
+
+def test_output_through_a_link_in_the_checkpoint_is_refused(dirty, tmp_path):
+    """`fix CKPT --output CKPT/link/fixed` with a planted `link -> /somewhere`: the copy would land
+    outside the checkpoint, where the user did not ask for it. Refused."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, os.path.join(dirty, "link"))
+    res = runner.invoke(app, ["fix", dirty, "--output", os.path.join(dirty, "link", "fixed")])
+    _one_line_error(res)
+    assert os.listdir(elsewhere) == []
+
+
+def test_output_never_links_a_file_swapped_for_a_symlink(dirty, tmp_path, monkeypatch):
+    """An unchanged file carried into the copy by hard link is swapped for a symlink to a secret
+    after the containment check (when the temp directory is made): the copy never holds the secret."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    extra = os.path.join(dirty, "zz-extra.safetensors")
+    shutil.copy2(os.path.join(dirty, SHARD2), extra)
+    real_mkdir = os.mkdir
+
+    def swap_then_mkdir(path, *args, **kwargs):
+        if ".fp8doctor-tmp-" in os.fspath(path):
+            os.unlink(extra)
+            os.symlink(secret, extra)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", swap_then_mkdir)
+    out = str(tmp_path / "out")
+    try:
+        fp8doctor.fix(dirty, output=out)
+    except FixError:
+        pass
+    for dirpath, _, files in os.walk(out):
+        for n in files:
+            p = os.path.join(dirpath, n)
+            assert not os.path.islink(p) or os.path.realpath(p).startswith(os.path.realpath(out) + os.sep), p
+            assert _read(p) != b"top secret\n", p

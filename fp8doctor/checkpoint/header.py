@@ -53,6 +53,21 @@ class TensorInfo:
         return self.data_start + self.begin
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _tensor_info(name: str, dtype: str, shape: tuple[int, ...], begin: int, end: int, file: str,
+                 data_start: int) -> TensorInfo:
+    """TensorInfo(...) without the frozen dataclass's per-field setattr, with `nbytes` and `offset`
+    already cached: equal (and equally hashed) to the constructor's result, about 3x cheaper, which
+    matters at 90,000 header entries."""
+    t = _new(TensorInfo)
+    _set(t, "__dict__", {"name": name, "dtype": dtype, "shape": shape, "begin": begin, "end": end, "file": file,
+                         "data_start": data_start, "nbytes": end - begin, "offset": data_start + begin})
+    return t
+
+
 @dataclass
 class ShardHeader:
     """What a shard's header says, plus the findings its parsing produced."""
@@ -172,7 +187,7 @@ def parse_header(source: ByteSource, file: str) -> ShardHeader:
                     nbits = numel * bits
                     if (type(begin) is int and type(end) is int and 0 <= begin <= end <= _U64_MAX
                             and nbits <= _U64_MAX and not nbits % 8 and nbits // 8 == end - begin):
-                        append(TensorInfo(name, dtype, tuple(shape), begin, end, file, data_start))  # type: ignore[arg-type]  # bits: dtype is a str
+                        append(_tensor_info(name, dtype, tuple(shape), begin, end, file, data_start))  # type: ignore[arg-type]
                         continue
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):

@@ -15,6 +15,7 @@ from fp8doctor.checkpoint.model import load_files as load_files
 from fp8doctor.checkpoint.target import INDEX_NAME as INDEX_NAME
 from fp8doctor.checkpoint.target import Target
 from fp8doctor.checkpoint.target import is_remote as is_remote
+from fp8doctor.checkpoint.target import without_credentials as without_credentials
 from fp8doctor.gcpause import gc_paused
 
 

@@ -4,14 +4,16 @@ One rule, in one place: a name is relative, has no `..` and no NUL, and every co
 symlinks resolved, stays inside `allowed` (the checkpoint directory by default). Opening goes one
 step further: the resolved path is opened component by component from a directory descriptor of
 `allowed`, each with O_NOFOLLOW, so a symlink swapped in after the check fails (ELOOP) instead of
-redirecting the open. Callers that trust a wider folder (for example a Hugging Face cache repo
-whose snapshot files link into its blobs/) pass that folder as `allowed`.
+redirecting the open; a device node is never opened. Callers that trust a wider folder (for
+example a Hugging Face cache repo whose snapshot files link into its blobs/) pass that folder as
+`allowed`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -52,6 +54,30 @@ def escapes(root: str, name: str, allowed: str | None = None) -> str | None:
     return None if _within(real, os.path.realpath(allowed if allowed is not None else allowed_root(root))) else real
 
 
+def leads_out_of(path: str, root: str) -> str | None:
+    """Where `path` really leads when it lies in the checkpoint directory `root` (as spelt, or once
+    its directory is resolved) but resolves outside it, through a symlink the checkpoint holds; else
+    None. A file the user names outside the checkpoint is theirs: None."""
+    lexical = os.path.abspath(path)
+    real_root = os.path.realpath(root)
+    if not (_within(lexical, os.path.abspath(root)) or _within(os.path.realpath(os.path.dirname(lexical)), real_root)):
+        return None
+    real = os.path.realpath(lexical)
+    return None if _within(real, real_root) else real
+
+
+def refuse_device(name: str, dir_fd: int | None = None) -> None:
+    """OSError(EINVAL) when `name` (relative to `dir_fd`, the link itself if a symlink) is a device
+    node: opening one can act (a watchdog node arms a reboot, a tape rewinds), so fp8doctor never
+    opens one where it expects a file. A checkpoint unpacked by root can hold them."""
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return  # absent (or unreadable): the open itself says so
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise OSError(errno.EINVAL, "not a regular file (a device node); not opened")
+
+
 def open_dir_nofollow(path: str) -> int:
     """A descriptor of directory `path`, refusing a symlink as its last component (ELOOP/ENOTDIR)."""
     return os.open(path, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -75,6 +101,7 @@ def open_inside(root: str, name: str, flags: int, allowed: str | None = None, mo
             nfd = os.open(part, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=fd)
             os.close(fd)
             fd = nfd
+        refuse_device(parts[-1], fd)
         return os.open(parts[-1], flags | O_NOFOLLOW | O_CLOEXEC, mode, dir_fd=fd)
     finally:
         os.close(fd)

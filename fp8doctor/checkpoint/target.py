@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 INDEX_NAME = "model.safetensors.index.json"
 JOURNAL_DIRNAME = ".fp8doctor-journal"
@@ -46,6 +47,18 @@ def _looks_like_safetensors(path: str) -> bool:
 def is_remote(path: str | os.PathLike[str]) -> bool:
     """True for URLs (hf://, http(s)://, s3://, any fsspec protocol): no local file is involved."""
     return bool(_URL.match(os.fspath(path)))
+
+
+def without_credentials(path: str) -> str:
+    """`path` as reports may show it: a URL's `user:password@` dropped (reports are uploaded as CI
+    artifacts and to code scanning; the request itself still uses them). Local paths unchanged."""
+    if not is_remote(path):
+        return path
+    parts = urlsplit(path)
+    if parts.username is None and parts.password is None:
+        return path
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -99,8 +112,8 @@ class Target:
 
     @property
     def display_root(self) -> str:
-        """The root as reports name it: finding files are relative to it."""
-        return self.root
+        """The root as reports name it (a URL without its credentials): finding files are relative to it."""
+        return without_credentials(self.root)
 
     @property
     def local_dir(self) -> str | None:
@@ -131,4 +144,4 @@ class Target:
             here = parent
 
 
-__all__ = ["INDEX_NAME", "JOURNAL_DIRNAME", "Target", "is_remote"]
+__all__ = ["INDEX_NAME", "JOURNAL_DIRNAME", "Target", "is_remote", "without_credentials"]

@@ -62,7 +62,9 @@ def dump_command(
     from fp8doctor import __version__
     from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.config_file import ConfigError, load_for, settings
-    from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump
+    from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump_streams
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters.presenters import emit
 
     if format is not DumpFormat.console and (heatmap or histogram or decode):
         flag = "--heatmap" if heatmap else "--histogram" if histogram else "--decode"
@@ -73,19 +75,15 @@ def dump_command(
         options = DumpOptions(tensors=tuple(tensor or ()), findings=findings, region=region.value,
                               rows=RowRange.parse(rows) if rows is not None else None, scan=scan_options,
                               marks=format is not DumpFormat.raw)
-        dumps = dump(path, options)
+        color = not no_color(no_color_flag)
+        views = tuple(v for v, on in (("heatmap", heatmap), ("histogram", histogram)) if on)
+        cap = None if all_rows or rows is not None else 64  # dump_grid.MAX_ROWS
+        ctx = RenderContext(version=__version__, color=color, target=path, views=views, decode=decode, max_rows=cap)
+        with dump_streams(path, options) as streams:  # raw and JSON stream one bounded piece of rows at a time
+            if format is DumpFormat.console and not streams:
+                stderr_console(color=color).print("no finding names a scale tensor: nothing to dump")
+                raise typer.Exit(EXIT_OK)
+            emit("dump", format.value, streams, ctx, stdout_console(color=color), sys.stdout)
     except (CheckpointError, ConfigError, DumpError, ValueError) as e:
         raise typer.Exit(fail(str(e))) from None
-
-    from fp8doctor.reporters import RenderContext
-    from fp8doctor.reporters.presenters import emit
-
-    color = not no_color(no_color_flag)
-    if format is DumpFormat.console and not dumps:
-        stderr_console(color=color).print("no finding names a scale tensor: nothing to dump")
-        raise typer.Exit(EXIT_OK)
-    views = tuple(v for v, on in (("heatmap", heatmap), ("histogram", histogram)) if on)
-    cap = None if all_rows or rows is not None else 64  # dump_grid.MAX_ROWS
-    ctx = RenderContext(version=__version__, color=color, target=path, views=views, decode=decode, max_rows=cap)
-    emit("dump", format.value, dumps, ctx, stdout_console(color=color), sys.stdout)
     raise typer.Exit(EXIT_OK)

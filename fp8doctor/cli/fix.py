@@ -1,4 +1,4 @@
-"""`fix`: rewrite padded scale entries to the fill byte, journaled and crash-safe (see README, "fix")."""
+"""`fix`: rewrite padded scale entries to the fill byte, journaled and crash-safe (see docs/fix.md)."""
 
 from __future__ import annotations
 

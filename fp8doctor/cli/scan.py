@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 import sys
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 import typer
@@ -73,36 +71,18 @@ def pair_outputs(formats: list[str], outputs: list[str]) -> list[tuple[str, str]
     return pairs
 
 
-def source_root(checkpoint_path: str) -> str:
-    """The git work tree holding the checkpoint (for repository-relative report paths), else the cwd.
+def local_checkpoint_dir(checkpoint_path: str) -> str | None:
+    """The local checkpoint directory a report path must not leave through (None for a URL)."""
+    from fp8doctor.checkpoint.target import Target
 
-    Found by walking up to a `.git` entry rather than by running git: running git inside a checkout
-    that came from anywhere could execute its configured hooks or fsmonitor."""
-    start = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
-    here = os.path.abspath(start)
-    while True:
-        if os.path.exists(os.path.join(here, ".git")):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            return os.getcwd()
-        here = parent
+    return Target.parse(checkpoint_path).local_dir
 
 
-def checkpoint_root(checkpoint_path: str) -> str:
-    """The directory finding files are relative to (as open_checkpoint decides it); a URL's base."""
-    from fp8doctor.checkpoint.loader import is_remote
-
-    if is_remote(checkpoint_path):
-        base = checkpoint_path.rstrip("/")
-        return base.rsplit("/", 1)[0] if base.endswith((".json", ".safetensors")) else base
-    return checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(checkpoint_path) or "."
-
-
-def _write(dest: str, text: Iterable[str]) -> None:
+def _write(dest: str, text: Iterable[str | bytes], checkpoint_paths: Sequence[str]) -> None:
+    """Write a report file; one inside any scanned checkpoint that leads out through its links is refused."""
     from fp8doctor.userfiles import write_file
 
-    write_file(dest, text)
+    write_file(dest, text, [d for d in (local_checkpoint_dir(p) for p in checkpoint_paths) if d is not None])
 
 
 def scan_command(
@@ -160,7 +140,7 @@ def scan_command(
             done = _scan_target(targets[0], **options)
         except _TargetError as e:
             raise typer.Exit(fail(str(e))) from None
-        _report_one(done, pairs, color, write_baseline)
+        _report_one(done, pairs, color, write_baseline, targets[0])
     _report_many([_scan_or_error(t, options) for t in targets], pairs, color)
 
 
@@ -170,19 +150,20 @@ class _TargetError(Exception):
 
 def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, fail_on, baseline, write_baseline,
                  max_findings, quiet, color, version):
-    """Scan one checkpoint with its configuration: (Report, RenderContext). _TargetError if it cannot."""
-    from fp8doctor.baseline import BaselineError, apply_baseline
-    from fp8doctor.baseline import write_baseline as record_baseline
-    from fp8doctor.checkpoint.loader import CheckpointError, is_remote
+    """Scan one checkpoint with its configuration (fp8doctor.api.run_scan): (Report, RenderContext).
+    _TargetError if it cannot."""
+    from fp8doctor.api import run_scan
+    from fp8doctor.baseline import BaselineError
+    from fp8doctor.checkpoint.loader import CheckpointError
+    from fp8doctor.checkpoint.target import Target
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
     from fp8doctor.reporters import RenderContext
-    from fp8doctor.scanner import scan
 
+    target = Target.parse(path)
     try:
         # no discovery for a missing path: the scanner says it is missing, in one line
-        cfg = load_for(path, config, isolated) if config is not None or os.path.lexists(path) or is_remote(path) \
-            else FileConfig()
+        cfg = load_for(path, config, isolated) if config is not None or target.exists else FileConfig()
         run = settings(cfg, fill=fill, select=select, ignore=ignore, layout=layout, fail_on=fail_on,
                        baseline=baseline)
     except (ConfigError, ValueError) as e:
@@ -190,39 +171,21 @@ def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, f
 
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
-        # every finding, then select/ignore here, so the report can count what they suppressed
-        report = scan(path, dataclasses.replace(run.options, select=(), ignore=()), progress=progress,
-                      hashes=write_baseline is not None or run.baseline is not None)
-    except CheckpointError as e:
+        done = run_scan(path, run, progress, write_to=write_baseline, version=version)
+    except (CheckpointError, BaselineError) as e:
         raise _TargetError(str(e)) from None
     finally:
         if progress is not None:
             progress.finish()
-
-    kept, hidden = run.apply(report.findings)
-    report = dataclasses.replace(report, findings=kept)
-    if write_baseline is not None:
-        try:
-            n = record_baseline(write_baseline, report, version)
-        except BaselineError as e:
-            raise _TargetError(str(e)) from None
-        stderr_console(color).print(baseline_note(report, n, write_baseline, path), markup=False, soft_wrap=True)
-    suppressed = 0
-    baseline_file = run.baseline if write_baseline is None else None
-    if baseline_file is not None:
-        try:
-            before = Counter(f.rule for f in report.findings)
-            report, suppressed = apply_baseline(report, baseline_file)
-        except BaselineError as e:
-            raise _TargetError(str(e)) from None
-        hidden.update(before - Counter(f.rule for f in report.findings))
-
-    exit_code = EXIT_OK if write_baseline is not None or not report.failed(run.fail_on) else EXIT_FINDINGS
+    report = done.report
+    if done.baseline_written is not None:
+        stderr_console(color).print(baseline_note(report, done.baseline_written, write_baseline, path),
+                                    markup=False, soft_wrap=True)
     ctx = RenderContext(version=version, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
-                        color=color, source_root=source_root(path), checkpoint_root=checkpoint_root(path),
-                        baseline=baseline_file, suppressed=suppressed, rules=_active_rules(run.options),
-                        config=run.config_path, suppressed_by_rule=dict(hidden),
-                        exit_code=exit_code, configuration=run.describe())
+                        color=color, source_root=target.source_root(), checkpoint_root=target.display_root,
+                        baseline=done.baseline, suppressed=done.baseline_suppressed, rules=_active_rules(run.options),
+                        config=run.config_path, suppressed_by_rule=dict(done.suppressed_by_rule),
+                        exit_code=done.exit_code, configuration=run.describe())
     return report, ctx
 
 
@@ -237,55 +200,56 @@ def _scan_or_error(path: str, options: dict):
     return TargetResult(path, report, ctx, None)
 
 
-def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None) -> None:
-    """Today's single-checkpoint reports, byte for byte; exits."""
-    from fp8doctor.reporters import chunks as report_chunks
-    from fp8doctor.reporters import console as console_reporter
-
+def _report_one(done, pairs: list[tuple[str, str]], color: bool, write_baseline: str | None, target: str) -> None:
+    """One checkpoint's reports, each through its presenter (reporters/presenters.py); exits."""
     report, ctx = done
     to_file = False
     for fmt, dest in pairs:
         if write_baseline is not None and fmt == "console":
             continue  # the note above says what was recorded; these are accepted, not failures
-        if dest == STDOUT and fmt == "console":
-            console_reporter.render(report, stdout_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
-                                    ctx.suppressed, ctx.config, ctx.config_suppressed)
-            continue
-        _emit(fmt, dest, report_chunks(fmt, report, dataclasses.replace(ctx, color=False)))  # streamed
+        _present("scan", fmt, dest, report, ctx, color, [target])
         to_file = to_file or dest != STDOUT
     if to_file and write_baseline is None and not any(fmt == "console" and dest == STDOUT for fmt, dest in pairs):
-        console_reporter.render(report, stderr_console(color=color), ctx.max_findings, ctx.quiet, ctx.fail_on,
-                                ctx.suppressed, ctx.config, ctx.config_suppressed)
+        _show("scan", report, ctx, stderr_console(color=color))
     raise typer.Exit(ctx.exit_code)
 
 
 def _report_many(results, pairs: list[tuple[str, str]], color: bool) -> None:
     """Several checkpoints: per-checkpoint console sections and one document per format (README,
     "Several checkpoints"); exit 2 if any could not be scanned, else 1 if any failed, else 0."""
-    from fp8doctor.reporters import console as console_reporter
-    from fp8doctor.reporters import many_renderer
+    from fp8doctor.reporters import RenderContext
 
+    ctx = RenderContext(color=color)
     for fmt, dest in pairs:
-        if dest == STDOUT and fmt == "console":
-            console_reporter.render_many(results, stdout_console(color=color))
-            continue
-        _emit(fmt, dest, many_renderer(fmt)(results))
+        _present("scan-many", fmt, dest, results, ctx, color, [r.target for r in results])
     if any(dest != STDOUT for _, dest in pairs) and not any(fmt == "console" and dest == STDOUT
                                                             for fmt, dest in pairs):
-        console_reporter.render_many(results, stderr_console(color=color))
+        _show("scan-many", results, ctx, stderr_console(color=color))
     if any(r.error is not None for r in results):
         raise typer.Exit(EXIT_ERROR)
     raise typer.Exit(EXIT_FINDINGS if any(r.failed for r in results) else EXIT_OK)
 
 
-def _emit(fmt: str, dest: str, text: Iterable[str]) -> None:
+def _show(kind: str, result, ctx, console) -> None:
+    """The console view of `result` on `console`."""
+    from fp8doctor.reporters.presenters import present
+
+    for _ in present(kind, "console", result, ctx, console):
+        pass
+
+
+def _present(kind: str, fmt: str, dest: str, result, ctx, color: bool, checkpoint_paths: Sequence[str]) -> None:
+    """One report: the console view drawn on stdout, any other format (or a console report for a
+    file) streamed to stdout or written to its file."""
+    from fp8doctor.reporters.presenters import emit, present
+
     if dest == STDOUT:
-        for piece in [text] if isinstance(text, str) else text:
-            sys.stdout.write(piece)
-        sys.stdout.flush()
+        console = stdout_console(color=color) if fmt == "console" else None
+        emit(kind, fmt, result, dataclasses.replace(ctx, color=color and fmt == "console"), console, sys.stdout)
         return
+    pieces = present(kind, fmt, result, dataclasses.replace(ctx, color=False), None)
     try:
-        _write(dest, text)
+        _write(dest, pieces, checkpoint_paths)
     except OSError as e:
         raise typer.Exit(fail(f"{dest}: cannot write the {fmt} report ({e.strerror or e})")) from None
 

@@ -1,6 +1,6 @@
 """Pair every scale tensor with its weight and build its ScaleLayout.
 
-The naming conventions understood are the modules of layouts/conventions/ (see README, "Layouts"):
+The naming conventions understood are the modules of layouts/conventions/ (see docs/layouts.md):
 each says how its scales are found beside their weights and how its weights' element shapes and
 groups are read; this module runs them and infers what they leave open (the block size).
 """
@@ -28,7 +28,7 @@ from fp8doctor.layouts.conventions import (
 )
 from fp8doctor.layouts.conventions.base import MX_GROUP
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
-from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout
+from fp8doctor.layouts.model import ENCODINGS, LayoutOverride, ScaleLayout, same_layout
 from fp8doctor.layouts.swizzle import Swizzle
 from fp8doctor.rules.catalog import emit
 
@@ -304,7 +304,7 @@ class LayoutBuilder:
                dims_rule(weight.name), global_block)
         hit = self._memo.get(key)
         if hit is not None:
-            return ScaleLayout(scale, weight, *hit), None
+            return same_layout(scale, weight, hit), None
         layout, finding = self._layout_of(scale, weight, global_block)
         if layout is not None and finding is None:
             self._memo[key] = (layout.kind, layout.encoding, layout.block, layout.weight_shape,

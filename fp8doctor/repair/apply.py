@@ -9,13 +9,11 @@ for `--undo`) after checking that every patched byte is still either its old or 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -23,9 +21,11 @@ from fp8doctor.checkpoint.paths import PathEscape, open_inside
 from fp8doctor.layouts.model import ITEMSIZE
 from fp8doctor.repair import hooks
 from fp8doctor.repair import journal as jr
+from fp8doctor.repair import spans as sv
 from fp8doctor.repair.errors import FixError, JournalError, ReadOnly, ShardChanged
 from fp8doctor.repair.hooks import CRASH_ENV, crash_point
-from fp8doctor.repair.plan import SAMPLE_BYTES, RepairPlan, TensorChange
+from fp8doctor.repair.plan import SAMPLE_BYTES, RepairPlan, TensorChange, phase
+from fp8doctor.scanner import Progress
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,7 @@ class Applied:
     journal: jr.Journal
     bytes_written: int
     shards_touched: int
-
-
-def pread_all(fd: int, length: int, offset: int) -> bytes:
-    chunks, got = [], 0
-    while got < length:
-        chunk = os.pread(fd, length - got, offset + got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+    writes: int = 0
 
 
 def open_shard(root: str, file: str, size: int, mtime_ns: int | None = None,
@@ -108,35 +98,43 @@ def _shards(root: str, files: list[tuple[str, int, int | None, tuple[int, int] |
             os.close(fd)
 
 
-def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str] | None = None) -> int:
-    """Write every patch's new (or old) bytes, fsync each shard; returns bytes written. `points`
-    names the test crash points (torn first run, first shard done) this write may stop at."""
+def _write(j: jr.Journal, fds: dict[str, int], new: bool, points: tuple[str, str] | None = None,
+           progress: Progress | None = None) -> tuple[int, int, int]:
+    """Write every span's new (or old) bytes, one pwrite a span, fsync each shard. Returns (bytes
+    set, bytes handed to pwrite, pwrite calls). `points` names the test crash points (torn first
+    span, first shard done) this write may stop at."""
     partial_point, shard_point = points or ("", "")
-    written = 0
+    changed = written = calls = 0
     torn = bool(points) and os.environ.get(CRASH_ENV) == partial_point
     for s in j.shards:
         fd = fds[s.file]
-        for p in j.patches(s):
-            data = j.new(p) if new else j.old(p)
-            if torn and len(data) > 1:  # a torn write of the first multi-byte run, for the crash tests
-                jr.write_all(fd, data[:len(data) // 2], p.offset)
+        for sp in j.spans(s):
+            data = sv.composed(fd, sp, new)
+            if torn and sp.nbytes > 1:  # a torn write of the first multi-byte span, for the crash tests
+                half = int(sp.pos[sp.nbytes // 2])
+                jr.write_all(fd, memoryview(data)[:half], sp.offset)
                 os.fsync(fd)
                 crash_point(partial_point)
-            jr.write_all(fd, data, p.offset)
+            jr.write_all(fd, data, sp.offset)
+            changed += sp.nbytes
             written += len(data)
+            calls += 1
+            if progress is not None:
+                progress.advance(sp.nbytes)
         os.fsync(fd)
+        if progress is not None:
+            progress.file_done()
         if points:
             crash_point(shard_point)
-    return written
+    return changed, written, calls
 
 
 def _verify(j: jr.Journal, fds: dict[str, int], new: bool) -> None:
     for s in j.shards:
-        for p in j.patches(s):
-            want = j.new(p) if new else j.old(p)
-            if pread_all(fds[s.file], p.length, p.offset) != want:
-                raise FixError(f"verification failed: {s.file} at 0x{p.offset:x} does not read back what was "
-                               f"written ({p.tensor})")
+        for sp in j.spans(s):
+            if not sv.holds(fds[s.file], sp, sp.new if new else sp.old):
+                raise FixError(f"verification failed: {s.file} at 0x{sp.offset:x} does not read back what was "
+                               f"written ({sp.tensor})")
 
 
 def _mtimes(j: jr.Journal, fds: dict[str, int]) -> None:
@@ -144,17 +142,20 @@ def _mtimes(j: jr.Journal, fds: dict[str, int]) -> None:
         s.mtime_ns_after = os.fstat(fds[s.file]).st_mtime_ns
 
 
-def apply_in_place(plan: RepairPlan, journal_dir: str, target: str, tool_version: str) -> Applied:
+def apply_in_place(plan: RepairPlan, journal_dir: str, target: str, tool_version: str,
+                   progress: Progress | None = None) -> Applied:
     """Patch the checkpoint in place, journaled; raises FixError with every file as it was."""
     with _shards(plan.root, [(s.file, s.size, s.mtime_ns, s.identity) for s in plan.shards]) as fds:
         for s in plan.shards:
             for p in s.patches:
-                if pread_all(fds[s.file], p.length, p.offset) != p.old:
-                    raise ShardChanged(f"shard {s.file} changed since the scan (bytes of {p.tensor} at 0x{p.offset:x} "
-                                       "differ); nothing was written. Run fix again to rescan it")
+                for sp in p.spans():
+                    if not sv.holds(fds[s.file], sp, sp.old):
+                        raise ShardChanged(f"shard {s.file} changed since the scan (bytes of {p.tensor} at "
+                                           f"0x{sp.offset:x} differ); nothing was written. Run fix again to rescan it")
         j = jr.create(journal_dir, plan, target, tool_version)
+        phase(progress, "writing", sum(p.covered for s in plan.shards for p in s.patches), len(j.shards))
         try:
-            written = _write(j, fds, True, ("partial-run", "first-shard"))
+            _, written, calls = _write(j, fds, True, ("partial-run", "first-shard"), progress)
             crash_point("after-patch")
             _verify(j, fds, True)
             crash_point("after-verify")
@@ -164,7 +165,7 @@ def apply_in_place(plan: RepairPlan, journal_dir: str, target: str, tool_version
         _mtimes(j, fds)
         jr.set_state(j, jr.DONE, crash="done-tmp")
         crash_point("after-done")
-        return Applied(j, written, len(j.shards))
+        return Applied(j, written, len(j.shards), calls)
 
 
 def _roll_back_after_failure(j: jr.Journal, fds: dict[str, int], msg: str) -> FixError:
@@ -183,13 +184,11 @@ def _roll_back_after_failure(j: jr.Journal, fds: dict[str, int], msg: str) -> Fi
 def _check_old_or_new(j: jr.Journal, fds: dict[str, int]) -> None:
     """Every byte of every patched range must be its old or its new value, or we touch nothing."""
     for s in j.shards:
-        for p in j.patches(s):
-            cur = np.frombuffer(pread_all(fds[s.file], p.length, p.offset), dtype=np.uint8)
-            old = np.frombuffer(j.old(p), dtype=np.uint8)
-            new = np.frombuffer(j.new(p), dtype=np.uint8)
-            if cur.size != old.size or not ((cur == old) | (cur == new)).all():
-                raise JournalError(f"shard {s.file} changed after the interrupted fix (bytes at 0x{p.offset:x} of "
-                                   f"{p.tensor} are neither the original nor the repaired ones); nothing was "
+        for sp in j.spans(s):
+            cur = sv.current(fds[s.file], sp)
+            if cur.size != sp.old.size or not ((cur == sp.old) | (cur == sp.new)).all():
+                raise JournalError(f"shard {s.file} changed after the interrupted fix (bytes at 0x{sp.offset:x} of "
+                                   f"{sp.tensor} are neither the original nor the repaired ones); nothing was "
                                    f"written. The journal {j.json_path} is kept for inspection")
 
 
@@ -199,7 +198,7 @@ def finish(j: jr.Journal, to_new: bool) -> int:
     j.data()  # checks the journal's sha256 before anything else
     with _shards(j.root, [(s.file, s.size, None, None) for s in j.shards]) as fds:
         _check_old_or_new(j, fds)
-        written = _write(j, fds, to_new)
+        _, written, _ = _write(j, fds, to_new)
         _verify(j, fds, to_new)
         if to_new:
             _mtimes(j, fds)
@@ -222,7 +221,7 @@ def recover(journal_dir: str, root: str, roll_back: bool = False) -> list[tuple[
     return out
 
 
-def undo_last(journal_dir: str, root: str) -> Applied:
+def undo_last(journal_dir: str, root: str, progress: Progress | None = None) -> Applied:
     """Restore the original bytes of the latest completed fix of this checkpoint."""
     done = [j for j in jr.load_all(journal_dir, root) if j.state == jr.DONE]
     if not done:
@@ -231,31 +230,37 @@ def undo_last(journal_dir: str, root: str) -> Applied:
     j.data()
     with _shards(j.root, [(s.file, s.size, None, None) for s in j.shards]) as fds:
         for s in j.shards:
-            h = hashlib.sha256()
-            for p in j.patches(s):
-                h.update(pread_all(fds[s.file], p.length, p.offset))
-            if h.hexdigest() != s.new_sha256:
-                raise ShardChanged(f"shard {s.file} changed since the fix {j.id} (its patched bytes are not what "
-                                   "fix wrote); nothing was restored")
+            for sp in j.spans(s):
+                if not sv.holds(fds[s.file], sp, sp.new):
+                    raise ShardChanged(f"shard {s.file} changed since the fix {j.id} (its patched bytes are not "
+                                       "what fix wrote); nothing was restored")
         jr.set_state(j, jr.UNDOING)
         crash_point("undo-marked")
-        written = _write(j, fds, False, ("undo-partial", "undo-first-shard"))
+        phase(progress, "restoring", sum(sp.nbytes for s in j.shards for sp in j.spans(s)), len(j.shards))
+        _, written, calls = _write(j, fds, False, ("undo-partial", "undo-first-shard"), progress)
         _verify(j, fds, False)
         jr.set_state(j, jr.UNDONE)
-    return Applied(j, written, len(j.shards))
+    return Applied(j, written, len(j.shards), calls)
 
 
 def journal_changes(j: jr.Journal, undo: bool = False) -> tuple[TensorChange, ...]:
     """Per-tensor changes recorded in a journal (before/after swapped for an undo)."""
-    acc: dict[tuple[str, str], list[Any]] = {}
-    for s in j.shards:
-        for p in j.patches(s):
-            acc.setdefault((s.file, p.tensor), []).append(p)
     out = []
-    for (file, tensor), ps in acc.items():
-        nbytes = sum(p.length for p in ps)
-        first = min(ps, key=lambda p: p.offset)
-        before, after = (j.new(first), j.old(first)) if undo else (j.old(first), j.new(first))
-        out.append(TensorChange(tensor, file, first.encoding, nbytes // ITEMSIZE.get(first.encoding, 1), nbytes,
-                                len(ps), first.offset, before[:SAMPLE_BYTES], after[:SAMPLE_BYTES]))
+    for s in j.shards:
+        if j.version >= 3:
+            for t in s.v3:
+                after = (t.fill * SAMPLE_BYTES)[:len(t.before)]
+                before, after = (after, t.before) if undo else (t.before, after)
+                out.append(TensorChange(t.name, s.file, t.encoding, t.entries, t.entries * t.itemsize, t.runs,
+                                        t.first, before, after))
+            continue
+        for tensor, enc, off, ln, old, new in j.ranges(s):
+            first = int(np.argmin(off))
+            n = int(ln[first])
+            at = int((np.cumsum(ln) - ln)[first])
+            a, b = old[at:at + n].tobytes(), new[at:at + n].tobytes()
+            before, after = (b, a) if undo else (a, b)
+            nbytes = int(ln.sum())
+            out.append(TensorChange(tensor, s.file, enc, nbytes // ITEMSIZE.get(enc, 1), nbytes, int(ln.size),
+                                    int(off[first]), before[:SAMPLE_BYTES], after[:SAMPLE_BYTES]))
     return tuple(sorted(out, key=lambda c: (c.file, c.first_offset)))

@@ -44,6 +44,11 @@ class FixResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     config: str | None = None
     """The configuration file the run used (set by the command)."""
+    writes: int = 0
+    """pwrite calls into shards (one per span: padded ranges closer than a page share one)."""
+    journal_bytes: int = 0
+    """Bytes the journal's files take on disk (in place and undo)."""
+    journal_dir: str | None = None
 
     @property
     def bytes_changed(self) -> int:
@@ -65,7 +70,9 @@ class FixResult:
             "summary": {"tensors_changed": len(self.changes), "entries_changed": self.entries_changed,
                         "bytes_changed": self.bytes_changed, "bytes_written": self.bytes_written,
                         "shards_touched": self.shards_touched, "unfixable": len(self.unfixable),
-                        "seconds": round(self.seconds, 3)},
+                        "seconds": round(self.seconds, 3), "writes": self.writes,
+                        "journal_bytes": self.journal_bytes},
+            "journal_dir": self.journal_dir,
             "changes": [c.to_dict() for c in self.changes],
             "unfixable": [f.to_dict() for f in self.unfixable],
         }
@@ -150,14 +157,14 @@ def _plan(ckpt: Any, options: ScanOptions, progress: Progress | None, ignore_ten
     analysis = analyze(ckpt, options, progress)
     if ignore_tensors:
         analysis.findings = list(filter_findings(analysis.findings, ignore_tensors))
-    return build_plan(analysis, options)
+    return build_plan(analysis, options, progress)
 
 
 def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fill: str | int | None = None,
         dry_run: bool = False, output: str | os.PathLike[str] | None = None, undo: bool = False,
         journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
         ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
-    """Repair every fixable finding of the checkpoint at `path` (see README, "fix"). `options` and
+    """Repair every fixable finding of the checkpoint at `path` (see docs/fix.md). `options` and
     `ignore_tensors` come from the same configuration as scan's (fp8doctor.config_file.settings)."""
     from fp8doctor import __version__
 
@@ -195,21 +202,40 @@ def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fil
                 j = finished[-1][0]
                 return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), j.nbytes, len(j.shards),
                                  time.perf_counter() - t0, j.json_path, None, True, tuple(recovered), tuple(notes))
-            done = ap.undo_last(jdir, root)
+            done = ap.undo_last(jdir, root, progress)
             j = done.journal
             return FixResult(path, "undo", j.fill, ap.journal_changes(j, undo=True), (), done.bytes_written,
-                             done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes))
+                             done.shards_touched, time.perf_counter() - t0, j.json_path, None, True, (), tuple(notes),
+                             writes=done.writes, journal_bytes=_dir_bytes(jdir), journal_dir=jdir)
         # the scanned shards stay open until the write: their inodes cannot be reused by a file swapped in,
         # so the (st_dev, st_ino) the write checks really is the file the scan read
         with open_checkpoint(target) as ckpt:
             plan = _plan(ckpt, options, progress, ignore_tensors)
             if plan.empty:
                 return FixResult(path, "in-place", fill_name(options.fill), (), plan.unfixable, 0, 0,
-                                 time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes))
-            done = ap.apply_in_place(plan, jdir, path, __version__)
+                                 time.perf_counter() - t0, None, None, True, tuple(recovered), tuple(notes),
+                                 journal_bytes=_dir_bytes(jdir), journal_dir=jdir)
+            done = ap.apply_in_place(plan, jdir, path, __version__, progress)
         return FixResult(path, "in-place", fill_name(options.fill), plan.changes, plan.unfixable, done.bytes_written,
                          done.shards_touched, time.perf_counter() - t0, done.journal.json_path, None, True,
-                         tuple(recovered), tuple(notes))
+                         tuple(recovered), tuple(notes), writes=done.writes, journal_bytes=_dir_bytes(jdir),
+                         journal_dir=jdir)
+
+
+def _dir_bytes(directory: str) -> int:
+    """Bytes of the journals kept in `directory` (every fix's, for undo)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    total = 0
+    for n in names:
+        if n.endswith((".bin", ".json")):
+            try:
+                total += os.lstat(os.path.join(directory, n)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _without_writing(target: Target, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str] | None,
@@ -235,7 +261,8 @@ def _without_writing(target: Target, options: ScanOptions, dry_run: bool, output
     link, carry = _carried(target, shard_files)
     copied = write_copy(plan, out, link, carry)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
-                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes)
+                     time.perf_counter() - t0, None, out, True, (), tuple(notes) + copied.notes,
+                     writes=copied.writes)
 
 
 def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | os.PathLike[str],
@@ -286,4 +313,4 @@ def _remote_copy(path: str, options: ScanOptions, dry_run: bool, output: str | o
     notes = (f"fetched {len(need)} of {total} shards ({fetched:,} bytes); {out} holds only the repaired shards{held}",
              *copied.notes)
     return FixResult(path, "output", fill, plan.changes, plan.unfixable, copied.bytes_written, copied.shards_touched,
-                     time.perf_counter() - t0, None, out, True, (), notes)
+                     time.perf_counter() - t0, None, out, True, (), notes, writes=copied.writes)

@@ -1,16 +1,24 @@
 """The fix journal: a durable record of every byte a fix overwrites, so a killed fix can be
 completed and a finished one undone.
 
-Layout of a journal directory (default `ROOT/.fp8doctor-journal/`):
-  ID.bin   per shard: each patch's old bytes then its new bytes, then the shard's patch table
-           (PATCH_TABLE: offset, length, tensor index; 16 bytes a patch). Written once.
+Layout of a journal directory (default `ROOT/.fp8doctor-journal/`), version 3:
+  ID.bin   per shard: each changed tensor's old bytes (the new bytes are the fill: not stored),
+           then the run table (PATCH_TABLE: offset, length, tensor index; 16 bytes a run) of the
+           tensors journaled run by run. Written once.
   ID.json  small: per shard its size, mtime before/after, sha256 of old and new range contents,
-           patch count, where its bytes and table start in ID.bin, its tensors; the size and sha256
-           of the whole ID.bin (a damaged .bin is refused); and `state` with its history
+           and one row per tensor: offset, shape, logical box, fill, mode, where its old bytes (and
+           run table) start in ID.bin; the size and sha256 of the whole ID.bin (a damaged .bin is
+           refused); and `state` with its history
   lock     held (flock) by the running fix
 
-Version 1 journals (ID.bin holding only the bytes, every patch listed in ID.json) are still read,
-completed and undone; their state changes keep their own format.
+A tensor is journaled in "padding" mode (the old bytes of every padded entry; which bytes those are
+follows from the shape and the logical box, so no table) or in "runs" mode (the old bytes of the runs
+that differ from the fill, plus their table), whichever is smaller: the journal is at most the bytes
+changed plus 16 bytes a run, and at most the padded bytes of the changed tensors.
+
+Version 2 journals (each patch's old and new bytes, a table row each) and version 1 journals
+(every patch listed in ID.json) are still read, completed and undone; their state changes keep
+their own format.
 
 Commit order: ID.bin is written and fsynced, then ID.json is written to a temp file, fsynced and
 renamed into place, then the directory is fsynced. A journal exists only once ID.json does; shards
@@ -22,7 +30,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
+import math
 import os
 import re
 import stat
@@ -33,21 +43,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, unsafe_name
+from fp8doctor.checkpoint.paths import O_CLOEXEC, O_NOFOLLOW, escapes, open_dir_nofollow, refuse_device, unsafe_name
 from fp8doctor.checkpoint.target import JOURNAL_DIRNAME as JOURNAL_DIRNAME  # its one definition
 from fp8doctor.findings import Finding
-from fp8doctor.layouts.model import fill_name
+from fp8doctor.layouts.model import fill_name, padding_arrays
 from fp8doctor.repair import hooks
 from fp8doctor.repair.errors import DiskFull, FixError, JournalError, ReadOnly
 from fp8doctor.repair.hooks import crash_point
+from fp8doctor.repair.spans import Span, group
 from fp8doctor.rules.catalog import emit
 
 if TYPE_CHECKING:
     from fp8doctor.repair.plan import RepairPlan
 
 FORMAT = "fp8doctor-journal"
-VERSION = 2
-"""Version written; version 1 journals (patches listed in ID.json) are still read and completed."""
+VERSION = 3
+"""Version written; version 1 and 2 journals are still read, completed and undone."""
 
 PENDING = "pending"          # committed; shards may be partly patched -> recovery rolls forward
 DONE = "done"                # every patch written, fsynced and verified -> `--undo` can restore
@@ -60,6 +71,9 @@ BIN_MAGIC = b"fp8doctor-jbin\x00\x02"
 when it starts with this (a user's *.bin in a --journal-dir is never touched)."""
 JSON_MAGIC = b'{"format":"' + FORMAT.encode() + b'"'
 """How every ID.json (and its temp file) starts (`format` is the first key written)."""
+JSON_LIMIT = 256 << 20
+"""An ID.json is read up to this many bytes (a version 1 journal of a million patches is ~60 MB):
+a planted 8 GiB one is refused, not read into memory."""
 OWN_NAME = re.compile(r"^[0-9]{20}-[0-9]+\.(bin|json|json\.tmp)$")
 """The names fp8doctor gives journal files."""
 
@@ -74,7 +88,7 @@ def os_error(e: OSError, what: str) -> FixError:
     return JournalError(f"{what}: {reason}")
 
 
-def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None = None) -> None:
     """os.write/os.pwrite until every byte is written (short writes happen on full disks)."""
     hooks.count_write()
     view = memoryview(data)
@@ -112,13 +126,17 @@ class _Dir:
 
 
 def open_in(dfd: int, name: str, flags: int, directory: str = "the journal directory") -> int:
-    """Open `name` inside the directory `dfd` without following a symlink; a symlink is refused."""
+    """Open `name` inside the directory `dfd` without following a symlink; a symlink or a device
+    node is refused."""
     try:
+        refuse_device(name, dfd)
         return os.open(name, flags | O_NOFOLLOW | O_CLOEXEC, 0o644, dir_fd=dfd)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise JournalError(f"{os.path.join(directory, name)} is a symlink; refusing to follow it (remove "
                                "it to continue)") from None
+        if e.errno == errno.EINVAL:
+            raise JournalError(f"{os.path.join(directory, name)} is not a regular file") from None
         raise
 
 
@@ -183,18 +201,60 @@ def read_in(directory: str, name: str, limit: int | None = None) -> bytes:
 
 
 PATCH_TABLE = np.dtype([("offset", "<i8"), ("length", "<u4"), ("tensor", "<u4")])
-"""One row per patch in a version 2 ID.bin (16 bytes): shard offset, length, index into the shard's
-`tensors`. A patch's old bytes sit in ID.bin at the shard's `data` position plus twice the lengths
-of the patches before it; its new bytes follow them."""
+"""One row per patch in a version 2 ID.bin, and per run of a "runs" tensor in a version 3 one (16
+bytes): shard offset, length, index into the shard's tensors. Version 2: a patch's old bytes sit in
+ID.bin at the shard's `data` position plus twice the lengths of the patches before it; its new bytes
+follow them. Version 3: the run's old bytes follow those of the runs before it in the tensor's data."""
 
 
 @dataclass(slots=True)
 class JournalPatch:
+    """One byte range of a journal with its old and new bytes (for inspection and conversions;
+    writes go through `Journal.spans`)."""
+
     offset: int
     length: int
     bin_offset: int
     tensor: str
     encoding: str
+    old: bytes = b""
+    new: bytes = b""
+
+
+@dataclass
+class JournalTensor:
+    """Version 3: one scale tensor of a shard. Its ranges are every padded entry (`mode`
+    "padding": computed from `shape` and `logical`) or runs listed in the shard's table ("runs");
+    its old bytes, concatenated in range order, are ID.bin[data:data + nbytes]; the new bytes are
+    `fill` repeated."""
+
+    name: str
+    encoding: str
+    offset: int
+    shape: tuple[int, ...]
+    logical: tuple[int, ...]
+    itemsize: int
+    fill: bytes
+    mode: str
+    data: int
+    nbytes: int
+    table: int = -1
+    count: int = 0
+    entries: int = 0
+    runs: int = 0
+    first: int = 0
+    before: bytes = b""
+
+    def to_list(self) -> list[Any]:
+        return [self.name, self.encoding, self.offset, list(self.shape), list(self.logical), self.itemsize,
+                self.fill.hex(), self.mode, self.data, self.nbytes, self.table, self.count, self.entries, self.runs,
+                self.first, self.before.hex()]
+
+    @classmethod
+    def from_list(cls, r: list[Any]) -> JournalTensor:
+        return cls(str(r[0]), str(r[1]), int(r[2]), tuple(int(n) for n in r[3]), tuple(int(n) for n in r[4]),
+                   int(r[5]), bytes.fromhex(r[6]), str(r[7]), int(r[8]), int(r[9]), int(r[10]), int(r[11]),
+                   int(r[12]), int(r[13]), int(r[14]), bytes.fromhex(r[15]))
 
 
 @dataclass
@@ -213,7 +273,11 @@ class JournalShard:
     data_pos: int = 0    # version 2: where the shard's old/new bytes start in ID.bin
     table_pos: int = 0   # version 2: where the shard's patch table starts in ID.bin
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-    """(offset, length, bin_offset, tensor index), int64; read from ID.bin on first use for version 2."""
+    """Versions 1-2: (offset, length, bin_offset, tensor index), int64; read from ID.bin on first use."""
+    checked: bool = field(default=False, repr=False)
+    """The arrays were checked against the shard's size and ID.bin (Journal.arrays)."""
+    v3: list[JournalTensor] = field(default_factory=list)
+    """Version 3: the shard's tensors, in offset order."""
 
 
 @dataclass
@@ -245,6 +309,16 @@ class Journal:
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self.shards)
 
+    def disk_bytes(self) -> int:
+        """Bytes the journal's files take (ID.bin and ID.json)."""
+        total = 0
+        for p in (self.bin_path, self.json_path):
+            try:
+                total += os.path.getsize(p)
+            except OSError:
+                pass
+        return total
+
     def data(self) -> bytes:
         """The journal's bytes, checked against the recorded sha256."""
         if self._bin is None:
@@ -258,11 +332,13 @@ class Journal:
         return self._bin
 
     def arrays(self, s: JournalShard) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(offset, length, bin_offset, tensor index) of every patch of `s`, in shard order."""
+        """Versions 1-2: (offset, length, bin_offset, tensor index) of every patch of `s`, in shard
+        order; every patch checked to lie inside the shard and its bytes inside ID.bin (a journal is
+        untrusted)."""
         if s.arrays is None:
             blob = self.data()
             end = s.table_pos + s.count * PATCH_TABLE.itemsize
-            if s.table_pos < 0 or end > len(blob):
+            if s.count < 0 or s.table_pos < 0 or end > len(blob):
                 raise JournalError(f"journal {self.json_path}: the patch table of {s.file} lies outside "
                                    f"{self.bin_path}")
             t = np.frombuffer(blob, dtype=PATCH_TABLE, count=s.count, offset=s.table_pos)
@@ -273,23 +349,83 @@ class Journal:
                                                              or int(tensor.max()) >= len(s.tensors))):
                 raise JournalError(f"journal {self.json_path}: the patch table of {s.file} is inconsistent")
             s.arrays = (t["offset"].astype(np.int64), length, pos, tensor)
+        if not s.checked:
+            off, length, pos, _ = s.arrays
+            if len(off) != s.count or (s.count and (int(off.min()) < 0 or int((off + length).max()) > s.size
+                                                    or int(length.min()) < 1 or int(pos.min()) < 0
+                                                    or int((pos + 2 * length).max()) > len(self.data()))):
+                raise JournalError(f"journal {self.json_path}: a patch of {s.file} lies outside the shard "
+                                   f"({s.size:,} bytes) or outside {self.bin_path}")
+            s.checked = True
         return s.arrays
 
-    def patches(self, s: JournalShard) -> Iterator[JournalPatch]:
-        """The patches of shard `s`, one at a time (built on the fly from the arrays)."""
+    def ranges(self, s: JournalShard) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per tensor of shard `s`, in offset order: (tensor, encoding, absolute offsets, lengths,
+        old bytes, new bytes) of its byte ranges (uint8 arrays, concatenated in range order)."""
+        blob = np.frombuffer(self.data(), dtype=np.uint8)
+        if self.version >= 3:
+            for t in s.v3:
+                off, ln = self._v3_ranges(s, t)
+                old = blob[t.data:t.data + t.nbytes]
+                new = np.frombuffer(t.fill * (t.nbytes // t.itemsize), dtype=np.uint8)
+                yield t.name, t.encoding, t.offset + off, ln, old, new
+            return
         off, length, pos, tensor = self.arrays(s)
-        names = s.tensors
-        for a in range(0, s.count, 8192):  # in slices: lists of every patch's ints would cost tens of MB
-            b = a + 8192
-            for o, n, p, t in zip(off[a:b].tolist(), length[a:b].tolist(), pos[a:b].tolist(), tensor[a:b].tolist()):
-                name, enc = names[t]
-                yield JournalPatch(o, n, p, name, enc)
+        if not s.count:
+            return
+        cuts = [0, *(np.flatnonzero(np.diff(tensor)) + 1).tolist(), s.count]
+        for a, b in itertools.pairwise(cuts):
+            ln = length[a:b]
+            total = int(ln.sum())
+            # byte positions of each patch's old bytes in ID.bin; its new bytes follow them
+            idx = np.repeat(pos[a:b] - (np.cumsum(ln) - ln), ln) + np.arange(total, dtype=np.int64)
+            within = np.repeat(ln, ln)
+            name, enc = s.tensors[int(tensor[a])]
+            yield name, enc, off[a:b], ln, blob[idx], blob[idx + within]
+
+    def _v3_ranges(self, s: JournalShard, t: JournalTensor) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets (relative to the tensor) and lengths of a version 3 tensor's ranges, checked."""
+        blob = self.data()
+        numel = math.prod(t.shape)
+        if (t.offset < 0 or t.itemsize not in (1, 2, 4) or any(d < 0 for d in t.shape)
+                or t.offset + numel * t.itemsize > s.size or t.nbytes < 0 or t.data < 0
+                or t.data + t.nbytes > len(blob)):  # checked before any array is sized from these claims
+            raise JournalError(f"journal {self.json_path}: the patch table of {s.file} is inconsistent ({t.name} "
+                               f"lies outside the shard's {s.size:,} bytes or outside {self.bin_path})")
+        if t.mode == "padding":
+            a, e = padding_arrays(t.shape, t.logical)
+            off, ln = a * t.itemsize, (e - a) * t.itemsize
+        elif t.mode == "runs" and 0 <= t.table and t.table + t.count * PATCH_TABLE.itemsize <= len(blob):
+            rows = np.frombuffer(blob, dtype=PATCH_TABLE, count=t.count, offset=t.table)
+            off, ln = rows["offset"].astype(np.int64) - t.offset, rows["length"].astype(np.int64)
+        else:
+            raise JournalError(f"journal {self.json_path}: the ranges of {t.name} in {s.file} lie outside "
+                               f"{self.bin_path}")
+        bad = (len(t.logical) != len(t.shape) or len(t.fill) != t.itemsize or int(ln.sum()) != t.nbytes
+               or (off.size and (int(off[0]) < 0 or int(off[-1] + ln[-1]) > numel * t.itemsize
+                                 or bool((off[1:] < off[:-1] + ln[:-1]).any()))))
+        if bad:
+            raise JournalError(f"journal {self.json_path}: the patch table of {s.file} is inconsistent ({t.name})")
+        return off, ln
+
+    def spans(self, s: JournalShard) -> Iterator[Span]:
+        """Shard `s`'s writes: one span per page-close group of ranges of one tensor."""
+        for name, _enc, off, ln, old, new in self.ranges(s):
+            yield from group(off, ln, old, new, name)
+
+    def patches(self, s: JournalShard) -> Iterator[JournalPatch]:
+        """The byte ranges of shard `s`, one at a time, with their old and new bytes."""
+        for name, enc, off, ln, old, new in self.ranges(s):
+            pos = 0
+            for o, n in zip(off.tolist(), ln.tolist()):
+                yield JournalPatch(o, n, pos, name, enc, old[pos:pos + n].tobytes(), new[pos:pos + n].tobytes())
+                pos += n
 
     def old(self, p: JournalPatch) -> bytes:
-        return self.data()[p.bin_offset:p.bin_offset + p.length]
+        return p.old
 
     def new(self, p: JournalPatch) -> bytes:
-        return self.data()[p.bin_offset + p.length:p.bin_offset + 2 * p.length]
+        return p.new
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -304,10 +440,14 @@ class Journal:
                                   "mtime_ns_after": s.mtime_ns_after, "old_sha256": s.old_sha256,
                                   "new_sha256": s.new_sha256}
             if self.version == 1:  # an old journal keeps its own format: its ID.bin has no patch table
-                sd["patches"] = [[p.offset, p.length, p.bin_offset, p.tensor, p.encoding] for p in self.patches(s)]
-            else:
+                off, length, pos, tensor = self.arrays(s)
+                sd["patches"] = [[o, n, b, *s.tensors[t]] for o, n, b, t in
+                                 zip(off.tolist(), length.tolist(), pos.tolist(), tensor.tolist())]
+            elif self.version == 2:
                 sd.update({"patches": s.count, "bytes": s.nbytes, "data": s.data_pos, "table": s.table_pos,
                            "tensors": [list(t) for t in s.tensors]})
+            else:
+                sd.update({"bytes": s.nbytes, "tensors": [t.to_list() for t in s.v3]})
             shards.append(sd)
         d["shards"] = shards
         return d
@@ -315,8 +455,8 @@ class Journal:
     @classmethod
     def from_dict(cls, directory: str, d: dict[str, Any]) -> Journal:
         version = d.get("version")
-        if d.get("format") != FORMAT or version not in (1, 2):
-            raise ValueError(f"not a version 1 or 2 {FORMAT}")
+        if d.get("format") != FORMAT or version not in (1, 2, 3):
+            raise ValueError(f"not a version 1, 2 or 3 {FORMAT}")
         shards = []
         for s in d["shards"]:
             head = (str(s["file"]), int(s["size"]), int(s["mtime_ns_before"]), str(s["old_sha256"]),
@@ -331,10 +471,14 @@ class Journal:
                 a, b, c, e = (np.array(col, dtype=np.int64) for col in cols)
                 arrays = (a, b, c, e)
                 shards.append(JournalShard(*head, len(rows), sum(r[1] for r in rows), tensors, after, arrays=arrays))
-            else:
+            elif version == 2:
                 shards.append(JournalShard(*head, int(s["patches"]), int(s["bytes"]),
                                            [(str(t), str(e)) for t, e in s["tensors"]], after, int(s["data"]),
                                            int(s["table"])))
+            else:
+                ts = [JournalTensor.from_list(r) for r in s["tensors"]]
+                shards.append(JournalShard(*head, len(ts), int(s["bytes"]), [(t.name, t.encoding) for t in ts], after,
+                                           v3=ts))
         return cls(directory, str(d["id"]), str(d["state"]), str(d["root"]), str(d["target"]), str(d["fill"]),
                    str(d["created"]), str(d.get("tool_version", "")), int(d["bin_size"]), str(d["bin_sha256"]),
                    shards, [list(h) for h in d.get("history", [])], version=int(version))
@@ -357,48 +501,39 @@ def _commit_json(j: Journal, crash: str | None = None) -> None:
 
 def create(directory: str, plan: RepairPlan, target: str, tool_version: str) -> Journal:
     """Record every byte the plan overwrites, durably, before any shard is touched. ID.bin holds,
-    per shard, each patch's old then new bytes followed by the shard's patch table."""
-    # one preallocated buffer: bytes.join over ~2 items a patch would hold a Py_buffer per item (~80
-    # bytes each: tens of MB for a few hundred thousand runs)
-    buf = bytearray(len(BIN_MAGIC) + sum(2 * sp.nbytes + len(sp.patches) * PATCH_TABLE.itemsize
-                                         for sp in plan.shards))
+    per shard, each tensor's old bytes (the new ones are the fill) followed by the run table of its
+    "runs" tensors; the file starts with BIN_MAGIC."""
+    size = len(BIN_MAGIC) + sum(p.covered + (PATCH_TABLE.itemsize * p.lengths.size if p.mode == "runs" else 0)
+                                for sp in plan.shards for p in sp.patches)
+    buf = bytearray(size)
     view = memoryview(buf)
     view[:len(BIN_MAGIC)] = BIN_MAGIC
     pos = len(BIN_MAGIC)
     shards = []
     for sp in plan.shards:
         old_h, new_h = hashlib.sha256(), hashlib.sha256()
-        tensors: list[tuple[str, str]] = []
-        index: dict[tuple[str, str], int] = {}
-        n = len(sp.patches)
-        offset = np.empty(n, dtype=np.int64)
-        length = np.empty(n, dtype=np.int64)
-        tensor = np.empty(n, dtype=np.int64)
-        data_pos = pos
-        for i, p in enumerate(sp.patches):
-            key = (p.tensor, p.encoding)
-            k = index.get(key)
-            if k is None:
-                k = index[key] = len(tensors)
-                tensors.append(key)
-            m = p.length
-            offset[i], length[i], tensor[i] = p.offset, m, k
-            view[pos:pos + m] = p.old
-            view[pos + m:pos + 2 * m] = p.new
-            pos += 2 * m
+        rows: list[JournalTensor] = []
+        for p in sp.patches:
+            n = p.covered
+            view[pos:pos + n] = p.old
             old_h.update(p.old)
-            new_h.update(p.new)
-        if n and int(length.max()) >= 1 << 32:
-            raise ValueError(f"{sp.file}: a patch of {int(length.max()):,} bytes does not fit the journal's table")
-        table = np.empty(n, dtype=PATCH_TABLE)
-        table["offset"], table["length"], table["tensor"] = offset, length, tensor
-        table_pos = pos
-        view[pos:pos + table.nbytes] = table.tobytes()
-        pos += table.nbytes
-        bin_offset = data_pos + 2 * (np.cumsum(length) - length)
-        shards.append(JournalShard(sp.file, sp.size, sp.mtime_ns, old_h.hexdigest(), new_h.hexdigest(), n,
-                                   int(length.sum()), tensors, None, data_pos, table_pos,
-                                   (offset, length, bin_offset, tensor)))
+            new_h.update(p.new())
+            rows.append(JournalTensor(p.tensor, p.encoding, p.offset, p.shape, p.logical, p.itemsize, p.fill, p.mode,
+                                      pos, n, entries=p.entries, runs=p.runs, first=p.first, before=p.before))
+            pos += n
+        for k, (p, row) in enumerate(zip(sp.patches, rows)):
+            if p.mode != "runs":
+                continue
+            if p.lengths.size and int(p.lengths.max()) >= 1 << 32:
+                raise ValueError(f"{sp.file}: a run of {int(p.lengths.max()):,} bytes does not fit the journal's table")
+            table = np.empty(p.lengths.size, dtype=PATCH_TABLE)
+            table["offset"], table["length"], table["tensor"] = p.offset + p.starts, p.lengths, k
+            row.table, row.count = pos, table.size
+            view[pos:pos + table.nbytes] = table.tobytes()
+            pos += table.nbytes
+        shards.append(JournalShard(sp.file, sp.size, sp.mtime_ns, old_h.hexdigest(), new_h.hexdigest(), len(rows),
+                                   sum(p.nbytes for p in sp.patches), [(r.name, r.encoding) for r in rows], None,
+                                   v3=rows))
     view.release()
     if pos != len(buf):
         raise ValueError(f"journal size mismatch: {pos} != {len(buf)}")
@@ -449,13 +584,17 @@ def _listdir(directory: str) -> list[str] | None:
 
 
 def check_names(j: Journal, root: str) -> None:
-    """Every file a journal names must be a plain relative name inside the checkpoint at `root`
-    (checked before recovery or undo uses any of them)."""
+    """Every file a journal names must be a plain relative name of a shard (`*.safetensors`, not in
+    the journal directory) inside the checkpoint at `root` (checked before recovery or undo uses any
+    of them): a planted journal cannot make fix write config.json, the lock or another journal."""
     for s in j.shards:
         where = escapes(root, s.file) if not unsafe_name(s.file) else s.file
         if where is not None:
             raise JournalError(f"journal {j.json_path} names the file {s.file!r}, outside the checkpoint "
                                f"({where}); nothing was written. Move the journal away to continue")
+        if not s.file.endswith(".safetensors") or JOURNAL_DIRNAME in s.file.replace("\\", "/").split("/"):
+            raise JournalError(f"journal {j.json_path} names the file {s.file!r}, which is not a shard of the "
+                               "checkpoint; nothing was written. Move the journal away to continue")
 
 
 def load_all(directory: str, root: str) -> list[Journal]:
@@ -474,7 +613,10 @@ def load_all(directory: str, root: str) -> list[Journal]:
     for n in names:
         path = os.path.join(directory, n)
         try:
-            j = Journal.from_dict(directory, json.loads(read_in(directory, n)))
+            raw = read_in(directory, n, JSON_LIMIT + 1)
+            if len(raw) > JSON_LIMIT:
+                raise OSError(errno.EFBIG, f"larger than {JSON_LIMIT:,} bytes")
+            j = Journal.from_dict(directory, json.loads(raw))
         except FixError as e:
             raise JournalError(f"journal {path} cannot be read ({e}); move it away to continue") from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:

@@ -20,7 +20,7 @@ import socket
 import stat
 import time
 
-from fp8doctor.checkpoint.paths import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
+from fp8doctor.checkpoint.paths import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, refuse_device
 from fp8doctor.repair.errors import FixError, LockHeld
 
 LOCK_NAME = "lock"
@@ -41,6 +41,7 @@ class Lock:
 
     def _owner(self) -> str:
         try:
+            refuse_device(LOCK_NAME, self._dir_fd)
             fd = os.open(LOCK_NAME, os.O_RDONLY | os.O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, dir_fd=self._dir_fd)
         except OSError:
             return "another process"
@@ -79,11 +80,15 @@ class Lock:
             raise self._held("checkpoint") from None
         for _ in range(10):
             try:
+                refuse_device(LOCK_NAME, self._dir_fd)
                 fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0o644,
                              dir_fd=self._dir_fd)
             except OSError as e:
                 if e.errno == errno.ELOOP:
                     raise FixError(f"the lock {self.path} is a symlink; refusing to follow it (remove it to "
+                                   "continue)") from None
+                if e.errno == errno.EINVAL:
+                    raise FixError(f"the lock {self.path} is not a regular file; refusing to open it (remove it to "
                                    "continue)") from None
                 raise FixError(f"cannot open the lock {self.path}: {e.strerror or e}") from None
             st = os.fstat(fd)

@@ -7,8 +7,8 @@ asserts it, so a layout bug can never turn into a write over real scales.
 
 from __future__ import annotations
 
-import bisect
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +18,9 @@ from fp8doctor.findings import Finding
 from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.model import ScaleLayout, fill_bytes
 from fp8doctor.layouts.model import fill_name as fill_name  # re-exported
+from fp8doctor.repair.spans import Span, group
 from fp8doctor.rules.catalog import RULES
-from fp8doctor.scanner import Analysis, ScanOptions
+from fp8doctor.scanner import Analysis, Progress, ScanOptions
 
 FIX_RULE = "scale-padding-nonzero"
 """The one rule whose findings `fix` repairs."""
@@ -28,20 +29,55 @@ SAMPLE_BYTES = 16
 """Bytes of before/after shown per tensor."""
 
 
-@dataclass(frozen=True, slots=True)
-class Patch:
-    """One run of consecutive padded entries to overwrite: `old` is what the plan read there."""
+RUN_ROW = 16
+"""Journal bytes a run of wrong entries costs in "runs" mode (its row in the journal's run table)."""
 
-    file: str
-    offset: int
-    old: bytes
-    new: bytes
+
+@dataclass(frozen=True, eq=False)
+class TensorPatch:
+    """Every byte `fix` writes in one scale tensor: sorted, disjoint byte ranges relative to the
+    tensor's first byte (`starts`, `lengths`: int64 arrays), the bytes the plan read there (`old`,
+    concatenated), and the fill (`fill` repeated is the new bytes).
+
+    `mode` "padding": the ranges are every padded entry of the tensor (they follow from `shape` and
+    `logical`, so the journal stores only the old bytes); "runs": only the runs of entries that
+    differ from the fill (the journal stores a 16-byte row a run as well). The plan picks whichever
+    costs the journal fewer bytes."""
+
     tensor: str
+    file: str
     encoding: str
+    offset: int
+    shape: tuple[int, ...]
+    logical: tuple[int, ...]
+    itemsize: int
+    fill: bytes
+    mode: str
+    starts: np.ndarray
+    lengths: np.ndarray
+    old: bytes
+    entries: int
+    runs: int
+    first: int
+    before: bytes
 
     @property
-    def length(self) -> int:
-        return len(self.new)
+    def nbytes(self) -> int:
+        """Bytes that change (entries that differ from the fill)."""
+        return self.entries * self.itemsize
+
+    @property
+    def covered(self) -> int:
+        """Bytes inside the ranges (what the journal keeps)."""
+        return len(self.old)
+
+    def new(self) -> bytes:
+        return self.fill * (len(self.old) // self.itemsize)
+
+    def spans(self) -> Iterator[Span]:
+        old = np.frombuffer(self.old, dtype=np.uint8)
+        return group(self.offset + self.starts, self.lengths, old, np.frombuffer(self.new(), dtype=np.uint8),
+                     self.tensor)
 
 
 @dataclass(frozen=True)
@@ -51,13 +87,13 @@ class ShardPlan:
     file: str
     size: int
     mtime_ns: int
-    patches: tuple[Patch, ...]
+    patches: tuple[TensorPatch, ...]
     identity: tuple[int, int] | None = None
     """(st_dev, st_ino) of the file the scan read: fix writes only through a descriptor of that file."""
 
     @property
     def nbytes(self) -> int:
-        return sum(p.length for p in self.patches)
+        return sum(p.nbytes for p in self.patches)
 
 
 @dataclass(frozen=True)
@@ -97,52 +133,77 @@ class RepairPlan:
         return not self.shards
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Half-open [start, end) runs of True in a 1-D bool array."""
-    if not mask.any():
-        return []
-    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    return list(zip(starts.tolist(), ends.tolist()))
+def phase(progress: Progress | None, label: str, total_bytes: int, files: int) -> None:
+    """Start the next phase of a fix on the progress bar (planning, writing, verifying)."""
+    if progress is None:
+        return
+    progress.finish()
+    if hasattr(progress, "label"):
+        progress.label = label
+    progress.start(total_bytes, files)
 
 
-def tensor_patches(layout: ScaleLayout, data: bytes, fill: str | int) -> list[Patch]:
-    """Runs of padded entries of one scale tensor that differ from the fill, as byte patches."""
+def positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Every index inside the half-open ranges [starts, ends), ascending (int64)."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total, dtype=np.int64)
+
+
+def tensor_patch(layout: ScaleLayout, data: bytes, fill: str | int) -> TensorPatch | None:
+    """What fix writes in one scale tensor (None: every padded entry already holds the fill).
+    Vectorised over the padded entries only: no Python per run (a padded column is one run a row)."""
     if not layout.trusted:
         raise ValueError(f"{layout.name}: layout not trusted; refusing to plan writes")
     t = layout.scale
     if len(data) != t.nbytes:
         raise ValueError(f"{t.name}: read {len(data)} bytes, tensor has {t.nbytes}")
+    if not layout.has_padding:
+        return None
     isz = layout.itemsize
     want = fill_bytes(fill, layout.encoding)
     want_raw = raw_view(layout.encoding, want, (1,))[0]
     raw = raw_view(layout.encoding, data, (t.numel,))
-    ranges = layout.padding_ranges()
-    # Runs of wrong entries over the whole tensor at once (a padded column is thousands of ranges)
-    bad = np.zeros(t.numel, dtype=bool)
-    for a, b in ranges:
-        bad[a:b] = True
-    bad &= raw != want_raw
-    starts = [a for a, _ in ranges]
-    patches = []
-    for lo, hi in _runs(bad):
-        a, b = ranges[bisect.bisect_right(starts, lo) - 1]
-        if not a <= lo < hi <= b <= t.numel:  # never outside one padding range (explicit: survives -O)
-            raise ValueError(f"{t.name}: planned entries {lo}..{hi} leave padding range {a}..{b}")
-        patches.append(Patch(t.file, t.offset + lo * isz, data[lo * isz:hi * isz], want * (hi - lo), t.name,
-                             layout.encoding))
-    return patches
+    pa, pe = layout.padding_arrays()
+    idx = positions(pa, pe)  # every padded entry, ascending
+    # never outside the padding (explicit: survives -O): the ranges hold exactly the entries outside the box
+    if idx.size != layout.padded_count or (idx.size and (int(idx[0]) < 0 or int(idx[-1]) >= t.numel)):
+        raise ValueError(f"{t.name}: padding ranges disagree with the layout's padded entries")
+    bad = raw[idx] != want_raw
+    entries = int(np.count_nonzero(bad))
+    if not entries:
+        return None
+    # runs of wrong entries: consecutive in the tensor and all wrong
+    cont = np.concatenate(([False], (idx[1:] == idx[:-1] + 1) & bad[:-1] & bad[1:]))
+    rs = idx[bad & ~cont]
+    re_ = idx[bad & ~np.concatenate((cont[1:], [False]))] + 1
+    entry_bytes = np.frombuffer(data, dtype=np.uint8).reshape(t.numel, isz)
+    first = int(rs[0])
+    before = data[first * isz:first * isz + min(int(re_[0] - rs[0]) * isz, SAMPLE_BYTES)]
+    # "padding" mode rebuilds the ranges from shape and box: not for a swizzled layout (runs are explicit)
+    if layout.swizzle is None and idx.size * isz <= entries * isz + RUN_ROW * rs.size:
+        mode, starts, ends, old = "padding", pa, pe, entry_bytes[idx].tobytes()
+    else:
+        mode, starts, ends, old = "runs", rs, re_, entry_bytes[idx[bad]].tobytes()
+    nruns = int(rs.size)
+    return TensorPatch(t.name, t.file, layout.encoding, t.offset, tuple(t.shape), tuple(layout.logical_shape), isz,
+                       want, mode, starts * isz, (ends - starts) * isz, old, entries, nruns, t.offset + first * isz,
+                       before)
 
 
-def build_plan(analysis: Analysis, options: ScanOptions) -> RepairPlan:
+def change_of(p: TensorPatch) -> TensorChange:
+    return TensorChange(p.tensor, p.file, p.encoding, p.entries, p.nbytes, p.runs, p.first, p.before,
+                        (p.fill * SAMPLE_BYTES)[:len(p.before)])
+
+
+def build_plan(analysis: Analysis, options: ScanOptions, progress: Progress | None = None) -> RepairPlan:
     """The patches that repair every wanted fixable finding; everything else is unfixable."""
     ckpt = analysis.checkpoint
     wanted = [f for f in analysis.findings if options.wants(f)]
-    by_file: dict[str, list[Patch]] = {}
+    by_file: dict[str, list[TensorPatch]] = {}
     changes: list[TensorChange] = []
     unfixable: list[Finding] = []
-    done: set[str] = set()
+    todo: dict[str, ScaleLayout] = {}
     for f in sorted(wanted, key=lambda f: f.sort_key):
         layout = analysis.layouts.get(f.tensor or "")
         if f.rule == FIX_RULE and not f.fixable and f.severity is RULES[FIX_RULE].accepted_severity:
@@ -150,24 +211,26 @@ def build_plan(analysis: Analysis, options: ScanOptions) -> RepairPlan:
         if not (f.fixable and f.rule == FIX_RULE and layout is not None and layout.trusted):
             unfixable.append(f)
             continue
-        if layout.name in done:
+        todo.setdefault(layout.name, layout)
+    phase(progress, "planning", sum(lay.scale.nbytes for lay in todo.values()), len({lay.scale.file
+                                                                                    for lay in todo.values()}))
+    for layout in sorted(todo.values(), key=lambda lay: (lay.scale.file, lay.scale.offset)):
+        p = tensor_patch(layout, ckpt.read(layout.scale), options.fill)
+        if progress is not None:
+            progress.advance(layout.scale.nbytes)
+        if p is None:
             continue
-        done.add(layout.name)
-        patches = tensor_patches(layout, ckpt.read(layout.scale), options.fill)
-        if not patches:
-            continue
-        by_file.setdefault(layout.scale.file, []).extend(patches)
-        nbytes = sum(p.length for p in patches)
-        changes.append(TensorChange(layout.name, layout.scale.file, layout.encoding, nbytes // layout.itemsize,
-                                    nbytes, len(patches), patches[0].offset, patches[0].old[:SAMPLE_BYTES],
-                                    patches[0].new[:SAMPLE_BYTES]))
+        by_file.setdefault(layout.scale.file, []).append(p)
+        changes.append(change_of(p))
     shards = []
     for file in sorted(by_file):
         src = ckpt.source(file)
-        ordered = tuple(sorted(by_file[file], key=lambda p: p.offset))
-        for prev, nxt in itertools.pairwise(ordered):
-            if prev.offset + prev.length > nxt.offset:
+        patches = tuple(sorted(by_file[file], key=lambda p: p.offset))
+        for prev, nxt in itertools.pairwise(patches):
+            if prev.offset + int(prev.starts[-1] + prev.lengths[-1]) > nxt.offset + int(nxt.starts[0]):
                 raise ValueError(f"{file}: overlapping patches at 0x{nxt.offset:x}")
-        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), ordered, getattr(src, "identity", None)))
+        shards.append(ShardPlan(file, src.size(), getattr(src, "mtime_ns", 0), patches, getattr(src, "identity", None)))
+        if progress is not None:
+            progress.file_done()
     changes.sort(key=lambda c: (c.file, c.first_offset))
     return RepairPlan(ckpt.root, options.fill, tuple(shards), tuple(changes), tuple(unfixable))

@@ -33,9 +33,13 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
         console.print(Text(plain(line), "yellow"))
     if r.changes:
         verb = "restored" if r.mode == "undo" else "would change" if r.mode == "dry-run" else "changed"
-        console.print(Text(f"\nPadded scale entries {verb}", "bold"))
+        # the biggest changes first, capped like findings (a padded MoE export changes thousands of tensors)
+        listed = sorted(sorted(r.changes, key=lambda c: -c.nbytes)[:max(0, max_findings)],
+                       key=lambda c: (c.file, c.first_offset))
+        count = f" ({len(listed)} of {len(r.changes):,} tensors, largest first)" if len(listed) < len(r.changes) else ""
+        console.print(Text(f"\nPadded scale entries {verb}{count}", "bold"))
         last_file = None
-        for c in r.changes:
+        for c in listed:
             if c.file != last_file:
                 console.print(Text(f"  {plain(c.file)}", "dim"))
                 last_file = c.file
@@ -46,6 +50,12 @@ def _render_tables(r: FixResult, console: Console, max_findings: int) -> None:
             more = "…" if len(c.before) > 8 else ""  # the sample is the start of the first run
             console.print(Text.assemble(("      ", ""), (_hex(c.before[:8]) + more, "red"), (" → ", ""),
                                         (_hex(c.after[:8]) + more, "green")))
+        if len(listed) < len(r.changes):
+            n = len(r.changes) - len(listed)
+            entries = r.entries_changed - sum(c.entries for c in listed)
+            nbytes = r.bytes_changed - sum(c.nbytes for c in listed)
+            console.print(Text(f"  ... {plural(n, 'more tensor')}: {entries:,} entries, {nbytes:,} bytes "
+                               "(--max-findings, or --format json for every tensor)", "dim"))
     if r.unfixable:
         shown, hidden = capped(r.unfixable, max_findings)
         console.print(Text(f"\nNot fixed ({len(shown)} of {len(r.unfixable)}): fix never guesses real scale values",
@@ -74,9 +84,9 @@ def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
     failed = r.failed(fail_on)
     mark, style = ("✗", "bold red") if failed else ("✓", "bold green")
     if r.mode == "undo":
-        return Text(f"{mark} restored the original bytes of {what}: {human_bytes(r.bytes_written)} written to "
-                    f"{plural(r.shards_touched, 'shard')} in {r.seconds:.2f} s, verified (journal {plain(r.journal)})",
-                    style)
+        return Text(f"{mark} restored the original bytes of {what}: {human_bytes(r.bytes_changed)} in "
+                    f"{plural(r.shards_touched, 'shard')} ({_written(r)}) in {r.seconds:.2f} s, verified (journal "
+                    f"{plain(r.journal)})", style)
     if not r.changes and any(f.rule == "nothing-checked" for f in r.unfixable):
         return Text(f"✗ nothing fixed: nothing was checked{remain}", "bold red")
     if not r.changes:
@@ -85,6 +95,20 @@ def verdict(r: FixResult, fail_on: Severity = Severity.ERROR) -> Text:
         return Text(f"{'✗' if failed else '!'} dry run: would change {human_bytes(r.bytes_changed)} ({what}) in "
                     f"{plural(n_shards, 'shard')}; nothing was written{remain}", "bold red" if failed else "yellow")
     where = f"; source untouched, copy in {plain(r.output)}" if r.mode == "output" else (
-        f"; journal {plain(r.journal)} (undo: fp8doctor fix --undo {plain(r.target)})")
-    return Text(f"{mark} fixed {what}: {human_bytes(r.bytes_written)} written to {plural(r.shards_touched, 'shard')} "
-                f"in {r.seconds:.2f} s, verified{where}{remain}", style)
+        f"; journal {plain(r.journal)} (undo: fp8doctor fix --undo {plain(r.target)}){_kept(r)}")
+    return Text(f"{mark} fixed {what}: {human_bytes(r.bytes_changed)} changed in {plural(r.shards_touched, 'shard')} "
+                f"({_written(r)}) in {r.seconds:.2f} s, verified{where}{remain}", style)
+
+
+def _written(r: FixResult) -> str:
+    calls = f" in {plural(r.writes, 'write')}" if r.writes else ""
+    return f"{human_bytes(r.bytes_written)} written{calls}"
+
+
+def _kept(r: FixResult) -> str:
+    """Where the journals are and what they cost: they sit inside the checkpoint, and upload tools take
+    hidden directories along."""
+    if not r.journal_dir:
+        return ""
+    return (f". Journals kept in {plain(r.journal_dir)}: {human_bytes(r.journal_bytes)}; once the fix is accepted, "
+            f"remove them before uploading: rm -r {plain(r.journal_dir)}")

@@ -1,4 +1,4 @@
-"""The JSON report of `fix` (documented in README, "fix")."""
+"""The JSON report of `fix` (documented in docs/fix.md, "JSON result")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The JSON report: the machine-readable contract (documented in README, "JSON report")."""
+"""The JSON report: the machine-readable contract (documented in docs/reports.md, "JSON report")."""
 
 from __future__ import annotations
 

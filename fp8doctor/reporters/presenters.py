@@ -5,7 +5,8 @@
 A presenter yields the pieces of a machine-readable document (written to stdout or a file as they
 come, so 10^5 findings stream) or prints a view on `console` and yields nothing; given no console
 (the destination is a file), a view yields its plain text instead. `PRESENTERS[kind]
-[format]` names it, for kind "scan" (a Report), "dump" (a list of TensorDump), "fix" (a FixResult)
+[format]` names it, for kind "scan" (a Report), "scan-many" (a list of reporters.TargetResult, one per
+checkpoint: the ctx argument is unused, each result carries its own), "dump" (dumper.TensorStreams), "fix" (a FixResult)
 and "verify" (a VerifyResult). The format modules hold the rendering; this module only says which
 one a (kind, format) uses and how the RenderContext's fields reach it. Modules are imported when a
 presenter runs, so `--format json` never loads rich tables and `fp8doctor --help` no numpy.
@@ -20,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fp8doctor.reporters import FORMATS, RenderContext, chunks
+from fp8doctor.reporters import FORMATS, RenderContext, chunks, many_renderer
 
 Piece = str | bytes
 Presenter = Callable[[Any, RenderContext, Console | None], Iterator[Piece]]
@@ -56,7 +57,20 @@ def _scan_format(fmt: str) -> Presenter:
     return present
 
 
-def _dump_console(dumps: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+def _many_console(results: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield from _view(console, lambda c: _module("console").render_many(results, c))
+
+
+def _many_format(fmt: str) -> Presenter:
+    def present(results: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+        yield many_renderer(fmt)(results)
+
+    return present
+
+
+def _dump_console(streams: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    dumps = [s.whole() for s in streams]  # the grid and the pictures see each selection whole
+
     def draw(c: Console) -> None:
         if "heatmap" in ctx.views:
             _module("dump_heatmap").render(dumps, c)
@@ -70,13 +84,14 @@ def _dump_console(dumps: Any, ctx: RenderContext, console: Console | None) -> It
     yield from _view(console, draw)
 
 
-def _dump_json(dumps: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
-    yield _module("dump_json").render(dumps, ctx.target, ctx.version)
+def _dump_json(streams: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    yield from _module("dump_json").stream(streams, ctx.target, ctx.version)
 
 
-def _dump_raw(dumps: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
-    for d in dumps:
-        yield d.selected_bytes()
+def _dump_raw(streams: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    for s in streams:  # no rule runs: raw is the bytes, one bounded piece of rows at a time
+        for piece in s.pieces(marks=False):
+            yield piece.selected_bytes()
 
 
 def _fix_console(result: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
@@ -98,6 +113,7 @@ def _verify_json(result: Any, ctx: RenderContext, console: Console | None) -> It
 
 PRESENTERS: dict[str, dict[str, Presenter]] = {
     "scan": {name: _scan_console if name == "console" else _scan_format(name) for name in FORMATS},
+    "scan-many": {name: _many_console if name == "console" else _many_format(name) for name in FORMATS},
     "dump": {"console": _dump_console, "json": _dump_json, "raw": _dump_raw},
     "fix": {"console": _fix_console, "json": _fix_json},
     "verify": {"console": _verify_console, "json": _verify_json},
@@ -111,7 +127,7 @@ def present(kind: str, fmt: str, result: Any, ctx: RenderContext, console: Conso
     return PRESENTERS[kind][fmt](result, ctx, console)
 
 
-def emit(kind: str, fmt: str, result: Any, ctx: RenderContext, console: Console, out: Any) -> None:
+def emit(kind: str, fmt: str, result: Any, ctx: RenderContext, console: Console | None, out: Any) -> None:
     """Present `result` and write its pieces to the text stream `out` (bytes to `out.buffer`)."""
     wrote = False
     for piece in present(kind, fmt, result, ctx, console):

@@ -1,4 +1,4 @@
-"""Renderers for `fp8doctor verify` results: a rich table, or exact JSON (schema in README)."""
+"""Renderers for `fp8doctor verify` results: a rich table, or exact JSON (schema in docs/verify.md, "JSON")."""
 
 from __future__ import annotations
 

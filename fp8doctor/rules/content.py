@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,13 +55,17 @@ class ContentOptions:
 
 @dataclass(frozen=True)
 class TensorSummary:
-    """Per-tensor statistics kept for the cross-tensor outlier rule."""
+    """Per-tensor statistics kept for the cross-tensor outlier rule. When `median_hi` is set, the
+    tensor was judged by the quick test (min/max of its real entries) and its median exponent is
+    only known to lie in [median_exponent, median_hi]; `check_kinds` asks for the exact value only
+    when the interval could change its outcome."""
 
     name: str
     file: str
     offset: int
     median_exponent: int
     kind: str
+    median_hi: int | None = None
 
 
 _DIGITS = re.compile(r"\.\d+(?=\.)")
@@ -387,14 +391,29 @@ def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opt
     return out
 
 
-def check_kinds(summaries: list[TensorSummary], span: int) -> Iterator[Finding]:
-    """A tensor whose median exponent is far from the other tensors of its kind."""
+def check_kinds(summaries: list[TensorSummary], span: int,
+                exact: Callable[[TensorSummary], int] | None = None) -> Iterator[Finding]:
+    """A tensor whose median exponent is far from the other tensors of its kind. Summaries with a
+    median interval (`median_hi`) are resolved with `exact` only when the intervals leave the
+    outcome open: the kind's center is int(median of medians), non-decreasing in every member's
+    median, so it lies between the center of the lows and the center of the highs, and a member
+    whose interval stays within `span` of that whole range is no outlier whatever its median."""
     groups: dict[str, list[TensorSummary]] = {}
     for s in summaries:
         groups.setdefault(s.kind, []).append(s)
     for kind, members in groups.items():
         if len(members) < 3:
             continue
+        if any(m.median_hi is not None for m in members):
+            lows = [m.median_exponent for m in members]
+            highs = [m.median_exponent if m.median_hi is None else m.median_hi for m in members]
+            c_lo, c_hi = int(np.median(lows)), int(np.median(highs))
+            if all(max(h - c_lo, c_hi - lo) <= span for lo, h in zip(lows, highs)):
+                continue
+            if exact is None:
+                raise ValueError(f"{kind}: median intervals need a resolver to decide the outlier rule")
+            members = [m if m.median_hi is None else replace(m, median_exponent=exact(m), median_hi=None)
+                       for m in members]
         center = int(np.median([m.median_exponent for m in members]))
         for m in members:
             if abs(m.median_exponent - center) > span:
@@ -471,7 +490,43 @@ def _pad_slab(pad: _First, values: dict[int, int], bad: np.ndarray, raw: np.ndar
             values[v] = values.get(v, 0) + c
 
 
-def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Callable[[int, int], bytes | memoryview],
+ReadRows = Callable[[int, int], bytes | memoryview]
+"""`read_rows(first_row, rows)`: the stored bytes of rows first_row:first_row+rows of the leading axis."""
+
+
+def _slab_encoding(layout: ScaleLayout | None, t: TensorInfo) -> str | None:
+    """The encoding the row-slab path judges `t` in, or None when only the whole-tensor path can
+    (no encoding, a 0-d or empty tensor, a logical box of another rank, a swizzled layout: its
+    padding is spread through the tiles, not a box of leading rows)."""
+    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
+    box = layout.logical_shape if layout is not None else t.shape
+    if encoding is None or not t.shape or t.numel == 0 or len(box) != len(t.shape):
+        return None
+    if layout is not None and layout.swizzle is not None:
+        return None
+    return encoding
+
+
+def _rows_per(t: TensorInfo, encoding: str, slab_bytes: int) -> int:
+    return max(1, slab_bytes // max(1, math.prod(t.shape[1:]) * ITEMSIZE[encoding]))
+
+
+def _slabs(encoding: str, shape: tuple[int, ...], box: tuple[int, ...], read_rows: ReadRows, rows_per: int,
+           first: int = 0, stop: int | None = None) -> Iterator[tuple[int, Decoded, np.ndarray]]:
+    """(flat index of the slab's first entry, its entries decoded, which are inside the logical box)
+    for leading rows first:stop, `rows_per` at a time."""
+    row_items = math.prod(shape[1:])
+    rest = tuple(slice(0, b) for b in box[1:])
+    end = shape[0] if stop is None else min(stop, shape[0])
+    for r0 in range(first, end, rows_per):
+        n = min(rows_per, end - r0)
+        dec = decode(encoding, read_rows(r0, n), (n, *shape[1:]))
+        in_box = np.zeros(dec.raw.shape, dtype=bool)
+        in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
+        yield r0 * row_items, dec, in_box
+
+
+def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
                        opts: ContentOptions, read_weight: ReadWeight | None,
                        slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], TensorSummary | None]:
     """`check_tensor` on a large tensor in bounded memory: the same findings and summary, from row
@@ -479,25 +534,28 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
     keeps counts, first indices, the exponent histogram of the real box (medians come from it) and
     the distinct values; a second pass, only when needed, verifies zero scales against their weight
     blocks and finds the first outlier."""
-    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
+    findings, summary, _ = _judge_slabs(layout, t, read_rows, opts, read_weight, slab_bytes)
+    return findings, summary
+
+
+def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows, opts: ContentOptions,
+                 read_weight: ReadWeight | None, slab_bytes: int
+                 ) -> tuple[list[Finding], TensorSummary | None, bool]:
+    """check_tensor_slabs, and whether a weight read failed while confirming zero scales."""
+    encoding = _slab_encoding(layout, t)
     shape = t.shape
     box = layout.logical_shape if layout is not None else shape
-    if encoding is None or not shape or t.numel == 0 or len(box) != len(shape):
+    if encoding is None:
         n = shape[0] if shape else 1
-        return check_tensor(layout, t, bytes(read_rows(0, n)), opts, read_weight)
+        return (*check_tensor(layout, t, bytes(read_rows(0, n)), opts, read_weight), False)
     itemsize = ITEMSIZE[encoding]
     row_items = math.prod(shape[1:])
-    rows_per = max(1, slab_bytes // max(1, row_items * itemsize))
+    rows_per = _rows_per(t, encoding, slab_bytes)
     rest = tuple(slice(0, b) for b in box[1:])
     n_box = math.prod(box)
 
     def slabs() -> Iterator[tuple[int, Decoded, np.ndarray]]:
-        for r0 in range(0, shape[0], rows_per):
-            n = min(rows_per, shape[0] - r0)
-            dec = decode(encoding, read_rows(r0, n), (n, *shape[1:]))
-            in_box = np.zeros(dec.raw.shape, dtype=bool)
-            in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
-            yield r0 * row_items, dec, in_box
+        return _slabs(encoding, shape, box, read_rows, rows_per)
 
     def unravel(flat: int | None) -> tuple[int, ...] | None:
         return None if flat is None else tuple(int(x) for x in np.unravel_index(flat, shape))
@@ -597,7 +655,7 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
         if why is not None:
             findings.append(finding("scale-uninitialized", invalid.first, n_box,
                                     f"{t.name} looks like leftover memory, not scales: {why}"))
-            return findings, None
+            return findings, None, False
 
     if nan.count:
         findings.append(finding("scale-nan", nan.first, nan.count,
@@ -683,4 +741,112 @@ def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: Cal
         findings.append(finding("scale-not-power-of-two", npow2.first,
                                 npow2.count, _msg_not_pow2(npow2.count, int(hist.sum()), t.name)))
     summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
-    return findings, summary
+    return findings, summary, failed
+
+
+SlabMarks = Iterator[tuple[int, list[tuple[Finding, np.ndarray]]]]
+"""Per slab: (flat stored index of its first entry, [(finding, flat boolean mask over the slab's
+entries of those the finding is about)]), in the order of the findings."""
+
+
+def mark_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows, opts: ContentOptions,
+                      read_weight: ReadWeight | None, rows: tuple[int, int],
+                      slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], SlabMarks]:
+    """check_tensor_slabs' findings on the whole tensor, and each finding's entry mask (what
+    check_tensor's MarkSink receives) for leading rows rows[0]:rows[1] only, one slab at a time.
+
+    Memory follows the slab, not the tensor: whole-tensor facts (the median the outlier rule
+    measures from, the uninitialized verdict, a failed weight read) come from the judging pass;
+    the weight-read budget for zero scales is spent again from the first row, so an entry is
+    'unchecked' exactly where the whole-tensor evaluation says so. A tensor only the whole-tensor
+    path can judge (see _slab_encoding) is evaluated whole."""
+    encoding = _slab_encoding(layout, t)
+    shape = t.shape
+    if encoding is None:  # no slabs: the whole-tensor rules and their masks, cut to the rows
+        n = shape[0] if shape else 1
+        whole: list[tuple[Finding, np.ndarray]] = []
+        findings, _ = check_tensor(layout, t, bytes(read_rows(0, n)), opts, read_weight,
+                                   lambda f, m: whole.append((f, m.reshape(-1))))
+        row_items = math.prod(shape[1:]) if shape else 1
+        a, b = rows[0] * row_items, rows[1] * row_items
+
+        def cut() -> SlabMarks:
+            if whole and b > a:
+                yield a, [(f, m[a:b]) for f, m in whole]
+        return findings, cut()
+    findings, summary, failed = _judge_slabs(layout, t, read_rows, opts, read_weight, slab_bytes)
+    return findings, _marks(layout, t, encoding, read_rows, opts, read_weight, rows, slab_bytes, findings,
+                            summary.median_exponent if summary is not None else None, failed)
+
+
+def _marks(layout: ScaleLayout | None, t: TensorInfo, encoding: str, read_rows: ReadRows, opts: ContentOptions,
+           read_weight: ReadWeight | None, rows: tuple[int, int], slab_bytes: int, findings: list[Finding],
+           median: int | None, failed: bool) -> SlabMarks:
+    if not findings:
+        return
+    shape = t.shape
+    box = layout.logical_shape if layout is not None else shape
+    want_raw = None
+    if layout is not None and layout.has_padding:
+        want_raw = int(raw_view(layout.encoding, fill_bytes(opts.fill, layout.encoding), (1,))[0])
+    rules = {f.rule for f in findings}
+    can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
+                  and layout.weight is not None and layout.kind in ("block", "group"))
+    verify = can_verify and not failed and bool(rules & {"scale-zero", "scale-zero-unchecked"})
+    state = [0, False]  # the weight-read budget, spent from the first row as the judging pass did
+    first, stop = max(0, rows[0]), min(rows[1], shape[0])
+    if first >= stop:
+        return
+    rows_per = _rows_per(t, encoding, slab_bytes)
+
+    def confirm(base: int, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(erased, unchecked) among the zero entries of a slab, the budget spent in row order."""
+        flat = np.flatnonzero(zero.reshape(-1))
+        erased, unchecked = np.zeros(zero.size, dtype=bool), np.zeros(zero.size, dtype=bool)
+        if flat.size:
+            assert layout is not None and read_weight is not None  # verify
+            try:
+                is_zero, checked = _zero_blocks(layout, flat + base, read_weight, ZERO_CHECK_BYTES, state)
+            except OSError:  # as the judging pass: a failed read proves no zero entry harmless
+                is_zero, checked = np.zeros(flat.size, dtype=bool), np.ones(flat.size, dtype=bool)
+            erased[flat[checked & ~is_zero]] = True
+            unchecked[flat[~checked]] = True
+        return erased.reshape(zero.shape), unchecked.reshape(zero.shape)
+
+    if verify:  # the rows before the ones asked for spend the budget first, as in one whole pass
+        for base, dec, in_box in _slabs(encoding, shape, box, read_rows, rows_per, 0, first):
+            if state[1]:
+                break
+            confirm(base, in_box & dec.zero)
+    for base, dec, in_box in _slabs(encoding, shape, box, read_rows, rows_per, first, stop):
+        zero = in_box & dec.zero
+        erased, unchecked = confirm(base, zero) if verify else (None, None)
+        odd = implausible(encoding, dec.exponent, in_box & dec.valid)[0]
+        valid = in_box & dec.valid & ~odd  # the entries the median, outlier and power-of-two rules judge
+        out: list[tuple[Finding, np.ndarray]] = []
+        for f in findings:
+            if f.rule == "scale-padding-nonzero":
+                m = ~in_box & (dec.raw != want_raw)
+            elif f.rule == "scale-uninitialized":
+                m = in_box & ~dec.valid
+            elif f.rule == "scale-nan":
+                m = in_box & dec.nan
+            elif f.rule == "scale-negative":
+                m = in_box & dec.negative
+            elif f.rule == "scale-zero":
+                m = erased if erased is not None else zero
+            elif f.rule == "scale-zero-unchecked":
+                m = unchecked if unchecked is not None else np.zeros_like(zero)
+            elif f.rule == "scale-implausible":
+                m = odd
+            elif f.rule == "scale-saturated":
+                m = in_box & ((dec.raw & 0x7F) == 0x7E)
+            elif f.rule == "scale-outlier":
+                assert median is not None  # an outlier is measured from the median
+                m = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
+            elif f.rule == "scale-not-power-of-two":
+                m = valid & ~dec.pow2
+            else:  # a rule this path does not know has no mask: never a silent wrong one
+                raise AssertionError(f"no slab mask for {f.rule}")
+            out.append((f, m.reshape(-1)))
+        yield base, out

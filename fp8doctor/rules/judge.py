@@ -36,8 +36,15 @@ Judgement = tuple[list[Finding], TensorSummary | None]
 entries have no median exponent, or a finding made the median meaningless)."""
 
 
-def tally_for(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions) -> Tally | None:
-    """A Tally for the tensor, or None when only the mask-based rules can judge it."""
+QUICK = True
+"""Judge 1-byte scale tensors by the quick test first (least and greatest code of the real box, at
+memory speed; a histogram only for tensors that fail it). False: always the histogram (the property
+tests compare both)."""
+
+
+def tally_for(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions, quick: bool = False) -> Tally | None:
+    """A Tally for the tensor (`quick`: a quick-test one where the encoding allows), or None when
+    only the mask-based rules can judge it."""
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
     if encoding is None or not supported(encoding, t.shape):
         return None
@@ -49,20 +56,31 @@ def tally_for(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions
             return None
         if layout.has_padding:
             want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
-    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in FLOAT_ENCODINGS)
+    return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in FLOAT_ENCODINGS, quick)
 
 
 def clean_outcome(tally: Tally, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
                   raw: Callable[[], bytes | memoryview]) -> Judgement | None:
-    """The outcome when the real box is clean (only the padding rule may fire); None when unsure."""
-    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
-    if not ok:
-        return None
+    """The outcome when the real box is clean (only the padding rule may fire); None when unsure.
+    A quick tally decides from its band (the median then known as an interval, which the
+    cross-tensor rule resolves only when it matters), a full one from its histogram."""
+    summary: TensorSummary | None
+    if tally.quick:
+        band = tally.band(content.outlier_span, UNINIT_FAR)
+        if band is None:
+            return None
+        lo, hi = band
+        summary = TensorSummary(t.name, t.file, t.offset, lo, kind_of(t.name), hi if hi != lo else None)
+    else:
+        ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+        if not ok:
+            return None
+        summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
     findings: list[Finding] = []
     if tally.pad_bad and layout is not None:
         entries = raw_view(layout.encoding, raw(), t.shape)
         findings = list(check_padding_raw(layout, entries, content.fill, explicit=content.fill_explicit))
-    return findings, TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name)) if median is not None else None
+    return findings, summary
 
 
 def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: ScaleLayout | None,
@@ -74,6 +92,12 @@ def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: Sca
     `read_weight(weight, offset, length)` reads weight bytes to confirm zero scales (None: zero
     scales are reported unconfirmed). Memory stays bounded by the tensor's size plus a slab."""
     t = tensor
+    quick = tally_for(layout, t, options, quick=True) if QUICK else None
+    if quick is not None and quick.quick:  # the quick test: min/max, no histogram
+        quick.add(data, 0)
+        done = clean_outcome(quick, t, layout, options, lambda: data)
+        if done is not None:
+            return done
     tally = tally_for(layout, t, options)
     if tally is not None:
         tally.add(data, 0)
@@ -87,3 +111,21 @@ def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: Sca
         return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], options,
                                   read_weight)
     return check_tensor(layout, t, bytes(data), options, read_weight)
+
+
+def exact_median(t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
+                 read: Callable[[int, int], bytes | memoryview], max_read: int = 64 << 20) -> int:
+    """The exact median exponent of a tensor the quick test found clean (its summary holds an
+    interval), from a histogram of its real box; `read(start, length)` reads the tensor's bytes, in
+    row slabs of at most `max_read` bytes."""
+    tally = tally_for(layout, t, content)
+    if tally is None:
+        raise ValueError(f"{t.name}: no histogram for this encoding")
+    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
+    rows = max(1, max_read // max(1, row_bytes))
+    for r in range(0, t.shape[0], rows):
+        tally.add(read(r * row_bytes, min(rows, t.shape[0] - r) * row_bytes), r)
+    ok, median = tally.verdict(content.outlier_span, UNINIT_FAR)
+    if not ok or median is None:  # the band proved it clean, so the histogram must agree
+        raise AssertionError(f"{t.name}: the quick test and the histogram disagree")
+    return median

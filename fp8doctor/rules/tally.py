@@ -19,6 +19,8 @@ from fp8doctor.layouts.encodings import ALL as ALL_ENCODINGS
 
 SLAB = 1 << 20
 """Bytes of entries histogrammed at once (np.bincount widens to 8 bytes per entry)."""
+QUICK_SLABS = 8
+"""Slabs the quick test takes at once (its min/max allocate nothing; the padding masks one byte an entry)."""
 
 # encoding -> (raw dtype, shift to the sign+exponent field, bins, first and last valid field, bias,
 #              mantissa mask). A valid field is a positive, finite, normal, non-zero entry.
@@ -53,11 +55,11 @@ def supported(encoding: str, shape: tuple[int, ...]) -> bool:
 class Tally:
     """Histogram of the real box and padding mismatches of one scale tensor, fed row slab by slab."""
 
-    __slots__ = ("_rest", "box", "dtype", "enc", "hist", "mant", "n_mant", "pad_bad", "row_items", "shape",
-                 "want")
+    __slots__ = ("_rest", "box", "dtype", "enc", "hi", "hist", "lo", "mant", "n_mant", "pad_bad", "quick",
+                 "row_items", "shape", "want")
 
     def __init__(self, encoding: str, shape: tuple[int, ...], box: tuple[int, ...], want: int | None,
-                 check_mantissa: bool) -> None:
+                 check_mantissa: bool, quick: bool = False) -> None:
         self.enc = _FIELDS[encoding]
         self.dtype = self.enc[0]
         self.shape = shape
@@ -69,6 +71,9 @@ class Tally:
         self.n_mant = 0
         self.row_items = math.prod(shape[1:])
         self._rest = tuple(slice(0, b) for b in box[1:])
+        # quick test (1-byte codes): only the least and greatest code of the real box, at memory speed
+        self.quick = quick and self.dtype == np.uint8 and not self.enc[1] and not self.mant
+        self.lo, self.hi = 1 << 16, -1
 
     def rows_per_slab(self) -> int:
         return max(1, SLAB // max(1, self.row_items))
@@ -76,7 +81,8 @@ class Tally:
     def add(self, data: bytes | memoryview, row0: int) -> None:
         """Entries of rows [row0, row0 + len(data) / row size) of the leading axis."""
         raw = np.frombuffer(data, dtype=self.dtype).reshape(-1, *self.shape[1:])
-        step = self.rows_per_slab()
+        # min/max widen nothing: larger slabs for the quick test (the padding comparison's masks stay bounded)
+        step = self.rows_per_slab() * (QUICK_SLABS if self.quick else 1)
         for a in range(0, raw.shape[0], step):
             self._add(raw[a:a + step], row0 + a)
 
@@ -84,7 +90,10 @@ class Tally:
         box, shift = self.box, self.enc[1]
         real_rows = min(raw.shape[0], max(0, box[0] - r0))
         real = raw[:real_rows][(slice(None), *self._rest)] if self._rest else raw[:real_rows]
-        if real.size:
+        if real.size and self.quick:  # strided reductions: no copy of a padded tensor's real box
+            self.lo = min(self.lo, int(real.min()))
+            self.hi = max(self.hi, int(real.max()))
+        elif real.size:
             codes = real.reshape(-1) if real.flags.c_contiguous else real.ravel()
             if codes.dtype == np.uint8:
                 self.hist += byte_histogram(codes)
@@ -102,6 +111,20 @@ class Tally:
                 if box[axis] < self.shape[axis]:
                     idx = (slice(None), *self._rest[:axis - 1], slice(box[axis], None))
                     self.pad_bad += int(np.count_nonzero(lead[idx] != self.want))
+
+    def band(self, outlier_span: int, far: int) -> tuple[int, int] | None:
+        """Quick mode: (low, high) bounds of the median exponent when the least and greatest code of
+        the real box prove it clean, None when unsure (then a histogram decides). Every code valid
+        and all within min(outlier_span, far) binades of each other: no entry is NaN, zero, negative
+        or subnormal, none is further than that from the median (which lies between them), so
+        neither the outlier rule nor the uninitialized rule's far count can fire; `verdict` would
+        say clean."""
+        if not self.quick or self.n_mant:
+            return None
+        _, _, _, lo, hi, bias, _ = self.enc
+        if self.hi < 0 or self.lo < lo or self.hi > hi or self.hi - self.lo > min(outlier_span, far):
+            return None
+        return self.lo - bias, self.hi - bias
 
     def verdict(self, outlier_span: int, far: int) -> tuple[bool, int | None]:
         """(True, median exponent) when no rule on the real box can fire; (False, None) when unsure.

@@ -59,7 +59,8 @@ class _Http:
         ok, value = box[0]
         if not ok:
             raise value
-        return value
+        result: tuple[bytes, int] = value
+        return result
 
     def _attempt_once(self, url: str, display: str, start: int, end: int) -> tuple[bytes, int]:
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
