@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from tests.test_dump_memory import _CHILD, _sparse  # noqa: E402  (the same child as the memory test)
+from tests.unit.test_dump_memory import _CHILD, _sparse  # noqa: E402  (the same child as the memory test)
 
 CAP = 8 << 30
 """Address-space cap of each child: the baseline's whole-tensor rules need ~1.5 GB at 2^26."""

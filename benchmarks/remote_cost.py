@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fp8doctor import scan
 from fp8doctor.checkpoint import remote
 from fp8doctor.testing import synth
-from tests.fakehub import FakeServer
+from tests.helpers.fakehub import FakeServer
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def ct(tmp_path):
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory):
     """`python -m build` (isolated, as CI and a release do) of a copy of the source: (sdist, wheel)."""
-    from tests.packaging_helpers import build_dist
+    from tests.helpers.packaging_helpers import build_dist
 
     return build_dist(str(tmp_path_factory.mktemp("dist")))
 
@@ -82,7 +82,7 @@ def dist(tmp_path_factory):
 @pytest.fixture(scope="session")
 def action_install(dist, tmp_path_factory):
     """The action's install step, run once: the built wheel into a fresh venv under RUNNER_TEMP."""
-    from tests.action_runner import run_action
+    from tests.helpers.action_runner import run_action
 
     temp = tmp_path_factory.mktemp("runner-temp")
     ws = tmp_path_factory.mktemp("workspace")

@@ -5,7 +5,7 @@ stable.
 
 Inside, the histogram fast path (rules/tally.py) decides the common clean tensor in one pass; a
 tensor it is unsure about goes through the rules' mask-based evaluation (rules/content.py), in
-row slabs of bounded size when it is large. Both give the same findings (tests/test_rule_paths.py
+row slabs of bounded size when it is large. Both give the same findings (tests/unit/rules/test_rule_paths.py
 proves it on random tensors).
 """
 

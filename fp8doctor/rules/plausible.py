@@ -5,7 +5,7 @@ is within a few dozen binades of 1. Leftover memory decodes to values far outsid
 pointer `c01e0d0d eb7f0000` read as two F32s is 2^-101 and a subnormal 2^-134; random E8M0 bytes
 are exponents spread over -127..127; 1e30 next to 1e-3. The window below is wide enough for every
 export the producers wrote in the tests (their scales span 2^-16..2^14, global and input scales
-and all-zero rows included; see tests/producers) with 48 binades to spare on each side, and
+and all-zero rows included; see tests/integration/producers) with 48 binades to spare on each side, and
 narrow enough that such garbage falls outside it.
 
 E4M3 scales (NVFP4 block scales) live in [2^-9, 448] by construction: every finite value is
