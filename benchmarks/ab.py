@@ -228,12 +228,13 @@ def render(a, res: dict, meta: dict) -> str:
         "warm-up round; in each round A, B and A' back to back, the order rotated every round. Ratios are "
         "B/A (above 1: B slower): the median over rounds of the per-round ratio, then min B / min A in "
         "brackets. CPU = user+sys of the child process (the least load-sensitive figure); wall = spawn to exit; "
-        "RSS = peak of the child. A'/A: the same tree against itself, the noise of this run. 'same output': "
+        "RSS = peak of the child (its median over rounds, the largest in brackets). A'/A: the same tree "
+        "against itself, the noise of this run. 'same output': "
         "A's and B's stdout identical in the warm-up round (JSON without `seconds`/`journal`, the checkpoint "
         f"path replaced). This process's own peak RSS: {meta['parent_rss_mb']:.0f} MB (Linux starts a child's "
         "peak from its parent's, so no child reads below it).", "",
         "| command | CPU s A / B (median) | CPU B/A | wall s A / B (median) | wall B/A | A'/A CPU (spread) | "
-        "peak RSS MB A / B | same output |",
+        "peak RSS MB A / B, median (max) | same output |",
         "|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for label, r in res.items():
@@ -241,16 +242,18 @@ def render(a, res: dict, meta: dict) -> str:
         cpu, cpu_mm, _ = ratios(B, A, "cpu")
         wall, wall_mm, _ = ratios(B, A, "wall")
         aa, _, aa_per = ratios(A2, A, "cpu")
-        rss_a, rss_b = max(x["rss_mb"] for x in A), max(x["rss_mb"] for x in B)
         med = statistics.median
+        rss_a, rss_b = med(x["rss_mb"] for x in A), med(x["rss_mb"] for x in B)
+        top_a, top_b = max(x["rss_mb"] for x in A), max(x["rss_mb"] for x in B)
         lines.append(
             f"| {label} | {med(x['cpu'] for x in A):.2f} / {med(x['cpu'] for x in B):.2f} | **{cpu:.2f}x** "
             f"({cpu_mm:.2f}x) | {med(x['wall'] for x in A):.2f} / {med(x['wall'] for x in B):.2f} | {wall:.2f}x "
-            f"({wall_mm:.2f}x) | {aa:.2f}x ({min(aa_per):.2f}-{max(aa_per):.2f}) | {rss_a:.0f} / {rss_b:.0f} | "
+            f"({wall_mm:.2f}x) | {aa:.2f}x ({min(aa_per):.2f}-{max(aa_per):.2f}) | {rss_a:.0f} ({top_a:.0f}) / "
+            f"{rss_b:.0f} ({top_b:.0f}) | "
             f"{'yes' if r['same'] else '**no**'} |")
         v = verdict(cpu, aa_per)
         if rss_b > 1.1 * rss_a:
-            v += f"; peak RSS {rss_b / rss_a:.2f}x"
+            v += f"; peak RSS {rss_b / rss_a:.2f}x (medians)"
         fixes = {json.dumps(f, sort_keys=True) for side in SIDES for f in r["fix"][side]}
         if len(fixes) > 1:
             v += f"; fix summaries differ between runs: {sorted(fixes)}"
@@ -306,10 +309,16 @@ def profile(a, trees: dict[str, str], cks: dict[str, str], copies: dict[str, str
 
 
 def describe(tree: str) -> str:
-    rev = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return f"`{tree}`" + (f" at {rev.stdout.strip()}{' + changes' if dirty else ''}" if rev.returncode == 0 else "")
+    """The tree, its commit, and the commit that last changed its package (uncommitted package changes named)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", tree, *args], capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return f"`{tree}`"
+    pkg = git("log", "-1", "--format=%h", "--", "fp8doctor")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "fp8doctor")
+    return f"`{tree}` at {head} (fp8doctor/ last changed in {pkg}{', plus uncommitted changes' if dirty else ''})"
 
 
 def main(argv: list[str] | None = None) -> int:
