@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import site
@@ -206,16 +207,17 @@ def ratios(xs: list[dict], ys: list[dict], key: str) -> tuple[float, float, list
 def verdict(cpu: float, aa: list[float]) -> str:
     lo, hi = min(aa), max(aa)
     if 0.9 <= cpu <= 1.1:
-        return f"within noise (CPU {cpu:.2f}x, inside [0.9, 1.1])"
+        return f"within noise (CPU {cpu:.3f}x, inside [0.9, 1.1])"
     if lo <= cpu <= hi:
-        return f"within noise (CPU {cpu:.2f}x, inside the A'/A spread {lo:.2f}-{hi:.2f})"
+        return f"within noise (CPU {cpu:.3f}x, inside the A'/A spread {lo:.2f}-{hi:.2f})"
     if cpu > 1.1:
-        return f"**slower beyond noise** (CPU {cpu:.2f}x, A'/A spread {lo:.2f}-{hi:.2f})"
-    return f"faster beyond noise (CPU {cpu:.2f}x, A'/A spread {lo:.2f}-{hi:.2f})"
+        return f"**slower beyond noise** (CPU {cpu:.3f}x, A'/A spread {lo:.2f}-{hi:.2f})"
+    return f"faster beyond noise (CPU {cpu:.3f}x, A'/A spread {lo:.2f}-{hi:.2f})"
 
 
-def render(a, res: dict, meta: dict) -> str:
+def render(res: dict, meta: dict) -> str:
     l0, l1 = meta["load0"], meta["load1"]
+    rounds = len(next(iter(res.values()))["A"])
     lines = [
         "# A/B: this tree against a baseline, interleaved (benchmarks/ab.py)", "",
         f"Command: `{meta['cmd']}`, {meta['total'] / 60:.1f} minutes in all.  ",
@@ -224,7 +226,7 @@ def render(a, res: dict, meta: dict) -> str:
         f"Python {platform.python_version()}.  ",
         f"Load average (1/5/15 min) at start {l0[0]:.2f}/{l0[1]:.2f}/{l0[2]:.2f}, at end "
         f"{l1[0]:.2f}/{l1[1]:.2f}/{l1[2]:.2f}.", "",
-        f"Each command: a fresh `python -S -m fp8doctor` process per run, {a.rounds} rounds after one untimed "
+        f"Each command: a fresh `python -S -m fp8doctor` process per run, {rounds} rounds after one untimed "
         "warm-up round; in each round A, B and A' back to back, the order rotated every round. Ratios are "
         "B/A (above 1: B slower): the median over rounds of the per-round ratio, then min B / min A in "
         "brackets. CPU = user+sys of the child process (the least load-sensitive figure); wall = spawn to exit; "
@@ -289,7 +291,7 @@ def profile(a, trees: dict[str, str], cks: dict[str, str], copies: dict[str, str
         agg: dict[tuple[str, str], list[float]] = {}
         for (file, _, fn), (_, nc, tt, ct, _) in pstats.Stats(prof).stats.items():
             f = os.path.realpath(file)
-            key = (f[len(root):] if f.startswith(root) else os.path.basename(file), fn)
+            key = (f[len(root):] if f.startswith(root) else os.path.basename(file), re.sub(r" at 0x[0-9a-f]+", "", fn))
             v = agg.setdefault(key, [0, 0.0, 0.0])
             v[0] += nc
             v[1] += tt
@@ -334,7 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=os.path.join(HERE, "AB.md"))
     ap.add_argument("--profile", metavar="LABEL", help="instead of the A/B: cProfile this command on A and B")
     ap.add_argument("--profile-top", type=int, default=25)
+    ap.add_argument("--render", metavar="JSON", help="only write --results again from the measurements a run "
+                    "saved under --out")
     a = ap.parse_args(argv)
+    if a.render:
+        with open(a.render) as f:
+            saved = json.load(f)
+        with open(a.results, "w") as f:
+            f.write(render(saved["res"], saved["meta"]))
+        return 0
     if a.rounds < 1:
         ap.error("--rounds must be at least 1")
     labels = [c[0] for c in COMMANDS]
@@ -386,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = os.path.join(a.out, os.path.splitext(os.path.basename(a.results))[0] + ".json")  # to re-read
     with open(raw, "w") as f:
         json.dump({"meta": meta, "res": res}, f)
-    text = render(a, res, meta)
+    text = render(res, meta)
     with open(a.results, "w") as f:
         f.write(text)
     print(text)
