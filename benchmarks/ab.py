@@ -62,6 +62,8 @@ COMMANDS = [
     ("fix --undo --format json", "copy", ["fix", "{ck}", "--undo", "--format", "json"], "file"),
 ]
 SIDES = ("A", "B", "A'")
+DIRS = {"A": "A1", "B": "B1", "A'": "A2"}
+"""Each side's name in file names: its copy of the checkpoint, its outputs (names of one length)."""
 VOLATILE = {"seconds", "journal", "journal_bytes"}
 """Report fields that differ from run to run (timings; the journal's file name, which holds a pid, and so its
 size by a byte or two): left out of the check."""
@@ -170,28 +172,33 @@ def measure(a, trees: dict[str, str], cks: dict[str, str], copies: dict[str, str
     for r in range(-1, a.rounds):
         order = SIDES[(r % 3):] + SIDES[:(r % 3)] if r >= 0 else SIDES
         for label, ck_name, argv, keep in cmds:
-            digests = {}
+            digests, outs = {}, {}
             for side in order:
                 ck = copies[side] if ck_name == "copy" else cks[ck_name]
                 args = [x.replace("{ck}", ck) for x in argv]
                 if argv[0] == "fix" and "--undo" not in argv and "--dry-run" not in argv:
                     shutil.rmtree(os.path.join(ck, ".fp8doctor-journal"), ignore_errors=True)  # each fix alike
-                out = os.path.join(work, "stdout") if (r < 0 or keep == "file") else None
+                out = os.path.join(work, f"stdout-{DIRS[side]}") if (r < 0 or keep == "file") else None
                 m = run_one(trees[side], args, work, out)
                 if out:
-                    if r < 0:
-                        digests[side] = normalized(out, ck)
-                        keep_dir = os.path.join(a.out, "ab-warmup", {"A": "A1", "B": "B1", "A'": "A2"}[side])
-                        os.makedirs(keep_dir, exist_ok=True)  # the warm-up's outputs, to compare by hand
-                        shutil.copyfile(out, os.path.join(keep_dir, label.replace(" ", "_").replace("/", "_")))
                     if argv[0] == "fix":
                         res[label]["fix"][side].append(fix_summary(out))
-                    os.unlink(out)
+                    if r < 0:
+                        digests[side], outs[side] = normalized(out, ck), out
+                    else:
+                        os.unlink(out)
                 if r >= 0:
                     res[label][side].append(m)
             if r < 0:
-                res[label]["same"] = digests["A"] == digests["B"] == digests["A'"]
-                print(f"warm-up {label}: outputs {'identical' if res[label]['same'] else 'DIFFER'}",
+                res[label]["same"] = same = digests["A"] == digests["B"] == digests["A'"]
+                keep_dir = os.path.join(a.out, "ab-differ", label.replace(" ", "_").replace("/", "_"))
+                for side, out in outs.items():  # kept only when they differ, to compare by hand
+                    if same:
+                        os.unlink(out)
+                    else:
+                        os.makedirs(keep_dir, exist_ok=True)
+                        shutil.move(out, os.path.join(keep_dir, DIRS[side]))
+                print(f"warm-up {label}: outputs {'identical' if same else 'DIFFER (kept in ' + keep_dir + ')'}",
                       file=sys.stderr)
         if r >= 0:
             print(f"round {r + 1}/{a.rounds} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
@@ -253,7 +260,7 @@ def render(res: dict, meta: dict) -> str:
             f"({wall_mm:.2f}x) | {aa:.2f}x ({min(aa_per):.2f}-{max(aa_per):.2f}) | {rss_a:.0f} ({top_a:.0f}) / "
             f"{rss_b:.0f} ({top_b:.0f}) | "
             f"{'yes' if r['same'] else '**no**'} |")
-        v = verdict(cpu, aa_per)
+        v = verdict(cpu, aa_per) + ("" if r["same"] else "; **A and B print different output**")
         if rss_b > 1.1 * rss_a:
             v += f"; peak RSS {rss_b / rss_a:.2f}x (medians)"
         fixes = {json.dumps(f, sort_keys=True) for side in SIDES for f in r["fix"][side]}
@@ -378,16 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         cks = {n: ensure(a.out, n) for n in sorted(names - {"copy"})}
         copies = {}
         for side in SIDES:  # fix's own copy per side, from the garbage-padded checkpoint
-            dst = os.path.join(a.out, "ab-copies", {"A": "A1", "B": "B1", "A'": "A2"}[side])
+            dst = os.path.join(a.out, "ab-copies", DIRS[side])
             shutil.rmtree(dst, ignore_errors=True)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             subprocess.run(["cp", "-r", "--sparse=always", cks["v4-fix-scale"], dst], check=True)
             copies[side] = dst
         if a.profile:
-            text = profile(a, trees, cks, copies, work)
-            print(text)
-            return 0
-        res = measure(a, trees, cks, copies, work)
+            print(profile(a, trees, cks, copies, work))
+        else:
+            res = measure(a, trees, cks, copies, work)
+        shutil.rmtree(os.path.join(a.out, "ab-copies"))  # ~1.7 GB; made again by the next run
+    if a.profile:
+        return 0
     load1 = os.getloadavg()
     meta = {"load0": load0, "load1": load1, "total": time.perf_counter() - t_start,
             "cmd": " ".join(["python benchmarks/ab.py", *(sys.argv[1:] if argv is None else argv)]),
