@@ -28,7 +28,7 @@ from fp8doctor.interrupt import Stop, hold
 from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.rules import judge
-from fp8doctor.rules.catalog import validate_rule_ids
+from fp8doctor.rules.catalog import RULES, validate_rule_ids
 from fp8doctor.rules.consistency import check_companions, check_config, check_single_entry
 from fp8doctor.rules.content import (
     UNINIT_FAR,
@@ -88,7 +88,15 @@ class ScanOptions:
                               outlier_span=self.outlier_span, ue8m0=ue8m0, verify_zero_blocks=self.verify_zero_blocks)
 
     def wants(self, f: Finding) -> bool:
-        return (not self.select or f.rule in self.select) and f.rule not in self.ignore
+        return self.runs(f.rule)
+
+    def runs(self, rule: str) -> bool:
+        """Whether `rule` is reported under this selection (--select / --ignore)."""
+        return (not self.select or rule in self.select) and rule not in self.ignore
+
+    def active_rules(self) -> tuple[str, ...]:
+        """The catalogue's rules this selection reports, in catalogue order."""
+        return tuple(r for r in RULES if self.runs(r))
 
 
 @dataclass
