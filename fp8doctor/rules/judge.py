@@ -22,10 +22,12 @@ from fp8doctor.layouts.model import ENCODINGS, ScaleLayout
 from fp8doctor.rules.content import (
     UNINIT_FAR,
     ContentOptions,
+    ReadRows,
     ReadWeight,
     TensorSummary,
     check_padding_raw,
     check_tensor,
+    check_tensor_slabs,
     kind_of,
     padding_fill_raw,
 )
@@ -104,6 +106,29 @@ def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: Sca
         if done is not None:
             return done
     return check_tensor(layout, t, data, options, read_weight)  # in row slabs: never ~10x its size decoded
+
+
+def judge_scale_rows(tensor: TensorInfo, read_rows: ReadRows, layout: ScaleLayout | None, options: ContentOptions,
+                     read_weight: ReadWeight | None = None, slab_bytes: int = 64 << 20) -> Judgement:
+    """`judge_scale_tensor` on a tensor read in row slabs of at most `slab_bytes` (a scale larger
+    than one read): `read_rows(first_row, rows)` returns their stored bytes. The tally passes over
+    the slabs first; a tensor it does not call clean (or whose padding is off: the padding rule would
+    need the bytes again) goes through the rules' evaluator, slab by slab."""
+    t = tensor
+    n_rows = t.shape[0] if t.shape else 1
+    row_bytes = t.nbytes // n_rows if n_rows else 0
+    rows = max(1, slab_bytes // max(1, row_bytes))
+    for quick in (True, False) if QUICK else (False,):  # the quick test, then (unsure) the histogram
+        tally = tally_for(layout, t, options, quick)
+        if tally is None or (quick and not tally.quick):
+            continue
+        for r in range(0, n_rows, rows):
+            tally.add(read_rows(r, min(rows, n_rows - r)), r)
+        if not tally.pad_bad:
+            done = clean_outcome(tally, t, layout, options, lambda: b"")
+            if done is not None:
+                return done
+    return check_tensor_slabs(layout, t, read_rows, options, read_weight)
 
 
 def exact_median(t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
