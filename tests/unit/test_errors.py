@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -36,10 +37,15 @@ DOCUMENTED = {  # the errors the docs name, and the module each is defined in
 
 
 def _exception_classes() -> dict[str, type[BaseException]]:
-    """Every public exception class defined in an fp8doctor module (the modules imported one by one)."""
+    """Every public exception class defined in an fp8doctor module: the modules that define a class
+    with a base are imported (the others, torch's reference modules among them, cannot define one)."""
     found: dict[str, type[BaseException]] = {}
     for info in pkgutil.walk_packages(fp8doctor.__path__, "fp8doctor."):
         if info.name.endswith("__main__"):
+            continue
+        spec = importlib.util.find_spec(info.name)
+        tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+        if not any(isinstance(n, ast.ClassDef) and n.bases for n in ast.walk(tree)):
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():

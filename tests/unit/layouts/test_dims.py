@@ -239,8 +239,12 @@ def test_rank4_modelopt_grids_keep_their_singleton_axes():
 def test_per_channel_and_per_tensor_scales_have_no_padding():
     lays = _layouts([_t("c.weight", "F8_E4M3", (300, 200)), _t("c.weight_scale", "F32", (300, 1)),
                      _t("v.weight", "F8_E4M3", (300, 200)), _t("v.weight_scale", "F32", (300,)),
-                     _t("t.weight", "F8_E4M3", (300, 200)), _t("t.weight_scale", "F32", ())])
+                     _t("t.weight", "F8_E4M3", (300, 200)), _t("t.weight_scale", "F32", ()),
+                     _t("u.weight", "F8_E4M3", (300, 200)), _t("u.weight_scale", "F32", (1,)),
+                     _t("w.weight", "F8_E4M3", (300, 200)), _t("w.weight_scale", "F32", (1, 1))])
     assert (lays["c.weight_scale"].block, lays["c.weight_scale"].logical_shape) == ((1, 200), (300, 1))
     assert (lays["v.weight_scale"].block, lays["v.weight_scale"].logical_shape) == ((1, 200), (300,))
-    assert (lays["t.weight_scale"].kind, lays["t.weight_scale"].block) == ("tensor", (300, 200))
+    for name in ("t.weight_scale", "u.weight_scale", "w.weight_scale"):  # one entry of any rank: per tensor
+        assert (lays[name].kind, lays[name].block, lays[name].logical_shape) == (
+            "tensor", (300, 200), lays[name].stored_shape)
     assert all(lay.padded_count == 0 and lay.padding_ranges() == [] for lay in lays.values())

@@ -193,11 +193,24 @@ def test_medians_of_many_equals_the_direct_computation_per_tensor(enc, sizes, ga
         counts.append(size)
         pos += size
     raw = _raw_entries(enc, rng, pos, center, spread, mix, mantissa)
+    groups = []
+    inner = tally_mod._medians
+
+    def spy(encoding, data, group_starts, group_counts, *rest):
+        groups.append((group_starts, group_counts))
+        return inner(encoding, data, group_starts, group_counts, *rest)
+
     with pytest.MonkeyPatch.context() as mp:
         if batch is not None:  # batches of a few entries or tensors: groups end anywhere
             mp.setattr(tally_mod, "BATCH_ENTRIES", batch[0])
             mp.setattr(tally_mod, "BATCH_TENSORS", batch[1])
+        mp.setattr(tally_mod, "_medians", spy)
         got = medians_of_many(enc, raw.tobytes(), starts, counts, check_mantissa, span, far)
+        max_entries, max_tensors = tally_mod.BATCH_ENTRIES, tally_mod.BATCH_TENSORS
+    # every tensor judged once, in order, in groups of bounded size (one tensor may exceed the bound alone)
+    assert [s for gs, _ in groups for s in gs] == starts and [c for _, gc in groups for c in gc] == counts
+    for gs, gc in groups:
+        assert len(gs) == 1 or (len(gs) <= max_tensors and gs[-1] + gc[-1] - gs[0] <= max_entries)
     want = []
     for s, c in zip(starts, counts):
         ok, median = reference(enc, raw[s:s + c], check_mantissa, span, far)
@@ -212,6 +225,29 @@ def test_medians_of_many_reads_from_an_offset_into_the_buffer():
     assert medians_of_many("f32", memoryview(f32.tobytes()), [1], [4], True, 8, 24) == [1]  # int((1 + 2) / 2)
     neg = np.array([2.0 ** -5, 2.0 ** -2], dtype="<f4")
     assert medians_of_many("f32", neg.tobytes(), [0], [2], True, 8, 24) == [-3]  # -3.5 truncated towards zero
+
+
+def test_the_median_of_an_even_count_is_truncated_towards_zero():
+    """Exponents -5 and -2: the mean -3.5 is -3 (as int() and np.median say), not -4 (floor)."""
+    f32 = np.array([2.0 ** -5, 2.0 ** -2], dtype="<f4")
+    t = Tally("f32", (2,), (2,), None, True)
+    t.add(f32.tobytes(), 0)
+    assert t.verdict(8, 24) == (True, -3) == reference("f32", f32.view(np.uint32), True, 8, 24)
+    e8 = np.array([127 + 3, 127 + 6], dtype=np.uint8)  # 4.5 -> 4
+    t = Tally("e8m0", (2,), (2,), None, False)
+    t.add(e8.tobytes(), 0)
+    assert t.verdict(8, 24) == (True, 4)
+
+
+@pytest.mark.parametrize("n_far", [0, 1, 2])
+def test_a_quarter_of_far_entries_is_still_clean(n_far):
+    """The uninitialized rule's far part fires above a quarter of the entries, not at it."""
+    codes = np.array([127] * (4 - n_far) + [127 + 10] * n_far, dtype=np.uint8)  # far=4 binades, span 32
+    t = Tally("e8m0", (4,), (4,), None, False)
+    t.add(codes.tobytes(), 0)
+    want = (True, 0) if n_far <= 1 else (False, None)
+    assert t.verdict(32, 4) == want == reference("e8m0", codes, False, 32, 4)
+    assert medians_of_many("e8m0", codes.tobytes(), [0], [4], False, 32, 4) == [want[1]]
 
 
 def test_verdicts_of_histograms_directly():
