@@ -12,6 +12,7 @@ import pytest
 
 from fp8doctor.layouts.codecs import Decoded, decode, describe_value, raw_view
 from fp8doctor.layouts.encodings import ALL, BY_NAME
+from tests.helpers.scale_values import values
 
 EVERY_BYTE = np.arange(256, dtype=np.uint8)
 EVERY_U16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
@@ -19,29 +20,6 @@ F32_EDGES = np.array([0, 1, 0x007FFFFF, 0x00800000, 0x3F800000, 0x3F800001, 0x3F
                       0x7FC00000, 0x7F800001, 0x80000000, 0x80000001, 0xBF800000, 0xFF800000, 0xFFFFFFFF,
                       0x1F800000, 0x5F800000, 0x20000000],
                      dtype=np.uint64).astype(np.uint32)
-
-
-def _e4m3_ref(b: int) -> float:
-    s, x, m = b >> 7, (b >> 3) & 0xF, b & 7
-    if x == 0xF and m == 7:
-        return math.nan
-    v = math.ldexp(m, -9) if x == 0 else math.ldexp(8 + m, x - 10)
-    return -v if s else v
-
-
-def _reference(encoding: str, raw: np.ndarray) -> np.ndarray:
-    """float64 value of each raw entry, from the format definitions (E8M0 0x00 is 2^-127, not zero)."""
-    if encoding == "e8m0":
-        return np.array([math.nan if b == 0xFF else math.ldexp(1.0, int(b) - 127) for b in raw.reshape(-1)]
-                        ).reshape(raw.shape)
-    if encoding == "e4m3":
-        return np.array([_e4m3_ref(int(b)) for b in raw.reshape(-1)]).reshape(raw.shape)
-    with np.errstate(invalid="ignore"):
-        if encoding == "f16":
-            return raw.view(np.float16).astype(np.float64)
-        if encoding == "bf16":
-            return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-        return raw.view(np.float32).astype(np.float64)
 
 
 def _entries(encoding: str) -> np.ndarray:
@@ -53,7 +31,7 @@ def _entries(encoding: str) -> np.ndarray:
 def test_decode_says_what_each_entry_is(encoding):
     raw = _entries(encoding)
     d = decode(encoding, raw.tobytes(), raw.shape)
-    x = _reference(encoding, raw)
+    x = values(encoding, raw)
     nan = ~np.isfinite(x)  # NaN and infinities: neither is a usable scale
     if encoding == "e8m0":
         zero = raw == 0  # the rules treat E8M0's smallest byte as a zero scale

@@ -12,21 +12,16 @@ import numpy as np
 import pytest
 
 from fp8doctor.checkpoint.config import ModelConfig, QuantConfig
-from fp8doctor.checkpoint.dtypes import nbytes
-from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts import dims as dims_mod
 from fp8doctor.layouts.conventions import CONVENTIONS, DIM_RULES
 from fp8doctor.layouts.conventions.base import MX_GROUP, NV_GROUP, dim, group_for, stored_element_shape
 from fp8doctor.layouts.dims import dims_rule, logical_weight_shape
 from fp8doctor.layouts.model import ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder
+from tests.helpers.headers import info as _t
 
 ALIGNMENTS = (16, 32, 64, 128, 256, 512, 1024)
 BY_NAME = {c.name: c for c in CONVENTIONS}
-
-
-def _t(name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
-    return TensorInfo(name, dtype, shape, 0, nbytes(dtype, math.prod(shape)) or 0, "m.safetensors", 8)
 
 
 def _layouts(tensors, dims=None, block=None, group=None) -> dict[str, ScaleLayout]:

@@ -6,19 +6,13 @@ that shares one answer between alike pairs."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from fp8doctor.checkpoint.config import ModelConfig, QuantConfig
-from fp8doctor.checkpoint.dtypes import nbytes
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.model import LayoutOverride, ScaleLayout
 from fp8doctor.layouts.pairing import LayoutBuilder, PairingResult, find_pairs, find_pairs_by_convention
-
-
-def _t(name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
-    return TensorInfo(name, dtype, shape, 0, nbytes(dtype, math.prod(shape)) or 0, "m.safetensors", 8)
+from tests.helpers.headers import info as _t
 
 
 def _build(*tensors: TensorInfo, block=None, quant_method=None, dims=None, overrides=()) -> PairingResult:

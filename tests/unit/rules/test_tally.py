@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from fp8doctor.layouts.encodings import BY_NAME
 from fp8doctor.rules import tally as tally_mod
 from fp8doctor.rules.tally import TALLY_ITEMSIZE, Tally, byte_histogram, medians_of_many, supported, verdicts
+from tests.helpers.scale_values import values
 
 TALLIED = ["e8m0", "f32", "bf16", "f16"]
 WINDOW = {"e8m0": (-64, 64), "f32": (-64, 64), "bf16": (-64, 64), "f16": (-14, 15)}
@@ -27,22 +28,9 @@ CENTERS = st.one_of(st.integers(-12, 12), st.integers(-70, 70))
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _floats(enc: str, raw: np.ndarray) -> np.ndarray:
-    """float64 value of each raw entry (E8M0 byte b is 2^(b-127), 0xFF NaN)."""
-    with np.errstate(invalid="ignore"):
-        if enc == "e8m0":
-            out = np.ldexp(1.0, raw.astype(np.int64) - 127)
-            return np.where(raw == 0xFF, np.nan, out)
-        if enc == "f16":
-            return raw.view(np.float16).astype(np.float64)
-        if enc == "bf16":
-            return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-        return raw.view(np.float32).astype(np.float64)
-
-
 def reference(enc: str, real: np.ndarray, check_mantissa: bool, span: int, far: int) -> tuple[bool, int | None]:
     """What Tally.verdict must say about the real entries `real`, computed directly."""
-    x = _floats(enc, real.reshape(-1))
+    x = values(enc, real.reshape(-1))
     if x.size == 0:
         return False, None
     lo, hi = WINDOW[enc]
