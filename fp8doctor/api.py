@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fp8doctor.baseline import apply_baseline, write_baseline
+from fp8doctor.checkpoint.target import Target
 from fp8doctor.config_file import FileConfig, Settings, load_config, settings
 from fp8doctor.errors import EXIT_FINDINGS, EXIT_OK
 from fp8doctor.findings import Report
@@ -54,7 +55,9 @@ def run_scan(path: str | os.PathLike[str], run: Settings, progress: Progress | N
                       hashes=write_to is not None or baseline_file is not None)
     kept, hidden = run.apply(report.findings)
     report = dataclasses.replace(report, findings=kept)
-    written = write_baseline(write_to, report, version) if write_to is not None else None
+    # never written through a link of the (local) checkpoint that leads outside it
+    checkpoint_dir = Target.parse(path).local_dir
+    written = write_baseline(write_to, report, version, checkpoint_dir) if write_to is not None else None
     suppressed = 0
     if baseline_file is not None:
         before = Counter(f.rule for f in report.findings)

@@ -194,16 +194,12 @@ def find_config(start: str, exclude: str | None = None) -> str | None:
         d = parent
 
 
-def checkpoint_dir(checkpoint_path: str) -> str | None:
-    """The directory of a local checkpoint (the one discovery never looks inside); None for a URL."""
-    from fp8doctor.checkpoint.target import Target
-
-    return Target.parse(checkpoint_path).local_dir
-
-
 def discover(checkpoint_path: str, cwd: str | None = None) -> str | None:
     """The closest configuration at or above the current directory, outside the checkpoint."""
-    return find_config(cwd or os.getcwd(), exclude=checkpoint_dir(checkpoint_path))
+    from fp8doctor.checkpoint.target import Target
+
+    # the local checkpoint's directory: discovery never looks inside it (a URL has none)
+    return find_config(cwd or os.getcwd(), exclude=Target.parse(checkpoint_path).local_dir)
 
 
 def _dims(value: Any, where: str, rank: int | None = None) -> tuple[int, ...]:

@@ -28,18 +28,16 @@ from fp8doctor.interrupt import Stop, hold
 from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, DescribedLayouts, LayoutOverride, ScaleLayout
 from fp8doctor.rules import judge
-from fp8doctor.rules.catalog import validate_rule_ids
+from fp8doctor.rules.catalog import RULES, validate_rule_ids
 from fp8doctor.rules.consistency import check_companions, check_config, check_single_entry
 from fp8doctor.rules.content import (
     UNINIT_FAR,
     ContentOptions,
     TensorSummary,
     check_kinds,
-    check_tensor,
-    check_tensor_slabs,
     kind_of,
 )
-from fp8doctor.rules.judge import judge_scale_tensor, tally_for
+from fp8doctor.rules.judge import judge_scale_tensor
 from fp8doctor.rules.tally import TALLY_ITEMSIZE, medians_of_many
 
 COALESCE_GAP = 1 << 16
@@ -88,7 +86,15 @@ class ScanOptions:
                               outlier_span=self.outlier_span, ue8m0=ue8m0, verify_zero_blocks=self.verify_zero_blocks)
 
     def wants(self, f: Finding) -> bool:
-        return (not self.select or f.rule in self.select) and f.rule not in self.ignore
+        return self.runs(f.rule)
+
+    def runs(self, rule: str) -> bool:
+        """Whether `rule` is reported under this selection (--select / --ignore)."""
+        return (not self.select or rule in self.select) and rule not in self.ignore
+
+    def active_rules(self) -> tuple[str, ...]:
+        """The catalogue's rules this selection reports, in catalogue order."""
+        return tuple(r for r in RULES if self.runs(r))
 
 
 @dataclass
@@ -232,33 +238,12 @@ def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryvi
 def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
                     read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
     """A scale tensor larger than one read, judged in row slabs of bounded size."""
-    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else 0
-    if layout is not None and layout.swizzle is not None:
-        return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
+    row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
 
     def read_rows(r0: int, n: int) -> bytes:
         return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
 
-    rows = max(1, MAX_READ // max(1, row_bytes))
-    for quick in (True, False) if judge.QUICK else (False,):  # the quick test, then (unsure) the histogram
-        tally = tally_for(layout, t, content, quick)
-        if tally is None or (quick and not tally.quick):
-            continue
-        for r in range(0, t.shape[0], rows):
-            tally.add(read_rows(r, min(rows, t.shape[0] - r)), r)
-        if not tally.pad_bad:
-            done = judge.clean_outcome(tally, t, layout, content, lambda: b"")
-            if done is not None:
-                return done
-    if not row_bytes:
-        return check_tensor(layout, t, _read_whole(src, t), content, read_weight)
-    # A finding (or an encoding the tally does not know): the rules, in row slabs (bounded memory)
-    return check_tensor_slabs(layout, t, read_rows, content, read_weight)
-
-
-def _read_whole(src, t: TensorInfo) -> bytes:
-    return b"".join(src.pread(o, min(MAX_READ, t.offset + t.nbytes - o))
-                    for o in range(t.offset, t.offset + t.nbytes, MAX_READ))
+    return judge.judge_scale_rows(t, read_rows, layout, content, read_weight, MAX_READ)
 
 
 def analyze(ckpt: Checkpoint | Inspection, options: ScanOptions | None = None,

@@ -18,17 +18,13 @@ import os
 import re
 from dataclasses import dataclass
 
+from fp8doctor.errors import CheckpointError
+
 _REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<rev>[^\s@]+))?$")
 _REPO_FOLDER = re.compile(r"^models--(?P<name>.+)$")
 
 
-def _checkpoint_error() -> type[Exception]:
-    from fp8doctor.errors import CheckpointError
-
-    return CheckpointError
-
-
-class CacheLookupError(_checkpoint_error()):  # type: ignore[misc]
+class CacheLookupError(CheckpointError):
     """`ORG/NAME[@REV]` could not be found in the local cache (a CheckpointError: exit 2, one line)."""
 
 

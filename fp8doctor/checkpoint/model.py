@@ -22,8 +22,8 @@ from fp8doctor.checkpoint.header import ShardHeader, TensorInfo, parse_header
 from fp8doctor.checkpoint.paths import allowed_root, escapes, open_inside, unsafe_name
 from fp8doctor.checkpoint.source import ByteSource, LocalFile, read_small_file
 from fp8doctor.checkpoint.target import INDEX_NAME
-from fp8doctor.findings import Finding, Region
-from fp8doctor.rules.catalog import rule as catalog_rule
+from fp8doctor.findings import Finding
+from fp8doctor.rules.catalog import emit
 
 INDEX_LIMIT = 256 << 20
 """The index is read up to this many bytes."""
@@ -164,9 +164,8 @@ class Checkpoint:
         self.close()
 
 
-def _finding(rule: str, file: str | None, message: str, tensor: str | None = None, count: int = 1,
-             region: Region = Region.INDEX) -> Finding:
-    return Finding(rule, catalog_rule(rule).severity, file, tensor, message, region, count=count)
+def _finding(rule: str, file: str | None, message: str, tensor: str | None = None, count: int = 1) -> Finding:
+    return emit(rule, file, tensor, message, count=count)  # severity and region from the catalogue
 
 
 
@@ -202,8 +201,7 @@ def _read_index(ckpt: Checkpoint, index_file: str, findings: list[Finding]) -> d
             raise FileNotFoundError(2, "No such file or directory")
         obj = json.loads(data.decode("utf-8"))
     except OSError as e:
-        findings.append(_finding("file-unreadable", index_file, f"index cannot be read: {e.strerror or e}",
-                                 region=Region.FILE))
+        findings.append(_finding("file-unreadable", index_file, f"index cannot be read: {e.strerror or e}"))
         return None
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         findings.append(_finding("index-invalid", index_file, f"index is not valid JSON ({type(e).__name__})"))
@@ -257,8 +255,7 @@ def _load_shard(ckpt: Checkpoint, name: str) -> None:
     except OSError as e:
         ckpt._sources.pop(name, None)
         ckpt.findings.append(_finding("file-unreadable", name,
-                                      f"shard {name} cannot be read: {e.strerror or e}; nothing in it was checked",
-                                      region=Region.FILE))
+                                      f"shard {name} cannot be read: {e.strerror or e}; nothing in it was checked"))
         ckpt.unread_files.add(name)
         return
     ckpt.shards[name] = shard

@@ -60,9 +60,9 @@ def dump_command(
 ) -> None:
     """Show the raw bytes of scale tensors, where they are, and what they mean. Exit 0 dumped, 2 could not."""
     from fp8doctor import __version__
-    from fp8doctor.checkpoint.loader import CheckpointError
-    from fp8doctor.config_file import ConfigError, load_for, settings
-    from fp8doctor.dumper import DumpError, DumpOptions, RowRange, dump_streams
+    from fp8doctor.config_file import load_for, settings
+    from fp8doctor.dumper import DumpOptions, RowRange, dump_streams
+    from fp8doctor.errors import Fp8DoctorError
     from fp8doctor.reporters import RenderContext
     from fp8doctor.reporters.presenters import emit
 
@@ -84,6 +84,8 @@ def dump_command(
                 stderr_console(color=color).print("no finding names a scale tensor: nothing to dump")
                 raise typer.Exit(EXIT_OK)
             emit("dump", format.value, streams, ctx, stdout_console(color=color), sys.stdout)
-    except (CheckpointError, ConfigError, DumpError, ValueError) as e:
+    except Fp8DoctorError as e:  # CheckpointError, ConfigError, DumpError: one line
+        raise typer.Exit(fail(str(e), e.exit_code)) from None
+    except ValueError as e:
         raise typer.Exit(fail(str(e))) from None
     raise typer.Exit(EXIT_OK)

@@ -60,10 +60,9 @@ def fix_command(
     """Rewrite padded scale entries to the fill byte, in place, journaled. Exit 0 repaired, 1 unfixable
     findings remain, 2 could not run."""
     from fp8doctor import __version__
-    from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, load_for, settings
-    from fp8doctor.repair.errors import FixError
+    from fp8doctor.errors import Fp8DoctorError
     from fp8doctor.repair.fix import fix
 
     try:  # the same configuration as scan: layout overrides, fill, select/ignore, per-tensor ignores
@@ -76,8 +75,8 @@ def fix_command(
     try:
         result = fix(path, run.options, dry_run=dry_run, output=output, undo=undo, journal_dir=journal_dir,
                      progress=progress, ignore_tensors=run.ignore_tensors)
-    except (CheckpointError, FixError) as e:
-        raise typer.Exit(fail(str(e))) from None
+    except Fp8DoctorError as e:  # CheckpointError, FixError: one line
+        raise typer.Exit(fail(str(e), e.exit_code)) from None
     finally:
         if progress is not None:
             progress.finish()

@@ -71,18 +71,13 @@ def pair_outputs(formats: list[str], outputs: list[str]) -> list[tuple[str, str]
     return pairs
 
 
-def local_checkpoint_dir(checkpoint_path: str) -> str | None:
-    """The local checkpoint directory a report path must not leave through (None for a URL)."""
-    from fp8doctor.checkpoint.target import Target
-
-    return Target.parse(checkpoint_path).local_dir
-
-
 def _write(dest: str, text: Iterable[str | bytes], checkpoint_paths: Sequence[str]) -> None:
     """Write a report file; one inside any scanned checkpoint that leads out through its links is refused."""
+    from fp8doctor.checkpoint.target import Target
     from fp8doctor.userfiles import write_file
 
-    write_file(dest, text, [d for d in (local_checkpoint_dir(p) for p in checkpoint_paths) if d is not None])
+    local = [Target.parse(p).local_dir for p in checkpoint_paths]  # None for a URL
+    write_file(dest, text, [d for d in local if d is not None])
 
 
 def scan_command(
@@ -153,11 +148,10 @@ def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, f
     """Scan one checkpoint with its configuration (fp8doctor.api.run_scan): (Report, RenderContext).
     _TargetError if it cannot."""
     from fp8doctor.api import run_scan
-    from fp8doctor.baseline import BaselineError
-    from fp8doctor.checkpoint.loader import CheckpointError
     from fp8doctor.checkpoint.target import Target
     from fp8doctor.cli.progress import BarProgress
     from fp8doctor.config_file import ConfigError, FileConfig, load_for, settings
+    from fp8doctor.errors import Fp8DoctorError
     from fp8doctor.reporters import RenderContext
 
     target = Target.parse(path)
@@ -172,7 +166,7 @@ def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, f
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
         done = run_scan(path, run, progress, write_to=write_baseline, version=version)
-    except (CheckpointError, BaselineError) as e:
+    except Fp8DoctorError as e:  # CheckpointError, BaselineError: one line
         raise _TargetError(str(e)) from None
     finally:
         if progress is not None:
@@ -183,7 +177,7 @@ def _scan_target(path: str, *, config, isolated, fill, select, ignore, layout, f
                                     markup=False, soft_wrap=True)
     ctx = RenderContext(version=version, fail_on=run.fail_on, max_findings=max_findings, quiet=quiet,
                         color=color, source_root=target.source_root(), checkpoint_root=target.display_root,
-                        baseline=done.baseline, suppressed=done.baseline_suppressed, rules=_active_rules(run.options),
+                        baseline=done.baseline, suppressed=done.baseline_suppressed, rules=run.options.active_rules(),
                         config=run.config_path, suppressed_by_rule=dict(done.suppressed_by_rule),
                         exit_code=done.exit_code, configuration=run.describe())
     return report, ctx
@@ -263,12 +257,6 @@ def baseline_note(report, recorded: int, dest: str, target: str) -> str:
     return (f"wrote {plural(recorded, 'finding')} to baseline {dest}" + (f" ({rules})" if rules else "")
             + f", from {plural(s.scale_tensors_checked, 'scale tensor')} of {plural(s.files, 'file')}; "
             f"`fp8doctor scan {target} --baseline {dest}` now reports only new or changed findings")
-
-
-def _active_rules(options) -> tuple[str, ...]:
-    from fp8doctor.rules.catalog import RULES
-
-    return tuple(r for r in RULES if (not options.select or r in options.select) and r not in options.ignore)
 
 
 __all__ = ["EXIT_ERROR", "ScanFormat", "build_options", "pair_outputs", "scan_command"]

@@ -63,8 +63,8 @@ def verify_command(
     except ImportError:
         raise typer.Exit(fail("verify needs torch: pip install 'fp8doctor[verify]'")) from None
     from fp8doctor import __version__
-    from fp8doctor.checkpoint.loader import CheckpointError
-    from fp8doctor.reference.layer import VerifyError, VerifyOptions, verify
+    from fp8doctor.errors import Fp8DoctorError
+    from fp8doctor.reference.layer import VerifyOptions, verify
     from fp8doctor.reporters import RenderContext
     from fp8doctor.reporters.presenters import emit
 
@@ -76,8 +76,8 @@ def verify_command(
     try:
         hold("verify-layer")
         result = verify(path, options)
-    except (VerifyError, CheckpointError) as e:
-        raise typer.Exit(fail(str(e))) from None
+    except Fp8DoctorError as e:  # VerifyError, CheckpointError: one line
+        raise typer.Exit(fail(str(e), e.exit_code)) from None
     color = not no_color(no_color_flag)
     ctx = RenderContext(version=__version__, quiet=quiet, color=color, target=path)
     emit("verify", format.value, result, ctx, stdout_console(color=color), sys.stdout)

@@ -20,7 +20,9 @@ class Decoded:
     nan: np.ndarray
     zero: np.ndarray
     negative: np.ndarray
-    exponent: np.ndarray  # int32: floor(log2(|x|)) where finite and non-zero, else 0
+    exponent: np.ndarray
+    """int32: floor(log2(|x|)) where finite and non-zero; elsewhere meaningless (0, or b - 127 for
+    E8M0): read it under `valid`."""
     pow2: np.ndarray  # exact power of two (finite, positive)
     raw: np.ndarray  # the entries as unsigned ints of their width (for fill comparisons)
 

@@ -19,6 +19,7 @@ from fp8doctor.findings import Finding
 from fp8doctor.gcpause import gc_paused
 from fp8doctor.layouts.conventions import (
     BY_SCALE_SUFFIX,
+    COMPANION_WEIGHT_SUFFIXES,
     IGNORED_SCALE_SUFFIXES,
     SCALE_SUFFIXES,
     SECOND_LEVEL,
@@ -39,8 +40,6 @@ BLOCK_CANDIDATES: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (256, 256
 __all__ = ["BLOCK_CANDIDATES", "MX_GROUP", "LayoutBuilder", "PairingResult", "find_pairs", "find_pairs_by_convention",
            "find_second_level"]
 
-_SECOND_WEIGHTS = (".weight", ".weight_packed", "._weight_qdata")
-"""Where a module's quantized weight is, for its second-level scales."""
 _ANY_SECOND = tuple(SECOND_LEVEL)
 
 
@@ -108,7 +107,7 @@ def find_second_level(tensors: dict[str, TensorInfo]) -> dict[str, tuple[str, st
             continue
         suffix = next(s for s in SECOND_LEVEL if name.endswith(s))
         stem = name[: -len(suffix)]
-        weight = next((tensors[stem + w] for w in _SECOND_WEIGHTS if stem + w in tensors), None)
+        weight = next((tensors[stem + w] for w in COMPANION_WEIGHT_SUFFIXES if stem + w in tensors), None)
         out[name] = (suffix, SECOND_LEVEL[suffix], weight)
     return out
 

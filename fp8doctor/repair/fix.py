@@ -163,13 +163,22 @@ def _plan(ckpt: Any, options: ScanOptions, progress: Progress | None, ignore_ten
 def fix(path: str | os.PathLike[str], options: ScanOptions | None = None, *, fill: str | int | None = None,
         dry_run: bool = False, output: str | os.PathLike[str] | None = None, undo: bool = False,
         journal_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
-        ignore_tensors: tuple[Any, ...] = ()) -> FixResult:
+        ignore_tensors: tuple[Any, ...] = (), config: str | os.PathLike[str] | None = None) -> FixResult:
     """Repair every fixable finding of the checkpoint at `path` (see docs/fix.md). `options` and
-    `ignore_tensors` come from the same configuration as scan's (fp8doctor.config_file.settings)."""
+    `ignore_tensors` come from the same configuration as scan's (fp8doctor.config_file.settings);
+    `config` (an fp8doctor.toml or pyproject.toml) supplies both as `fp8doctor fix --config` does
+    (its options when `options` is None; its per-tensor ignores always). Raises ConfigError for a
+    bad configuration file."""
     from fp8doctor import __version__
 
     t0 = time.perf_counter()
     path = os.fspath(path)
+    if config is not None:
+        from fp8doctor.config_file import load_config, settings
+
+        run = settings(load_config(os.fspath(config)))
+        options = options or run.options
+        ignore_tensors = (*run.ignore_tensors, *ignore_tensors)
     options = options or ScanOptions()
     if fill is not None:
         options = replace(options, fill=parse_fill(fill) if isinstance(fill, str) else fill, fill_explicit=True)

@@ -15,7 +15,7 @@ from fp8doctor.checkpoint.config import ModelConfig
 from fp8doctor.checkpoint.dtypes import FP8_WEIGHT_DTYPES, PACKED_WEIGHT_DTYPES
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding
-from fp8doctor.layouts.conventions import SECOND_LEVEL
+from fp8doctor.layouts.conventions import DIVISOR_SUFFIXES, MULTIPLIER_SUFFIXES, SECOND_LEVEL, WEIGHT_SUFFIXES
 from fp8doctor.layouts.model import ScaleLayout
 from fp8doctor.rules.catalog import emit
 from fp8doctor.rules.content import TensorSummary, kind_of
@@ -26,11 +26,10 @@ INPUT_SUFFIXES = tuple(s for s, role in SECOND_LEVEL.items() if role == "input")
 SIBLING_SPAN = 24
 """Binades a single-entry scale may sit from the median of its siblings (same suffix and role)."""
 
-_WEIGHT_SUFFIXES = (".weight_packed", "._weight_qdata", ".weight", "_blocks")
 
 
 def module_of(weight_name: str) -> str:
-    for s in _WEIGHT_SUFFIXES:
+    for s in WEIGHT_SUFFIXES:
         if weight_name.endswith(s):
             return weight_name[: -len(s)]
     return weight_name
@@ -131,10 +130,8 @@ def check_config(tensors: dict[str, TensorInfo], layouts: Iterable[ScaleLayout],
                           count=len(wrong))
 
 
-DIVISOR_SUFFIXES = (".weight_global_scale",)
-"""Global scales kept as divisors, (448 * 6) / amax: >= 1 for any weight amax up to 2688."""
-MULTIPLIER_SUFFIXES = (".weight_scale_2", "._weight_per_tensor_scale")
-"""Global scales kept as multipliers, amax / (448 * 6): < 2 for any weight amax up to 5376."""
+# global scales kept as divisors ((448 * 6) / amax: >= 1 for any weight amax up to 2688) or as
+# multipliers (amax / (448 * 6): < 2 for any weight amax up to 5376): the conventions say which
 
 
 def check_single_entry(summaries: Iterable[TensorSummary], layouts: dict[str, ScaleLayout],

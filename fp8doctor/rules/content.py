@@ -20,21 +20,17 @@ from fp8doctor.layouts.encodings import EXPONENT_OFFSET, FLOAT_ENCODINGS
 from fp8doctor.layouts.model import ENCODINGS, ITEMSIZE, ScaleLayout, fill_bytes
 from fp8doctor.rules.catalog import emit
 from fp8doctor.rules.plausible import (
+    E4M3_MAX_BYTE,
     PLAUSIBLE_LOG2,
     SUBNORMAL_BELOW,
     WINDOW_ENCODINGS,
-    implausible,
-    saturated,
+    out_of_window,
     saturated_count,
     why_implausible,
 )
 from fp8doctor.rules.tally import byte_histogram
 
 ReadWeight = Callable[[TensorInfo, int, int], bytes]
-MarkSink = Callable[[Finding, np.ndarray], None]
-"""Receives each finding with the boolean mask (stored shape) of the entries it is about: `dump`
-uses it to mark the very bytes that break a rule, without re-deriving the rules."""
-
 ZERO_CHECK_BYTES = 64 << 20
 """Weight bytes per tensor read to tell zero scales over all-zero blocks from erased blocks."""
 
@@ -76,27 +72,7 @@ def kind_of(name: str) -> str:
     return _DIGITS.sub(".*", name)
 
 
-def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
-    flat = mask.reshape(-1)
-    i = int(flat.argmax()) if flat.size else 0
-    if not flat.size or not flat[i]:
-        return None
-    return i, tuple(int(x) for x in np.unravel_index(i, mask.shape)) if mask.ndim else ()
-
-
-def _finding(rule: str, t: TensorInfo, mask: np.ndarray, message: str, itemsize: int, count: int | None = None,
-             fixable: bool = False, sink: MarkSink | None = None, accepted: bool = False) -> Finding:
-    first = _first(mask)
-    flat, index = first if first else (None, None)
-    f = emit(rule, t.file, t.name, message, accepted=accepted,
-             byte_offset=t.offset + flat * itemsize if flat is not None else None,
-             count=int(np.count_nonzero(mask)) if count is None else count, index=index, fixable=fixable)
-    if sink is not None:
-        sink(f, mask)
-    return f
-
-
-# Finding messages, shared by the whole-tensor and the row-slab paths so both say exactly the same.
+# Finding messages (tests/helpers/direct_rules.py, the oracle, says exactly the same with them).
 def _real(n: int) -> str:
     return f"{n:,} real {'entry' if n == 1 else 'entries'}"
 
@@ -185,41 +161,6 @@ def _msg_accepted(layout: ScaleLayout, value: int) -> str:
             "deliberate choice, left alone (pass --fill to require one fill)")
 
 
-def check_padding(layout: ScaleLayout, dec: Decoded, fill: str | int,
-                  sink: MarkSink | None = None, explicit: bool = False) -> Iterator[Finding]:
-    return check_padding_raw(layout, dec.raw, fill, sink, explicit)
-
-
-def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
-                      sink: MarkSink | None = None, explicit: bool = False) -> Iterator[Finding]:
-    """The padding rule on raw entries (stored shape): needs no decoding of the real box."""
-    if not layout.has_padding:
-        return
-    want = fill_bytes(fill, layout.encoding)
-    want_raw = raw_view(layout.encoding, want, (1,))[0]
-    bad = layout.padding_mask()
-    bad &= raw != want_raw
-    n = int(np.count_nonzero(bad))
-    if not n:
-        return
-    t = layout.scale
-    values = raw[bad]
-    if values.dtype.itemsize <= 2:  # a histogram instead of a sort
-        hist = np.bincount(values, minlength=1 << (8 * values.dtype.itemsize))
-        vals = np.flatnonzero(hist)
-        counts = hist[vals]
-    else:
-        vals, counts = np.unique(values, return_counts=True)
-    values_seen = dict(zip(vals.tolist(), counts.tolist()))
-    if accepted_fill(layout, n, values_seen, int(want_raw), explicit):
-        yield _finding("scale-padding-nonzero", t, bad, _msg_accepted(layout, int(vals[0])), layout.itemsize,
-                       sink=sink, accepted=True)
-        return
-    msg = _msg_padding(layout, n, values_seen, int(want_raw))
-    yield _finding("scale-padding-nonzero", t, bad, msg, layout.itemsize,
-                   fixable=layout.trusted, sink=sink)
-
-
 def _uninitialized_why(frac_far: float, distinct: int, n: int, median: int) -> str | None:
     """Leftover memory spreads over the byte range: over a quarter of the entries far out (NaN, zero,
     negative, or beyond 2^UNINIT_FAR of the median) across many distinct values. The reason, or None."""
@@ -227,24 +168,6 @@ def _uninitialized_why(frac_far: float, distinct: int, n: int, median: int) -> s
         return (f"{frac_far:.0%} of entries are NaN, zero, negative or more than 2^{UNINIT_FAR} from the "
                 f"median 2^{median}, over {distinct} distinct values")
     return None
-
-
-def _is_uninitialized(dec: Decoded, logical: np.ndarray) -> tuple[bool, str]:
-    """Leftover memory spreads over the byte range; real scales sit within a few dozen binades."""
-    n = dec.raw[logical].size
-    if n < 16:
-        return False, ""
-    valid = dec.valid[logical]
-    exps = dec.exponent[logical]
-    if valid.sum() == 0:
-        median = 0
-    else:
-        median = int(np.median(exps[valid]))
-    far = (~valid) | (np.abs(exps - median) > UNINIT_FAR)
-    frac = float(far.mean())
-    distinct = np.unique(dec.raw[logical]).size
-    why = _uninitialized_why(frac, distinct, n, median)
-    return why is not None, why or ""
 
 
 def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeight,
@@ -300,97 +223,6 @@ def _zero_blocks(layout: ScaleLayout, entries: np.ndarray, read_weight: ReadWeig
     return result, checked
 
 
-def check_logical(layout: ScaleLayout | None, t: TensorInfo, dec: Decoded, opts: ContentOptions,
-                  read_weight: ReadWeight | None, sink: MarkSink | None = None) -> tuple[list[Finding], int | None]:
-    """Value rules on the logical region; returns findings and the tensor's median exponent."""
-    out: list[Finding] = []
-    encoding = ENCODINGS[t.dtype] if layout is None else layout.encoding
-    itemsize = ITEMSIZE[encoding]
-    in_box = layout.real_mask() if layout is not None else np.ones(dec.raw.shape, dtype=bool)
-    uninit, why = _is_uninitialized(dec, in_box)
-    if uninit:
-        out.append(_finding("scale-uninitialized", t, in_box & ~dec.valid,
-                            f"{t.name} looks like leftover memory, not scales: {why}", itemsize,
-                            count=int(in_box.sum()), sink=sink))
-        return out, None
-
-    nan = in_box & dec.nan
-    if nan.any():
-        first = _first(nan)
-        assert first is not None
-        out.append(_finding("scale-nan", t, nan,
-                            _msg_nan(int(nan.sum()), t.name, first[1]), itemsize, sink=sink))
-    neg = in_box & dec.negative
-    if neg.any():
-        out.append(_finding("scale-negative", t, neg,
-                            _msg_negative(int(neg.sum()), t.name), itemsize, sink=sink))
-    zero = in_box & dec.zero
-    if zero.any():
-        out.extend(_check_zero(layout, t, zero, opts, read_weight, itemsize, sink))
-    bad, why = implausible(encoding, dec.exponent, in_box & dec.valid)
-    if bad.any():
-        first = _first(bad)
-        assert first is not None
-        out.append(_finding("scale-implausible", t, bad,
-                            _msg_implausible(int(bad.sum()), t.name, why,
-                                             describe_value(encoding, int(dec.raw.reshape(-1)[first[0]])), first[1]),
-                            itemsize, sink=sink))
-    if encoding == "e4m3":
-        n_sat = saturated(dec.raw, in_box)
-        if n_sat:
-            at_max = in_box & ((dec.raw & 0x7F) == 0x7E)
-            out.append(_finding("scale-saturated", t, at_max,
-                                _msg_saturated(n_sat, int(in_box.sum()), t.name), itemsize, sink=sink))
-
-    valid = in_box & dec.valid & ~bad
-    median = int(np.median(dec.exponent[valid])) if valid.any() else None
-    if median is not None:
-        far = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
-        if far.any():
-            first = _first(far)
-            assert first is not None
-            val = int(dec.raw[first[1]]) if first[1] else int(dec.raw.reshape(-1)[first[0]])
-            out.append(_finding("scale-outlier", t, far,
-                                _msg_outlier(int(far.sum()), t.name, opts.outlier_span, median,
-                                             describe_value(encoding, val), first[1]), itemsize, sink=sink))
-    if opts.ue8m0 and encoding in FLOAT_ENCODINGS:
-        npow2 = valid & ~dec.pow2
-        if npow2.any():
-            out.append(_finding("scale-not-power-of-two", t, npow2,
-                                _msg_not_pow2(int(npow2.sum()), int(valid.sum()), t.name), itemsize, sink=sink))
-    return out, median
-
-
-def _check_zero(layout: ScaleLayout | None, t: TensorInfo, zero: np.ndarray, opts: ContentOptions,
-                read_weight: ReadWeight | None, itemsize: int, sink: MarkSink | None = None) -> list[Finding]:
-    """Zero scales are fine over all-zero weight blocks; confirm by reading those blocks."""
-    flat = np.flatnonzero(zero.reshape(-1))
-    can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
-                  and layout.weight is not None and layout.kind in ("block", "group"))
-    if not can_verify:
-        return [_finding("scale-zero", t, zero,
-                         _msg_zero_unverified(flat.size, t.name), itemsize, sink=sink)]
-    assert layout is not None and read_weight is not None  # can_verify
-    try:
-        is_zero, checked = _zero_blocks(layout, flat, read_weight, ZERO_CHECK_BYTES)
-    except OSError:  # a failed weight read: no zero entry counts as proven harmless
-        is_zero, checked = np.zeros(flat.size, dtype=bool), np.ones(flat.size, dtype=bool)
-    out: list[Finding] = []
-    bad = np.zeros(zero.size, dtype=bool)
-    bad[flat[checked & ~is_zero]] = True  # proven erased: zero over non-zero weights
-    count = int(bad.sum())
-    if count:
-        out.append(_finding("scale-zero", t, bad.reshape(zero.shape), _msg_zero_erased(count, t.name, 0), itemsize,
-                            count=count, sink=sink))
-    left = flat[~checked]  # the weight-read budget ran out: could not be checked, which is not erased
-    if left.size:
-        mask = np.zeros(zero.size, dtype=bool)
-        mask[left] = True
-        out.append(_finding("scale-zero-unchecked", t, mask.reshape(zero.shape),
-                            _msg_zero_unchecked(int(left.size), t.name), itemsize, count=int(left.size), sink=sink))
-    return out
-
-
 def check_kinds(summaries: list[TensorSummary], span: int,
                 exact: Callable[[TensorSummary], int] | None = None) -> Iterator[Finding]:
     """A tensor whose median exponent is far from the other tensors of its kind. Summaries with a
@@ -421,25 +253,6 @@ def check_kinds(summaries: list[TensorSummary], span: int,
                            f"{m.name}'s median scale 2^{m.median_exponent} is more than 2^{span} from the median "
                            f"2^{center} of the {len(members)} tensors like it ({kind})",
                            byte_offset=m.offset, count=1)
-
-
-def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes, opts: ContentOptions,
-                 read_weight: ReadWeight | None,
-                 sink: MarkSink | None = None) -> tuple[list[Finding], TensorSummary | None]:
-    """Every content rule on one scale tensor's bytes (`sink` sees each finding's entry mask)."""
-    encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
-    if encoding is None:
-        return [], None
-    dec = decode(encoding, data, t.shape)
-    findings: list[Finding] = []
-    if layout is not None:
-        findings.extend(check_padding(layout, dec, opts.fill, sink, opts.fill_explicit))
-    logical, median = check_logical(layout, t, dec, opts, read_weight, sink)
-    findings.extend(logical)
-    summary = None
-    if median is not None:
-        summary = TensorSummary(t.name, t.file, t.offset, median, kind_of(t.name))
-    return findings, summary
 
 
 RULE_SLAB = 1 << 20
@@ -483,57 +296,204 @@ class _First:
 
 def _pad_slab(pad: _First, values: dict[int, int], bad: np.ndarray, raw: np.ndarray, base: int) -> None:
     """Padded entries of one slab that are not the fill: count, first index, values seen."""
+    before = pad.count
     pad.add(bad, base)
-    if pad.count:
-        vals, counts = np.unique(raw[bad], return_counts=True)
-        for v, c in zip(vals.tolist(), counts.tolist()):
-            values[v] = values.get(v, 0) + c
+    if pad.count == before:
+        return
+    seen = raw[bad]
+    if seen.dtype.itemsize <= 2:  # a histogram instead of a sort
+        hist = np.bincount(seen, minlength=1 << (8 * seen.dtype.itemsize))
+        vals = np.flatnonzero(hist)
+        counts = hist[vals]
+    else:
+        vals, counts = np.unique(seen, return_counts=True)
+    for v, c in zip(vals.tolist(), counts.tolist()):
+        values[v] = values.get(v, 0) + c
 
 
 ReadRows = Callable[[int, int], bytes | memoryview]
-"""`read_rows(first_row, rows)`: the stored bytes of rows first_row:first_row+rows of the leading axis."""
+"""`read_rows(first_row, rows)`: the stored bytes of rows first_row:first_row+rows of the leading
+axis (a 0-d tensor is one row)."""
+
+BYTE_HISTOGRAM = True
+"""Count the rules of an E8M0 tensor's first pass from a byte histogram of its real box instead of
+decoding it (an optimisation: False decodes, and the property tests compare both)."""
 
 
-def _slab_encoding(layout: ScaleLayout | None, t: TensorInfo) -> str | None:
-    """The encoding the row-slab path judges `t` in, or None when only the whole-tensor path can
-    (no encoding, a 0-d or empty tensor, a logical box of another rank, a swizzled layout: its
-    padding is spread through the tiles, not a box of leading rows)."""
+@dataclass(frozen=True)
+class _Geometry:
+    """How the evaluator walks a scale tensor: its encoding, its stored shape as row slabs (a 0-d
+    tensor is one row of one entry), and which entries are real: the box at the origin, or a mask
+    when the real entries are no box (a swizzled layout, a logical shape of another rank)."""
+
+    encoding: str
+    shape: tuple[int, ...]
+    box: tuple[int, ...] | None
+    real: np.ndarray | None
+    n_real: int
+
+    @property
+    def row_items(self) -> int:
+        return math.prod(self.shape[1:])
+
+    def rows_per(self, slab_bytes: int) -> int:
+        return max(1, slab_bytes // max(1, self.row_items * ITEMSIZE[self.encoding]))
+
+    def in_box(self, r0: int, n: int) -> np.ndarray:
+        """Which entries of leading rows r0:r0+n are real (their stored shape)."""
+        if self.real is not None:
+            return self.real[r0:r0 + n]
+        assert self.box is not None
+        mask = np.zeros((n, *self.shape[1:]), dtype=bool)
+        mask[(slice(0, max(0, min(n, self.box[0] - r0))), *(slice(0, b) for b in self.box[1:]))] = True
+        return mask
+
+
+def _geometry(layout: ScaleLayout | None, t: TensorInfo) -> _Geometry | None:
+    """None when there is nothing to judge: no known encoding, or no entry."""
     encoding = layout.encoding if layout is not None else ENCODINGS.get(t.dtype)
-    box = layout.logical_shape if layout is not None else t.shape
-    if encoding is None or not t.shape or t.numel == 0 or len(box) != len(t.shape):
+    if encoding is None or t.numel == 0:
         return None
-    if layout is not None and layout.swizzle is not None:
-        return None
-    return encoding
+    shape = t.shape or (1,)
+    if layout is None:
+        return _Geometry(encoding, shape, shape, None, math.prod(shape))
+    box = tuple(layout.logical_shape)
+    if layout.swizzle is None and t.shape and len(box) == len(t.shape):
+        return _Geometry(encoding, shape, box, None, math.prod(min(b, n) for b, n in zip(box, shape)))
+    real = layout.real_mask().reshape(shape)
+    return _Geometry(encoding, shape, None, real, int(np.count_nonzero(real)))
 
 
-def _rows_per(t: TensorInfo, encoding: str, slab_bytes: int) -> int:
-    return max(1, slab_bytes // max(1, math.prod(t.shape[1:]) * ITEMSIZE[encoding]))
-
-
-def _slabs(encoding: str, shape: tuple[int, ...], box: tuple[int, ...], read_rows: ReadRows, rows_per: int,
-           first: int = 0, stop: int | None = None) -> Iterator[tuple[int, Decoded, np.ndarray]]:
-    """(flat index of the slab's first entry, its entries decoded, which are inside the logical box)
-    for leading rows first:stop, `rows_per` at a time."""
-    row_items = math.prod(shape[1:])
-    rest = tuple(slice(0, b) for b in box[1:])
-    end = shape[0] if stop is None else min(stop, shape[0])
+def _slabs(g: _Geometry, read_rows: ReadRows, rows_per: int, first: int = 0,
+           stop: int | None = None) -> Iterator[tuple[int, Decoded, np.ndarray]]:
+    """(flat index of the slab's first entry, its entries decoded, which are real) for leading rows
+    first:stop, `rows_per` at a time."""
+    end = g.shape[0] if stop is None else min(stop, g.shape[0])
     for r0 in range(first, end, rows_per):
         n = min(rows_per, end - r0)
-        dec = decode(encoding, read_rows(r0, n), (n, *shape[1:]))
-        in_box = np.zeros(dec.raw.shape, dtype=bool)
-        in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
-        yield r0 * row_items, dec, in_box
+        yield r0 * g.row_items, decode(g.encoding, read_rows(r0, n), (n, *g.shape[1:])), g.in_box(r0, n)
+
+
+# Each rule's entries in one slab, in one place: the judging passes count them, `dump` marks them.
+# `dec`: the slab decoded; `real`: its real entries; `judged`: the real entries the median, outlier
+# and power-of-two rules judge (valid and inside the plausible window).
+def _uninitialized_entries(dec: Decoded, real: np.ndarray) -> np.ndarray:
+    entries: np.ndarray = real & ~dec.valid
+    return entries
+
+
+def _nan_entries(dec: Decoded, real: np.ndarray) -> np.ndarray:
+    entries: np.ndarray = real & dec.nan
+    return entries
+
+
+def _negative_entries(dec: Decoded, real: np.ndarray) -> np.ndarray:
+    entries: np.ndarray = real & dec.negative
+    return entries
+
+
+def _zero_entries(dec: Decoded, real: np.ndarray) -> np.ndarray:
+    entries: np.ndarray = real & dec.zero
+    return entries
+
+
+def _saturated_entries(dec: Decoded, real: np.ndarray) -> np.ndarray:
+    entries: np.ndarray = real & ((dec.raw & 0x7F) == E4M3_MAX_BYTE)
+    return entries
+
+
+def _implausible_entries(encoding: str, dec: Decoded, real: np.ndarray) -> np.ndarray:
+    return out_of_window(encoding, dec.exponent, real & dec.valid)
+
+
+def _judged_entries(encoding: str, dec: Decoded, real: np.ndarray) -> np.ndarray:
+    valid = real & dec.valid
+    entries: np.ndarray = valid & ~out_of_window(encoding, dec.exponent, valid)
+    return entries
+
+
+def _outlier_entries(judged: np.ndarray, dec: Decoded, median: int, span: int) -> np.ndarray:
+    entries: np.ndarray = judged & (np.abs(dec.exponent - median) > span)
+    return entries
+
+
+def _not_pow2_entries(judged: np.ndarray, dec: Decoded) -> np.ndarray:
+    entries: np.ndarray = judged & ~dec.pow2
+    return entries
+
+
+def _padding_entries(dec: Decoded, real: np.ndarray, want_raw: int) -> np.ndarray:
+    entries: np.ndarray = ~real & (dec.raw != want_raw)
+    return entries
+
+
+def padding_fill_raw(layout: ScaleLayout | None, fill: str | int) -> int | None:
+    """The raw fill padded entries must hold (None: no padding to check)."""
+    if layout is None or not layout.has_padding:
+        return None
+    return int(raw_view(layout.encoding, fill_bytes(fill, layout.encoding), (1,))[0])
+
+
+def _can_verify(layout: ScaleLayout | None, opts: ContentOptions, read_weight: ReadWeight | None) -> bool:
+    """Whether zero scales are confirmed against their weight blocks."""
+    return (opts.verify_zero_blocks and read_weight is not None and layout is not None
+            and layout.weight is not None and layout.kind in ("block", "group"))
+
+
+def _emitter(t: TensorInfo, itemsize: int) -> Callable[..., Finding]:
+    def finding(rule: str, first: int | None, count: int, message: str, fixable: bool = False,
+                accepted: bool = False) -> Finding:
+        return emit(rule, t.file, t.name, message, accepted=accepted,
+                    byte_offset=t.offset + first * itemsize if first is not None else None,
+                    count=count, index=_unravel(t, first), fixable=fixable)
+
+    return finding
+
+
+def _unravel(t: TensorInfo, flat: int | None) -> tuple[int, ...] | None:
+    return None if flat is None else tuple(int(x) for x in np.unravel_index(flat, t.shape))
+
+
+def _padding_finding(layout: ScaleLayout, pad: _First, values: dict[int, int], want_raw: int, explicit: bool,
+                     finding: Callable[..., Finding]) -> Finding:
+    if accepted_fill(layout, pad.count, values, want_raw, explicit):
+        (value,) = values
+        return finding("scale-padding-nonzero", pad.first, pad.count, _msg_accepted(layout, value), accepted=True)
+    return finding("scale-padding-nonzero", pad.first, pad.count, _msg_padding(layout, pad.count, values, want_raw),
+                   fixable=layout.trusted)
+
+
+def check_padding_raw(layout: ScaleLayout, raw: np.ndarray, fill: str | int,
+                      explicit: bool = False) -> Iterator[Finding]:
+    """The padding rule alone, on raw entries (stored shape): for a tensor whose real box the tally
+    found clean (no decoding of the real box)."""
+    want_raw = padding_fill_raw(layout, fill)
+    if want_raw is None:
+        return
+    pad, values = _First(), dict[int, int]()
+    _pad_slab(pad, values, layout.padding_mask() & (raw != want_raw), raw, 0)
+    if pad.count:
+        yield _padding_finding(layout, pad, values, want_raw, explicit,
+                               _emitter(layout.scale, layout.itemsize))
+
+
+def check_tensor(layout: ScaleLayout | None, t: TensorInfo, data: bytes | memoryview, opts: ContentOptions,
+                 read_weight: ReadWeight | None) -> tuple[list[Finding], TensorSummary | None]:
+    """Every content rule on one scale tensor's stored bytes (row slabs of `data`)."""
+    rows = t.shape[0] if t.shape else 1
+    row_bytes = len(data) // rows if rows else 0
+    return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], opts,
+                              read_weight)
 
 
 def check_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
                        opts: ContentOptions, read_weight: ReadWeight | None,
                        slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], TensorSummary | None]:
-    """`check_tensor` on a large tensor in bounded memory: the same findings and summary, from row
-    slabs of the leading axis (`read_rows(first_row, rows)` returns their bytes). A first pass
-    keeps counts, first indices, the exponent histogram of the real box (medians come from it) and
-    the distinct values; a second pass, only when needed, verifies zero scales against their weight
-    blocks and finds the first outlier."""
+    """Every content rule on one scale tensor, in bounded memory: row slabs of the leading axis
+    (`read_rows(first_row, rows)` returns their bytes). A first pass keeps counts, first indices,
+    the exponent histogram of the real box (medians come from it) and the distinct values; a second
+    pass, only when needed, verifies zero scales against their weight blocks and finds the first
+    outlier and implausible entry."""
     findings, summary, _ = _judge_slabs(layout, t, read_rows, opts, read_weight, slab_bytes)
     return findings, summary
 
@@ -542,33 +502,20 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
                  read_weight: ReadWeight | None, slab_bytes: int
                  ) -> tuple[list[Finding], TensorSummary | None, bool]:
     """check_tensor_slabs, and whether a weight read failed while confirming zero scales."""
-    encoding = _slab_encoding(layout, t)
-    shape = t.shape
-    box = layout.logical_shape if layout is not None else shape
-    if encoding is None:
-        n = shape[0] if shape else 1
-        return (*check_tensor(layout, t, bytes(read_rows(0, n)), opts, read_weight), False)
+    g = _geometry(layout, t)
+    if g is None:
+        return [], None, False
+    encoding, shape = g.encoding, g.shape
     itemsize = ITEMSIZE[encoding]
-    row_items = math.prod(shape[1:])
-    rows_per = _rows_per(t, encoding, slab_bytes)
-    rest = tuple(slice(0, b) for b in box[1:])
-    n_box = math.prod(box)
+    row_items = g.row_items
+    rows_per = g.rows_per(slab_bytes)
+    n_box = g.n_real
+    finding = _emitter(t, itemsize)
 
     def slabs() -> Iterator[tuple[int, Decoded, np.ndarray]]:
-        return _slabs(encoding, shape, box, read_rows, rows_per)
+        return _slabs(g, read_rows, rows_per)
 
-    def unravel(flat: int | None) -> tuple[int, ...] | None:
-        return None if flat is None else tuple(int(x) for x in np.unravel_index(flat, shape))
-
-    def finding(rule: str, first: int | None, count: int, message: str, fixable: bool = False,
-                accepted: bool = False) -> Finding:
-        return emit(rule, t.file, t.name, message, accepted=accepted,
-                    byte_offset=t.offset + first * itemsize if first is not None else None,
-                    count=count, index=unravel(first), fixable=fixable)
-
-    want_raw = None
-    if layout is not None and layout.has_padding:
-        want_raw = int(raw_view(layout.encoding, fill_bytes(opts.fill, layout.encoding), (1,))[0])
+    want_raw = padding_fill_raw(layout, opts.fill)
     pad, invalid, nan, neg, zero, npow2 = _First(), _First(), _First(), _First(), _First(), _First()
     sat = _First()
     pad_values: dict[int, int] = {}
@@ -576,16 +523,17 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
     wide = itemsize > 2
     present = np.zeros(1 << (8 * itemsize), dtype=bool) if not wide else None
     seen = np.zeros(0, dtype=np.uint32)
-    if encoding == "e8m0":  # every rule's count follows from a byte histogram of the real box
+    if encoding == "e8m0" and g.box is not None and BYTE_HISTOGRAM:
+        # every first-pass count follows from a byte histogram of the real box: no decoding
+        box = g.box
+        rest = tuple(slice(0, b) for b in box[1:])
         byte_hist = np.zeros(256, dtype=np.int64)
         for r0 in range(0, shape[0], rows_per):
             n = min(rows_per, shape[0] - r0)
             raw = raw_view(encoding, read_rows(r0, n), (n, *shape[1:]))
             base = r0 * row_items
             if want_raw is not None:
-                in_box = np.zeros(raw.shape, dtype=bool)
-                in_box[(slice(0, max(0, min(n, box[0] - r0))), *rest)] = True
-                _pad_slab(pad, pad_values, ~in_box & (raw != want_raw), raw, base)
+                _pad_slab(pad, pad_values, ~g.in_box(r0, n) & (raw != want_raw), raw, base)
             k = max(0, min(n, box[0] - r0))
             real = raw[:k][(slice(None), *rest)] if rest else raw[:k]
             flat_real = real.reshape(-1)
@@ -611,42 +559,29 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
     else:
         for base, dec, in_box in slabs():
             if want_raw is not None:
-                _pad_slab(pad, pad_values, ~in_box & (dec.raw != want_raw), dec.raw, base)
-            valid = dec.valid
-            invalid.add(in_box & ~valid, base)
-            real_valid = in_box & valid
-            hist += np.bincount(dec.exponent[real_valid] + _EXP_OFFSET, minlength=_EXP_BINS)
+                _pad_slab(pad, pad_values, _padding_entries(dec, in_box, want_raw), dec.raw, base)
+            invalid.add(_uninitialized_entries(dec, in_box), base)
+            hist += np.bincount(dec.exponent[in_box & dec.valid] + _EXP_OFFSET, minlength=_EXP_BINS)
             real_raw = dec.raw[in_box]
             if present is not None:
                 present[real_raw] = True
             else:
                 seen = np.union1d(seen, real_raw)
-            nan.add(in_box & dec.nan, base)
-            neg.add(in_box & dec.negative, base)
-            zero.add(in_box & dec.zero, base)
-            if encoding in WINDOW_ENCODINGS:
-                npow2.add(real_valid & ~dec.pow2 & (dec.exponent >= PLAUSIBLE_LOG2[0])
-                          & (dec.exponent <= PLAUSIBLE_LOG2[1]), base)
-            else:
-                npow2.add(real_valid & ~dec.pow2, base)
+            nan.add(_nan_entries(dec, in_box), base)
+            neg.add(_negative_entries(dec, in_box), base)
+            zero.add(_zero_entries(dec, in_box), base)
+            npow2.add(_not_pow2_entries(_judged_entries(encoding, dec, in_box), dec), base)
             if encoding == "e4m3":
-                sat.add(in_box & ((dec.raw & 0x7F) == 0x7E), base)
+                sat.add(_saturated_entries(dec, in_box), base)
 
     findings: list[Finding] = []
     if pad.count and layout is not None:
         assert want_raw is not None  # padded entries differ from the fill only when there is one
-        if accepted_fill(layout, pad.count, pad_values, int(want_raw), opts.fill_explicit):
-            (value,) = pad_values
-            findings.append(finding("scale-padding-nonzero", pad.first, pad.count, _msg_accepted(layout, value),
-                                    accepted=True))
-        else:
-            findings.append(finding("scale-padding-nonzero", pad.first, pad.count,
-                                    _msg_padding(layout, pad.count, pad_values, int(want_raw)),
-                                    fixable=layout.trusted))
+        findings.append(_padding_finding(layout, pad, pad_values, want_raw, opts.fill_explicit, finding))
 
     exps = np.arange(_EXP_BINS) - _EXP_OFFSET
     valid_n = int(hist.sum())
-    if n_box >= 16:  # _is_uninitialized
+    if n_box >= 16:  # leftover memory, not scales
         center = (_hist_median(hist) or 0) if valid_n else 0
         far_n = invalid.count + int(hist[np.abs(exps - center) > UNINIT_FAR].sum())
         frac = far_n / n_box
@@ -659,27 +594,26 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
 
     if nan.count:
         findings.append(finding("scale-nan", nan.first, nan.count,
-                                _msg_nan(nan.count, t.name, unravel(nan.first) or ())))
+                                _msg_nan(nan.count, t.name, _unravel(t, nan.first) or ())))
     if neg.count:
         findings.append(finding("scale-negative", neg.first, neg.count,
                                 _msg_negative(neg.count, t.name)))
     lo, hi = PLAUSIBLE_LOG2
-    out_of_window = (exps < lo) | (exps > hi)
-    implausible_n = int(hist[out_of_window].sum()) if encoding in WINDOW_ENCODINGS else 0
+    out_of_window_bins = (exps < lo) | (exps > hi)
+    implausible_n = int(hist[out_of_window_bins].sum()) if encoding in WINDOW_ENCODINGS else 0
     hist_all = hist
     if implausible_n:  # the other rules judge what is left
-        hist = np.where(out_of_window, 0, hist)
+        hist = np.where(out_of_window_bins, 0, hist)
     median = _hist_median(hist)
     far_n = int(hist[np.abs(exps - median) > opts.outlier_span].sum()) if median is not None else 0
-    can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
-                  and layout.weight is not None and layout.kind in ("block", "group"))
+    can_verify = _can_verify(layout, opts, read_weight)
     zero_bad, unchecked, far, far_value = _First(), _First(), _First(), 0
     odd, odd_value = _First(), 0
     failed = False
     if (zero.count and can_verify) or far_n or implausible_n:  # the second pass
         state = [0, False]
         for base, dec, in_box in slabs():
-            z = in_box & dec.zero
+            z = _zero_entries(dec, in_box)
             if zero.count and can_verify and not failed and z.any():
                 flat = np.flatnonzero(z.reshape(-1)) + base
                 try:
@@ -698,13 +632,13 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
                             zero_bad.first = int(bad[0])
                         zero_bad.count += int(bad.size)
             if implausible_n and odd.first is None:
-                odd.add(in_box & dec.valid & ((dec.exponent < lo) | (dec.exponent > hi)), base)
+                odd.add(_implausible_entries(encoding, dec, in_box), base)
                 if odd.first is not None:
                     odd_value = int(dec.raw.reshape(-1)[odd.first - base])
             if far_n and far.first is None:
-                f = in_box & dec.valid & (np.abs(dec.exponent - median) > opts.outlier_span)
-                f &= (dec.exponent >= lo) & (dec.exponent <= hi) if implausible_n else f
-                far.add(f, base)
+                assert median is not None  # far entries are counted from the median
+                far.add(_outlier_entries(_judged_entries(encoding, dec, in_box), dec, median, opts.outlier_span),
+                        base)
                 if far.first is not None:
                     far_value = int(dec.raw.reshape(-1)[far.first - base])
             if (not (zero.count and can_verify and not failed) and (not far_n or far.first is not None)
@@ -728,7 +662,7 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
         why = why_implausible(sub, int(hist_all[exps < lo].sum()) - sub, int(hist_all[exps > hi].sum()))
         findings.append(finding("scale-implausible", odd.first, implausible_n,
                                 _msg_implausible(implausible_n, t.name, why,
-                                                 describe_value(encoding, odd_value), unravel(odd.first) or ())))
+                                                 describe_value(encoding, odd_value), _unravel(t, odd.first) or ())))
     if sat.count and saturated_count(sat.count, n_box):
         findings.append(finding("scale-saturated", sat.first, sat.count,
                                 _msg_saturated(sat.count, n_box, t.name)))
@@ -736,7 +670,7 @@ def _judge_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows,
         assert median is not None  # far entries are counted from the median
         findings.append(finding("scale-outlier", far.first, far_n,
                                 _msg_outlier(far_n, t.name, opts.outlier_span, median,
-                                             describe_value(encoding, far_value), unravel(far.first) or ())))
+                                             describe_value(encoding, far_value), _unravel(t, far.first) or ())))
     if opts.ue8m0 and encoding in FLOAT_ENCODINGS and npow2.count:
         findings.append(finding("scale-not-power-of-two", npow2.first,
                                 npow2.count, _msg_not_pow2(npow2.count, int(hist.sum()), t.name)))
@@ -752,52 +686,34 @@ entries of those the finding is about)]), in the order of the findings."""
 def mark_tensor_slabs(layout: ScaleLayout | None, t: TensorInfo, read_rows: ReadRows, opts: ContentOptions,
                       read_weight: ReadWeight | None, rows: tuple[int, int],
                       slab_bytes: int = RULE_SLAB) -> tuple[list[Finding], SlabMarks]:
-    """check_tensor_slabs' findings on the whole tensor, and each finding's entry mask (what
-    check_tensor's MarkSink receives) for leading rows rows[0]:rows[1] only, one slab at a time.
+    """check_tensor_slabs' findings on the whole tensor, and each finding's entry mask for leading
+    rows rows[0]:rows[1] only, one slab at a time (the same per-rule entries the judging counted).
 
     Memory follows the slab, not the tensor: whole-tensor facts (the median the outlier rule
     measures from, the uninitialized verdict, a failed weight read) come from the judging pass;
     the weight-read budget for zero scales is spent again from the first row, so an entry is
-    'unchecked' exactly where the whole-tensor evaluation says so. A tensor only the whole-tensor
-    path can judge (see _slab_encoding) is evaluated whole."""
-    encoding = _slab_encoding(layout, t)
-    shape = t.shape
-    if encoding is None:  # no slabs: the whole-tensor rules and their masks, cut to the rows
-        n = shape[0] if shape else 1
-        whole: list[tuple[Finding, np.ndarray]] = []
-        findings, _ = check_tensor(layout, t, bytes(read_rows(0, n)), opts, read_weight,
-                                   lambda f, m: whole.append((f, m.reshape(-1))))
-        row_items = math.prod(shape[1:]) if shape else 1
-        a, b = rows[0] * row_items, rows[1] * row_items
-
-        def cut() -> SlabMarks:
-            if whole and b > a:
-                yield a, [(f, m[a:b]) for f, m in whole]
-        return findings, cut()
+    'unchecked' exactly where the judging pass says so."""
     findings, summary, failed = _judge_slabs(layout, t, read_rows, opts, read_weight, slab_bytes)
-    return findings, _marks(layout, t, encoding, read_rows, opts, read_weight, rows, slab_bytes, findings,
+    g = _geometry(layout, t)
+    if g is None or not findings:
+        return findings, iter(())
+    return findings, _marks(g, layout, read_rows, opts, read_weight, rows, slab_bytes, findings,
                             summary.median_exponent if summary is not None else None, failed)
 
 
-def _marks(layout: ScaleLayout | None, t: TensorInfo, encoding: str, read_rows: ReadRows, opts: ContentOptions,
+def _marks(g: _Geometry, layout: ScaleLayout | None, read_rows: ReadRows, opts: ContentOptions,
            read_weight: ReadWeight | None, rows: tuple[int, int], slab_bytes: int, findings: list[Finding],
            median: int | None, failed: bool) -> SlabMarks:
-    if not findings:
-        return
-    shape = t.shape
-    box = layout.logical_shape if layout is not None else shape
-    want_raw = None
-    if layout is not None and layout.has_padding:
-        want_raw = int(raw_view(layout.encoding, fill_bytes(opts.fill, layout.encoding), (1,))[0])
+    encoding = g.encoding
+    want_raw = padding_fill_raw(layout, opts.fill)
     rules = {f.rule for f in findings}
-    can_verify = (opts.verify_zero_blocks and read_weight is not None and layout is not None
-                  and layout.weight is not None and layout.kind in ("block", "group"))
-    verify = can_verify and not failed and bool(rules & {"scale-zero", "scale-zero-unchecked"})
+    verify = _can_verify(layout, opts, read_weight) and not failed and bool(
+        rules & {"scale-zero", "scale-zero-unchecked"})
     state = [0, False]  # the weight-read budget, spent from the first row as the judging pass did
-    first, stop = max(0, rows[0]), min(rows[1], shape[0])
+    first, stop = max(0, rows[0]), min(rows[1], g.shape[0])
     if first >= stop:
         return
-    rows_per = _rows_per(t, encoding, slab_bytes)
+    rows_per = g.rows_per(slab_bytes)
 
     def confirm(base: int, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(erased, unchecked) among the zero entries of a slab, the budget spent in row order."""
@@ -814,38 +730,38 @@ def _marks(layout: ScaleLayout | None, t: TensorInfo, encoding: str, read_rows: 
         return erased.reshape(zero.shape), unchecked.reshape(zero.shape)
 
     if verify:  # the rows before the ones asked for spend the budget first, as in one whole pass
-        for base, dec, in_box in _slabs(encoding, shape, box, read_rows, rows_per, 0, first):
+        for base, dec, in_box in _slabs(g, read_rows, rows_per, 0, first):
             if state[1]:
                 break
-            confirm(base, in_box & dec.zero)
-    for base, dec, in_box in _slabs(encoding, shape, box, read_rows, rows_per, first, stop):
-        zero = in_box & dec.zero
+            confirm(base, _zero_entries(dec, in_box))
+    for base, dec, in_box in _slabs(g, read_rows, rows_per, first, stop):
+        zero = _zero_entries(dec, in_box)
         erased, unchecked = confirm(base, zero) if verify else (None, None)
-        odd = implausible(encoding, dec.exponent, in_box & dec.valid)[0]
-        valid = in_box & dec.valid & ~odd  # the entries the median, outlier and power-of-two rules judge
+        judged = _judged_entries(encoding, dec, in_box)
         out: list[tuple[Finding, np.ndarray]] = []
         for f in findings:
             if f.rule == "scale-padding-nonzero":
-                m = ~in_box & (dec.raw != want_raw)
+                assert want_raw is not None  # a padding finding needs a fill
+                m = _padding_entries(dec, in_box, want_raw)
             elif f.rule == "scale-uninitialized":
-                m = in_box & ~dec.valid
+                m = _uninitialized_entries(dec, in_box)
             elif f.rule == "scale-nan":
-                m = in_box & dec.nan
+                m = _nan_entries(dec, in_box)
             elif f.rule == "scale-negative":
-                m = in_box & dec.negative
+                m = _negative_entries(dec, in_box)
             elif f.rule == "scale-zero":
                 m = erased if erased is not None else zero
             elif f.rule == "scale-zero-unchecked":
                 m = unchecked if unchecked is not None else np.zeros_like(zero)
             elif f.rule == "scale-implausible":
-                m = odd
+                m = _implausible_entries(encoding, dec, in_box)
             elif f.rule == "scale-saturated":
-                m = in_box & ((dec.raw & 0x7F) == 0x7E)
+                m = _saturated_entries(dec, in_box)
             elif f.rule == "scale-outlier":
                 assert median is not None  # an outlier is measured from the median
-                m = valid & (np.abs(dec.exponent - median) > opts.outlier_span)
+                m = _outlier_entries(judged, dec, median, opts.outlier_span)
             elif f.rule == "scale-not-power-of-two":
-                m = valid & ~dec.pow2
+                m = _not_pow2_entries(judged, dec)
             else:  # a rule this path does not know has no mask: never a silent wrong one
                 raise AssertionError(f"no slab mask for {f.rule}")
             out.append((f, m.reshape(-1)))

@@ -4,9 +4,10 @@ call it for tensors they hold in memory (see docs/architecture.md). Its name and
 stable.
 
 Inside, the histogram fast path (rules/tally.py) decides the common clean tensor in one pass; a
-tensor it is unsure about goes through the rules' mask-based evaluation (rules/content.py), in
-row slabs of bounded size when it is large. Both give the same findings (tests/unit/rules/test_rule_paths.py
-proves it on random tensors).
+tensor it is unsure about goes through the rules' one evaluator (rules/content.py), in row slabs of
+bounded size. Both give exactly what the direct whole-tensor evaluation of every rule gives
+(tests/helpers/direct_rules.py, the oracle; tests/unit/rules/test_rule_paths.py proves it on random
+tensors).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.findings import Finding
 from fp8doctor.layouts.codecs import raw_view
 from fp8doctor.layouts.encodings import FLOAT_ENCODINGS
-from fp8doctor.layouts.model import ENCODINGS, ScaleLayout, fill_bytes
+from fp8doctor.layouts.model import ENCODINGS, ScaleLayout
 from fp8doctor.rules.content import (
-    RULE_SLAB,
     UNINIT_FAR,
     ContentOptions,
+    ReadRows,
     ReadWeight,
     TensorSummary,
     check_padding_raw,
     check_tensor,
     check_tensor_slabs,
     kind_of,
+    padding_fill_raw,
 )
 from fp8doctor.rules.tally import Tally, supported
 
@@ -54,8 +56,7 @@ def tally_for(layout: ScaleLayout | None, t: TensorInfo, content: ContentOptions
         box = layout.logical_shape
         if len(box) != len(t.shape) or layout.swizzle is not None:
             return None
-        if layout.has_padding:
-            want = int(raw_view(encoding, fill_bytes(content.fill, encoding), (1,))[0])
+        want = padding_fill_raw(layout, content.fill)
     return Tally(encoding, t.shape, box, want, content.ue8m0 and encoding in FLOAT_ENCODINGS, quick)
 
 
@@ -104,13 +105,30 @@ def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: Sca
         done = clean_outcome(tally, t, layout, options, lambda: data)
         if done is not None:
             return done
-    # decoding it whole would take ~10x its size; swizzled layouts are judged whole (their padding
-    # is spread through the tiles, not a box of leading rows; torchao's scales are small)
-    if t.nbytes > RULE_SLAB and t.shape and t.shape[0] and (layout is None or layout.swizzle is None):
-        row_bytes = t.nbytes // t.shape[0]
-        return check_tensor_slabs(layout, t, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], options,
-                                  read_weight)
-    return check_tensor(layout, t, bytes(data), options, read_weight)
+    return check_tensor(layout, t, data, options, read_weight)  # in row slabs: never ~10x its size decoded
+
+
+def judge_scale_rows(tensor: TensorInfo, read_rows: ReadRows, layout: ScaleLayout | None, options: ContentOptions,
+                     read_weight: ReadWeight | None = None, slab_bytes: int = 64 << 20) -> Judgement:
+    """`judge_scale_tensor` on a tensor read in row slabs of at most `slab_bytes` (a scale larger
+    than one read): `read_rows(first_row, rows)` returns their stored bytes. The tally passes over
+    the slabs first; a tensor it does not call clean (or whose padding is off: the padding rule would
+    need the bytes again) goes through the rules' evaluator, slab by slab."""
+    t = tensor
+    n_rows = t.shape[0] if t.shape else 1
+    row_bytes = t.nbytes // n_rows if n_rows else 0
+    rows = max(1, slab_bytes // max(1, row_bytes))
+    for quick in (True, False) if QUICK else (False,):  # the quick test, then (unsure) the histogram
+        tally = tally_for(layout, t, options, quick)
+        if tally is None or (quick and not tally.quick):
+            continue
+        for r in range(0, n_rows, rows):
+            tally.add(read_rows(r, min(rows, n_rows - r)), r)
+        if not tally.pad_bad:
+            done = clean_outcome(tally, t, layout, options, lambda: b"")
+            if done is not None:
+                return done
+    return check_tensor_slabs(layout, t, read_rows, options, read_weight)
 
 
 def exact_median(t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,

@@ -30,6 +30,7 @@ __all__ = [
     "SUBNORMAL_BELOW",
     "WINDOW_ENCODINGS",
     "implausible",
+    "out_of_window",
     "saturated",
     "saturated_count",
     "sibling_outliers",
@@ -53,8 +54,16 @@ def why_implausible(subnormal: int, below: int, above: int) -> str:
     return ", ".join(parts)
 
 
+def out_of_window(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Entries (of `valid`: finite, positive, non-zero) whose magnitude no producer writes."""
+    if encoding not in WINDOW_ENCODINGS:
+        return np.zeros(exponent.shape, dtype=bool)
+    lo, hi = PLAUSIBLE_LOG2
+    return valid & ((exponent < lo) | (exponent > hi))
+
+
 def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
-    """Entries (of `valid`: finite, positive, non-zero) whose magnitude no producer writes, and why."""
+    """`out_of_window`, and why (the counts a `scale-implausible` message gives)."""
     if encoding not in WINDOW_ENCODINGS:
         return np.zeros(exponent.shape, dtype=bool), ""
     lo, hi = PLAUSIBLE_LOG2

@@ -13,10 +13,11 @@ from fp8doctor.checkpoint.loader import open_checkpoint
 from fp8doctor.dumper import NO_MARK, dump_pieces, dump_streams
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.reporters import dump_json
-from fp8doctor.rules.content import RULE_SLAB, ContentOptions, check_tensor
+from fp8doctor.rules.content import RULE_SLAB, ContentOptions
 from fp8doctor.testing import synth
 from fp8doctor.testing.synth import Tensor, write_safetensors
 from tests.conftest import poke
+from tests.helpers.direct_rules import direct_check_tensor
 
 
 def _streamed_json(path: str, options: DumpOptions, piece_bytes: int) -> str:
@@ -59,7 +60,7 @@ def test_streamed_json_and_raw_are_the_one_piece_dump(dirty, region, rows, piece
 
 def test_marks_of_a_large_tensor_are_the_whole_tensor_masks(tmp_path):
     """2 MiB of E8M0 (row slabs of RULE_SLAB): NaN, zero, outlier and implausible entries; every
-    row range dumped shows exactly the masks check_tensor's sink receives."""
+    row range dumped shows exactly the masks the direct evaluation (the oracle) gives."""
     rng = np.random.default_rng(3)
     shape = (2048, 1024)
     assert shape[0] * shape[1] > RULE_SLAB
@@ -81,7 +82,7 @@ def test_marks_of_a_large_tensor_are_the_whole_tensor_masks(tmp_path):
             np.maximum(want, np.where(m, f.severity.rank, NO_MARK).astype(np.int8), out=want)
             rules[f.rule] = int(m.sum())
 
-        findings, _ = check_tensor(layouts.get("big.scale"), t, ck.read(t), ContentOptions(), None, sink)
+        findings, _ = direct_check_tensor(layouts.get("big.scale"), t, ck.read(t), ContentOptions(), None, sink)
     assert {"scale-nan", "scale-zero", "scale-outlier", "scale-implausible"} <= set(rules)
     for rows in (RowRange(0, 1), RowRange(700, 1500), RowRange(-1, None), None):
         [got] = dump(d, DumpOptions(tensors=("big.scale",), rows=rows))

@@ -48,3 +48,25 @@ def test_errors_share_one_base():
     for err in (fp8doctor.FixError, fp8doctor.CheckpointError, fp8doctor.DumpError, fp8doctor.VerifyError,
                 BaselineError, ConfigError):
         assert issubclass(err, Fp8DoctorError) and err("x").exit_code == 2
+
+
+def test_config_applies_to_the_library_fix(v4, tmp_path):
+    """`fp8doctor.fix(path, config=...)` repairs what `fp8doctor fix --config` repairs: the file's
+    per-tensor ignores leave those tensors' padding alone, the rest is repaired."""
+    import shutil
+
+    break_padding(v4)
+    twin = str(tmp_path / "twin")
+    shutil.copytree(v4, twin)
+    cfg = tmp_path / "fp8doctor.toml"
+    cfg.write_text('[[ignore-tensors]]\npattern = "layers.0.attn.*"\n')
+    before = fp8doctor.scan(v4)
+    kept = [f for f in before.findings if f.rule == "scale-padding-nonzero" and f.tensor.startswith("layers.0.attn.")]
+    assert kept and len(kept) < len([f for f in before.findings if f.rule == "scale-padding-nonzero"])
+    result = fp8doctor.fix(v4, config=str(cfg))
+    assert result.changes and not any(c.tensor.startswith("layers.0.attn.") for c in result.changes)
+    after = [f for f in fp8doctor.scan(v4).findings if f.rule == "scale-padding-nonzero"]
+    assert [f.tensor for f in after] == [f.tensor for f in kept]
+    r = CliRunner().invoke(app, ["fix", twin, "--config", str(cfg), "--format", "json"])
+    assert r.exit_code in (0, 1), r.output
+    assert sorted(c["tensor"] for c in json.loads(r.stdout)["changes"]) == sorted(c.tensor for c in result.changes)

@@ -52,6 +52,20 @@ IGNORED_SCALE_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for c in CONVENT
 SECOND_LEVEL: dict[str, str] = {s: role for c in CONVENTIONS for s, role in c.companions}
 """Second-level scale suffix -> role ('global' or 'input'), from every convention's companions."""
 
+WEIGHT_SUFFIXES: tuple[str, ...] = tuple(sorted(dict.fromkeys(ws for c in CONVENTIONS for ws in c.weight_suffixes),
+                                                key=len, reverse=True))
+"""Every convention's weight suffixes, longest first (a module's name is its weight's without it)."""
+
+COMPANION_WEIGHT_SUFFIXES: tuple[str, ...] = tuple(sorted(
+    dict.fromkeys(ws for c in CONVENTIONS if c.companions for ws in c.weight_suffixes), key=lambda s: s != ".weight"))
+"""Where a module's quantized weight is, for the conventions that keep second-level scales."""
+
+DIVISOR_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for c in CONVENTIONS for s in c.divisors))
+"""Global scales kept as divisors, (448 * 6) / amax."""
+MULTIPLIER_SUFFIXES: tuple[str, ...] = tuple(s for s, role in SECOND_LEVEL.items()
+                                             if role == "global" and s not in DIVISOR_SUFFIXES)
+"""Global scales kept as multipliers, amax / (448 * 6)."""
+
 DIM_RULES: tuple[DimRule, ...] = tuple(dict.fromkeys(r for c in CONVENTIONS for r in c.dims))
 """Every convention's config-dims rules, each once, in registry order."""
 
@@ -72,6 +86,7 @@ def expected_scale_names(weight_name: str) -> str:
                                    and any(ws.startswith(".weight") for ws in c.weight_suffixes)))
 
 
-__all__ = ["BY_SCALE_SUFFIX", "CONVENTIONS", "DIM_RULES", "IGNORED_SCALE_SUFFIXES", "SCALE_SUFFIXES", "SECOND_LEVEL",
+__all__ = ["BY_SCALE_SUFFIX", "COMPANION_WEIGHT_SUFFIXES", "CONVENTIONS", "DIM_RULES", "DIVISOR_SUFFIXES",
+           "IGNORED_SCALE_SUFFIXES", "MULTIPLIER_SUFFIXES", "SCALE_SUFFIXES", "SECOND_LEVEL", "WEIGHT_SUFFIXES",
            "Convention",
            "DimRule", "expected_scale_names", "needs_scale"]

@@ -110,6 +110,9 @@ class Convention:
     """(suffix, role) of the second-level scales this convention keeps beside a quantized weight of
     the same module: role 'global' (NVFP4's per-tensor scale) or 'input' (activation scales). They
     are value-checked, and the completeness rules ask which a weight lacks."""
+    divisors: tuple[str, ...] = field(default_factory=tuple)
+    """Those global companions kept as divisors, (448 * 6) / amax (>= 1); the other global ones are
+    multipliers, amax / (448 * 6) (< 2): the single-entry rule checks which side of 1 they sit."""
     swizzled: bool = False
     """Scales may be stored through torchao's `to_blocked` (128x4 tiles): a scale whose shape is the
     swizzled shape of its [rows, groups] grid (and not the grid itself) is laid out that way."""

@@ -39,4 +39,5 @@ CONVENTION = Convention(
     needs_scale=packed_weight_named(".weight_packed", ("U8", "I8", "I32")),
     ignored_suffixes=(".output_scale",),
     companions=((".weight_global_scale", "global"), (".input_global_scale", "input"), (".input_scale", "input")),
+    divisors=(".weight_global_scale",),
 )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
-from fp8doctor.checkpoint.dtypes import nbytes
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.conventions import (
     CONVENTIONS,
@@ -16,12 +13,8 @@ from fp8doctor.layouts.conventions import (
 )
 from fp8doctor.layouts.dims import logical_weight_shape
 from fp8doctor.layouts.pairing import find_pairs_by_convention, find_second_level
+from tests.helpers.headers import info as _t
 from tests.helpers.repo import repo_path
-
-
-def _t(name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
-    n = nbytes(dtype, math.prod(shape)) or 0
-    return TensorInfo(name=name, dtype=dtype, shape=shape, begin=0, end=n, file="m.safetensors", data_start=8)
 
 
 def _pairs(*tensors: TensorInfo) -> dict[str, str]:

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 from fp8doctor.checkpoint.config import parse_config
-from fp8doctor.checkpoint.dtypes import nbytes
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.pairing import LayoutBuilder
 from fp8doctor.rules.consistency import check_companions, check_config
-
-
-def _t(name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
-    n = nbytes(dtype, math.prod(shape)) or 0
-    return TensorInfo(name=name, dtype=dtype, shape=shape, begin=0, end=n, file="m.safetensors", data_start=8)
+from tests.helpers.headers import info as _t
 
 
 def _experts(n: int, without_input: set[int]) -> dict[str, TensorInfo]:

@@ -1,7 +1,9 @@
-"""The rules' fast paths are optimisations only: on random scale tensors (every encoding, random
-padding, NaN, zeros, garbage, outliers) the histogram verdict (rules/tally.py), the row-slab
-evaluation with its byte-histogram path (check_tensor_slabs) and the entry point judge_scale_tensor
-give exactly what the direct whole-tensor evaluation (check_tensor) gives."""
+"""The rules are evaluated once, in rules/content.py, and its fast paths are optimisations only:
+on random scale tensors (every encoding, random padding, NaN, zeros, garbage, outliers, swizzled
+and 0-d tensors) the histogram verdict (rules/tally.py), the row-slab evaluator at any slab size
+with and without its E8M0 byte-histogram pass (check_tensor_slabs, check_tensor), its entry masks
+for `dump` (mark_tensor_slabs) and the entry point judge_scale_tensor give exactly what the direct
+whole-tensor evaluation of every rule (tests/helpers/direct_rules.py, the oracle) gives."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from hypothesis import strategies as st
 from fp8doctor.checkpoint.header import TensorInfo
 from fp8doctor.layouts.encodings import ALL, BY_NAME
 from fp8doctor.layouts.model import ScaleLayout
+from fp8doctor.rules import content
 from fp8doctor.rules.content import UNINIT_FAR, ContentOptions, check_tensor, check_tensor_slabs
 from fp8doctor.rules.judge import exact_median, judge_scale_tensor, tally_for
+from tests.helpers.direct_rules import direct_check_tensor
 
 DTYPES = [(dt, e.name) for e in ALL for dt in e.dtypes]
 
@@ -75,10 +79,18 @@ def test_every_path_gives_the_direct_evaluations_findings(dtype, rows, cols, pad
     data = entries.tobytes()
     opts = ContentOptions(fill=fill, ue8m0=ue8m0, verify_zero_blocks=False)
 
-    direct = check_tensor(layout, t, data, opts, None)
+    direct = direct_check_tensor(layout, t, data, opts, None)
     rb = len(data) // shape[0]
     slabs = check_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None, slab_bytes=slab)
     assert slabs == direct
+    assert check_tensor(layout, t, data, opts, None) == direct
+    content.BYTE_HISTOGRAM = False  # the E8M0 byte-histogram pass is an optimisation of the decoded one
+    try:
+        decoded = check_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None,
+                                     slab_bytes=slab)
+    finally:
+        content.BYTE_HISTOGRAM = True
+    assert decoded == direct
     # the entry point (quick test first for 1-byte encodings): the same findings, and a median
     # interval that holds the direct median, resolved to it by exact_median
     findings, summary = judge_scale_tensor(t, data, layout, opts)
@@ -116,8 +128,6 @@ def test_slab_marks_are_the_direct_evaluations_masks_for_the_rows_asked(
     """What `dump` marks for a few rows (mark_tensor_slabs, bounded memory) is exactly what the
     whole-tensor evaluation's MarkSink receives for those rows: same findings, same masks, including
     zero scales confirmed against their weights until the weight-read budget runs out."""
-    from fp8doctor.rules import content
-
     dt, enc = dtype
     rng = np.random.default_rng(seed)
     itemsize = BY_NAME[enc].itemsize
@@ -151,7 +161,8 @@ def test_slab_marks_are_the_direct_evaluations_masks_for_the_rows_asked(
     content.ZERO_CHECK_BYTES = bands * 128 * stored[1] * 128  # weight bands of 128 rows
     try:
         whole: list = []
-        direct, _ = check_tensor(layout, t, data, opts, rw, lambda f, m: whole.append((f, m.reshape(-1).copy())))
+        direct, _ = direct_check_tensor(layout, t, data, opts, rw,
+                                        lambda f, m: whole.append((f, m.reshape(-1).copy())))
         rb = len(data) // shape[0]
         a, b = sorted(min(x, shape[0]) for x in window)
         found, slabs = content.mark_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, rw,
@@ -169,3 +180,62 @@ def test_slab_marks_are_the_direct_evaluations_masks_for_the_rows_asked(
         want = m[a * per_row:b * per_row]
         have = np.concatenate([v for _, v in sorted(got.get(f.rule, {}).items())]) if b > a else want[:0]
         assert np.array_equal(have, want), (f.rule, a, b)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(enc=st.sampled_from(["e8m0", "e4m3"]), rows=st.integers(1, 300), cols=st.integers(1, 12),
+       center=st.integers(-8, 8), mix=st.sampled_from([0.0, 0.01, 0.2, 1.0]), garble_pad=st.booleans(),
+       slab=st.sampled_from([1, 7, 1 << 20]), window=st.tuples(st.integers(0, 520), st.integers(0, 520)),
+       seed=st.integers(0, 2**31))
+def test_swizzled_layouts_are_judged_in_slabs_like_the_direct_evaluation(enc, rows, cols, center, mix, garble_pad,
+                                                                         slab, window, seed):
+    """A swizzled layout (torchao's to_blocked tiles: the real entries are no box) goes through the
+    same row-slab evaluator, its real entries from the layout's mask: findings and masks as the oracle."""
+    from fp8doctor.layouts.swizzle import Swizzle
+
+    rng = np.random.default_rng(seed)
+    sw = Swizzle(rows, cols)
+    stored = sw.stored_shape
+    n = int(np.prod(stored))
+    entries = np.frombuffer(_values(enc, rng, n, center, mix), dtype=np.uint8).copy()
+    dt = "F8_E8M0" if enc == "e8m0" else "F8_E4M3"
+    t = TensorInfo("m.layers.0.w.weight_scale", dt, tuple(stored), 0, n, "m.safetensors", 8)
+    w = TensorInfo("m.layers.0.w.weight", "U8", (rows, cols * 16), 0, rows * cols * 16, "m.safetensors", 8)
+    layout = ScaleLayout(t, w, "group", enc, (1, 32), (rows, cols * 32), (rows, cols * 32), (rows, cols), "format",
+                         swizzle=sw)
+    if not garble_pad:
+        entries[layout.padding_mask().reshape(-1)] = 0
+    data = entries.tobytes()
+    opts = ContentOptions(verify_zero_blocks=False)
+    whole: list = []
+    direct = direct_check_tensor(layout, t, data, opts, None, lambda f, m: whole.append((f, m.reshape(-1).copy())))
+    rb = len(data) // stored[0]
+    assert check_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None,
+                              slab_bytes=slab) == direct
+    assert judge_scale_tensor(t, data, layout, opts) == direct
+    a, b = sorted(min(x, stored[0]) for x in window)
+    found, slabs = content.mark_tensor_slabs(layout, t, lambda r0, k: data[r0 * rb:(r0 + k) * rb], opts, None,
+                                             (a, b), slab_bytes=slab)
+    assert found == direct[0]
+    got: dict = {}
+    for base, masks in slabs:
+        for f, m in masks:
+            got.setdefault(f.rule, {})[base] = m
+    for f, m in whole:
+        want = m[a * rb:b * rb]
+        have = np.concatenate([v for _, v in sorted(got.get(f.rule, {}).items())]) if b > a else want[:0]
+        assert np.array_equal(have, want), (f.rule, a, b)
+
+
+@given(dt=st.sampled_from([dt for dt, _ in DTYPES]), seed=st.integers(0, 2**31))
+@settings(max_examples=40, deadline=None)
+def test_a_0d_scale_is_judged_like_the_direct_evaluation(dt, seed):
+    """A 0-d scale tensor (one entry, no axis) is one row of one entry for the evaluator."""
+    enc = dict(DTYPES)[dt]
+    e = BY_NAME[enc]
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 1 << (8 * e.itemsize), 1, dtype=np.uint64).astype(e.raw).tobytes()
+    t = TensorInfo("m.layers.0.w.input_scale", dt, (), 0, e.itemsize, "m.safetensors", 8)
+    opts = ContentOptions(ue8m0=True)
+    assert check_tensor(None, t, data, opts, None) == direct_check_tensor(None, t, data, opts, None)
+    assert judge_scale_tensor(t, data, None, opts) == direct_check_tensor(None, t, data, opts, None)

@@ -14,6 +14,7 @@ from fp8doctor.rules.content import ContentOptions, check_tensor, check_tensor_s
 from fp8doctor.scanner import ScanOptions, _check_one, scan
 from fp8doctor.testing import synth
 from tests.conftest import poke
+from tests.helpers.direct_rules import direct_check_tensor
 
 
 def _same(a, b) -> None:
@@ -39,7 +40,7 @@ def test_threads_same_report_on_f32_scales(v3):
 
 
 def _slow(layout, t, data, opts):
-    return check_tensor(layout, t, data, opts, lambda w, s, n: bytes(n))
+    return direct_check_tensor(layout, t, data, opts, lambda w, s, n: bytes(n))
 
 
 def resolved(outcome, t, layout, opts, data):
@@ -181,7 +182,8 @@ def test_slabs_match_the_mask_rules_on_zero_scales(tmp_path, monkeypatch, budget
             data = bytes(buf)
             rb = t.nbytes // t.shape[0]
             for rw in (ones, mixed, failing, lambda w, s, n: bytes(n)):
-                slow = check_tensor(lay, t, data, ContentOptions(), rw)
+                slow = direct_check_tensor(lay, t, data, ContentOptions(), rw)
+                assert check_tensor(lay, t, data, ContentOptions(), rw) == slow, t.name
                 for slab in (1, rb * 2):
                     rows = lambda r0, n, d=data, rb=rb: d[r0 * rb:(r0 + n) * rb]  # noqa: E731
                     got = check_tensor_slabs(lay, t, rows, ContentOptions(), rw, slab_bytes=slab)
