@@ -13,11 +13,14 @@ EXIT_FINDINGS = 1
 """Findings at or above --fail-on; unfixable problems left (fix); FAIL (verify)."""
 EXIT_ERROR = 2
 """The command could not run: path missing, not a checkpoint, usage error, internal error."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (SIGINT): 128 + the signal's number, as shells report it."""
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "clean: no finding at or above --fail-on (scan), repair done (fix), PASS (verify)",
     EXIT_FINDINGS: "findings at or above --fail-on (scan), unfixable problems left (fix), FAIL (verify)",
     EXIT_ERROR: "could not run: path missing, not a checkpoint, bad option, or an error named on stderr",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): stopped at the next safe point; fix as its journal allows",
 }
 
 
@@ -35,4 +38,5 @@ class VerifyError(Fp8DoctorError):
     """`verify` cannot run on this checkpoint (layer not found, weights not modelled, no torch)."""
 
 
-__all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_FINDINGS", "EXIT_OK", "CheckpointError", "Fp8DoctorError", "VerifyError"]
+__all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK", "CheckpointError",
+           "Fp8DoctorError", "VerifyError"]

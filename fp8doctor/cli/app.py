@@ -14,6 +14,7 @@ from fp8doctor.cli.output import EXIT_ERROR
 from fp8doctor.cli.rules import rules_command
 from fp8doctor.cli.scan import scan_command
 from fp8doctor.cli.verify import verify_command
+from fp8doctor.errors import EXIT_INTERRUPTED
 
 app = typer.Typer(
     name="fp8doctor",
@@ -125,7 +126,7 @@ def main() -> None:
             pass
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()
-        os._exit(130)  # scan workers may be inside a read: do not wait for them
+        os._exit(EXIT_INTERRUPTED)  # scan workers may be inside a read: do not wait for them
     except BrokenPipeError:  # stderr closed, or a write around the guard: quiet, still not a traceback
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)

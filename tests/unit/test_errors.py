@@ -17,7 +17,7 @@ import pytest
 
 import fp8doctor
 from fp8doctor import errors
-from fp8doctor.errors import EXIT_CODES, EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, Fp8DoctorError
+from fp8doctor.errors import EXIT_CODES, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, Fp8DoctorError
 from tests.helpers.repo import repo_path
 
 NOT_ONE_LINE_ERRORS = {
@@ -56,8 +56,8 @@ def _exception_classes() -> dict[str, type[BaseException]]:
 
 
 def test_the_exit_code_table():
-    assert (EXIT_OK, EXIT_FINDINGS, EXIT_ERROR) == (0, 1, 2)
-    assert list(EXIT_CODES) == [0, 1, 2]
+    assert (EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED) == (0, 1, 2, 130)
+    assert list(EXIT_CODES) == [0, 1, 2, 130]
     assert all(isinstance(text, str) and text for text in EXIT_CODES.values())
     assert "clean" in EXIT_CODES[0] and "findings" in EXIT_CODES[1] and "could not run" in EXIT_CODES[2]
     assert Fp8DoctorError.exit_code == EXIT_ERROR
@@ -127,7 +127,8 @@ def test_the_hierarchy():
     e = LockHeld("another fix holds /x/.fp8doctor.lock")
     assert isinstance(e, Fp8DoctorError) and e.exit_code == EXIT_ERROR
     assert str(e) == "another fix holds /x/.fp8doctor.lock"
-    assert set(errors.__all__) == {"EXIT_CODES", "EXIT_ERROR", "EXIT_FINDINGS", "EXIT_OK", "CheckpointError",
+    assert set(errors.__all__) == {"EXIT_CODES", "EXIT_ERROR", "EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK",
+                                   "CheckpointError",
                                    "Fp8DoctorError", "VerifyError"}
 
 
