@@ -41,6 +41,25 @@ def header_hash(t: TensorInfo) -> str:
                                       ).hexdigest()
 
 
+class RowHasher:
+    """The sha256 of a tensor read in row slabs, fed by whichever pass first reads it from its start
+    to its end in order (later passes, and reads out of order, leave it alone)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self._h = hashlib.sha256()
+        self._at = 0
+        self._nbytes = nbytes
+
+    def feed(self, offset: int, data: bytes | memoryview) -> None:
+        if offset == self._at and self._at < self._nbytes:
+            self._h.update(data)
+            self._at += len(data)
+
+    @property
+    def digest(self) -> str | None:
+        return "sha256:" + self._h.hexdigest() if self._at == self._nbytes else None
+
+
 @dataclass
 class Inspection:
     """An open checkpoint with its pairing, content options and weight reader (see the module doc)."""
@@ -76,11 +95,21 @@ class Inspection:
         if self.hashes is not None and t.nbytes <= HASH_LIMIT and len(data) == t.nbytes:
             self.hashes[t.name] = bytes_hash((data,))
 
+    def row_hasher(self, t: TensorInfo) -> RowHasher | None:
+        """A hasher for a scale tensor the scan reads in row slabs (None: no hash wanted for it)."""
+        return RowHasher(t.nbytes) if self.hashes is not None and t.nbytes <= HASH_LIMIT else None
+
+    def record_digest(self, t: TensorInfo, hasher: RowHasher | None) -> None:
+        """Note the sha256 a RowHasher took of a whole tensor (nothing when it saw only part of it)."""
+        digest = hasher.digest if hasher is not None else None
+        if self.hashes is not None and digest is not None:
+            self.hashes[t.name] = digest
+
     def tensor_hashes(self, names: Iterable[str | None]) -> dict[str, str]:
         """What a baseline keys the findings on these tensors by: the stored bytes of a scale tensor
-        the scan judged (a streamed one is read again, in chunks), else the header entry of any other
-        tensor fully inside its file. Tensors absent or unreadable get none (their findings are
-        hashed by rule and message)."""
+        the scan judged (hashed from the bytes it read; one it could not hash then is read again, in
+        chunks), else the header entry of any other tensor fully inside its file. Tensors absent or
+        unreadable get none (their findings are hashed by rule and message)."""
         out: dict[str, str] = {}
         ckpt = self.checkpoint
         scales = self.pairing.scale_names
@@ -99,4 +128,4 @@ class Inspection:
         return out
 
 
-__all__ = ["HASH_LIMIT", "Inspection", "bytes_hash", "header_hash"]
+__all__ = ["HASH_LIMIT", "Inspection", "RowHasher", "bytes_hash", "header_hash"]

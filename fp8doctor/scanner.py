@@ -165,7 +165,7 @@ def _check_file(ckpt: Checkpoint, tensors: list[TensorInfo], layouts: dict[str, 
         try:
             if end - start > MAX_READ:  # one tensor larger than a read: stream it
                 (t,) = batch
-                out.append(_check_streamed(src, t, layouts.get(t.name), content, read_weight))
+                out.append(_check_streamed(src, t, layouts.get(t.name), content, read_weight, insp))
             else:
                 blob = memoryview(src.pread(start, end - start))
                 out.extend(_check_batch(batch, start, blob, layouts, content, read_weight))
@@ -236,14 +236,22 @@ def _check_one(t: TensorInfo, layout: ScaleLayout | None, data: bytes | memoryvi
 
 
 def _check_streamed(src, t: TensorInfo, layout: ScaleLayout | None, content: ContentOptions,
-                    read_weight: Callable[[TensorInfo, int, int], bytes]) -> _Checked:
-    """A scale tensor larger than one read, judged in row slabs of bounded size."""
+                    read_weight: Callable[[TensorInfo, int, int], bytes], insp: Inspection | None = None) -> _Checked:
+    """A scale tensor larger than one read, judged in row slabs of bounded size (hashed from the
+    slabs of the first pass over it, when the inspection wants hashes)."""
     row_bytes = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
+    hasher = insp.row_hasher(t) if insp is not None else None
 
     def read_rows(r0: int, n: int) -> bytes:
-        return src.pread(t.offset + r0 * row_bytes, n * row_bytes)
+        data = src.pread(t.offset + r0 * row_bytes, n * row_bytes)
+        if hasher is not None:
+            hasher.feed(r0 * row_bytes, data)
+        return data
 
-    return judge.judge_scale_rows(t, read_rows, layout, content, read_weight, MAX_READ)
+    judged = judge.judge_scale_rows(t, read_rows, layout, content, read_weight, MAX_READ)
+    if insp is not None:
+        insp.record_digest(t, hasher)
+    return judged
 
 
 def analyze(ckpt: Checkpoint | Inspection, options: ScanOptions | None = None,
