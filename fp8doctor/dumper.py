@@ -20,7 +20,7 @@ import fnmatch
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -128,6 +128,9 @@ class TensorDump:
     findings: tuple[Finding, ...] = ()
     """Content findings on the whole tensor (only when marks were computed)."""
     marked: bool = True
+    whole: SelectionSummary | None = None
+    """Set on a preview (`TensorStream.preview`): the rows here are the first ones a grid shows, and
+    this says what the whole selection holds (its rows, counts and `rules` are the selection's)."""
 
     @property
     def nrows(self) -> int:
@@ -441,6 +444,50 @@ def dump_checkpoint(ckpt: Checkpoint, options: DumpOptions) -> list[TensorDump]:
     return [next(_dump_pieces(insp, p, options, None)) for p in planned]
 
 
+@dataclass(frozen=True)
+class SelectionSummary:
+    """What a preview's rows cannot say about the whole selection they come from."""
+
+    rows: tuple[int, int]
+    """The selection's row range."""
+    count: int
+    """Selected entries."""
+    selected_padding: int
+    """Selected entries that are padding."""
+    padding: int
+    """Padded entries in the selection's rows."""
+    selected_rows: int
+    """Rows holding at least one selected entry."""
+    next_row: int | None
+    """The first row holding a selected entry after the preview's rows (None: there is none)."""
+    value_width: int = 0
+    """The widest decoded value in the selection (0 when not asked for)."""
+
+
+def _selected_rows(d: TensorDump) -> np.ndarray:
+    """Span-relative indices of the rows of `d` holding a selected entry."""
+    n = d.rows[1] - d.rows[0]
+    return np.flatnonzero(d.selected.reshape(n, -1).any(axis=1)) if n and d.selected.size else np.zeros(0, np.int64)
+
+
+def _cut(d: TensorDump, stop: int) -> TensorDump:
+    """`d`'s rows up to (not including) absolute row `stop`."""
+    k = stop - d.rows[0]
+    return replace(d, rows=(d.rows[0], stop), data=d.data[:k * d.row_len * d.itemsize], selected=d.selected[:k],
+                   padding=d.padding[:k], severity=d.severity[:k])
+
+
+def _joined(parts: list[TensorDump]) -> TensorDump:
+    """Consecutive pieces of one tensor as one TensorDump."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return replace(first, rows=(first.rows[0], parts[-1].rows[1]), data=b"".join(p.data for p in parts),
+                   selected=np.concatenate([p.selected for p in parts]),
+                   padding=np.concatenate([p.padding for p in parts]),
+                   severity=np.concatenate([p.severity for p in parts]))
+
+
 @dataclass(frozen=True, eq=False)
 class TensorStream:
     """One selected tensor of an open checkpoint, dumped piece by piece on demand (`pieces`), as
@@ -459,6 +506,47 @@ class TensorStream:
         and one empty piece for an empty selection); `marks=False` runs no rule."""
         options = self._options if marks else replace(self._options, marks=False)
         return _dump_pieces(self._insp, self._planned, options, piece_bytes)
+
+    def preview(self, max_rows: int, value_width: Callable[[TensorDump], int] | None = None,
+                piece_bytes: int = STREAM_BYTES) -> TensorDump:
+        """The first `max_rows` rows of the selection that hold a selected entry (and the rows
+        between them), with `whole` and `rules` saying what the whole selection holds: what a grid
+        capped at `max_rows` shows, in memory that follows a piece and the rows shown, not the
+        tensor. `value_width(piece)`: the widest decoded value of a piece, taken over every piece."""
+        need = max(max_rows, 1)
+        kept: list[TensorDump] = []
+        first: TensorDump | None = None
+        have = count = sel_pad = pad = sel_rows = width = 0
+        next_row: int | None = None
+        totals: dict[str, tuple[Severity, int]] = {}
+        order: dict[str, int] = {}
+        for p in self.pieces(self._options.marks, piece_bytes):
+            first = first or p
+            order.update((f.rule, i) for i, f in enumerate(p.findings) if f.rule not in order)
+            for rule, sev, n in p.rules:
+                totals[rule] = (sev, totals.get(rule, (sev, 0))[1] + n)
+            count += p.count
+            sel_pad += int((p.selected & p.padding).sum())
+            pad += int(p.padding.sum())
+            if value_width is not None:
+                width = max(width, value_width(p))
+            idx = _selected_rows(p)
+            sel_rows += int(idx.size)
+            if have < need and (kept or idx.size):
+                if idx.size > need - have:  # the rows shown end inside this piece
+                    next_row = p.rows[0] + int(idx[need - have])
+                    kept.append(_cut(p, p.rows[0] + int(idx[need - have - 1]) + 1))
+                    have = need
+                else:
+                    kept.append(p)
+                    have += int(idx.size)
+            elif next_row is None and have >= need and idx.size:
+                next_row = p.rows[0] + int(idx[0])
+        assert first is not None  # pieces() yields at least one piece
+        shown = _joined(kept) if kept else _cut(first, first.rows[0])
+        rules = tuple((r, *totals[r]) for r in sorted(totals, key=order.__getitem__) if totals[r][1])
+        return replace(shown, rules=rules, whole=SelectionSummary(self.rows, count, sel_pad, pad, sel_rows,
+                                                                  next_row, width))
 
     def whole(self) -> TensorDump:
         """The whole selection as one TensorDump (what `dump` returns for this tensor)."""

@@ -5,6 +5,8 @@ are dim and prefixed '.', entries that break a rule are coloured by severity and
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
@@ -39,6 +41,20 @@ def decode_values(d: TensorDump) -> list[str] | None:
     pow2 = dec.pow2.reshape(-1)
     exp = dec.exponent.reshape(-1)
     return [f"2^{int(e)}" if p else describe_value(d.encoding, int(r)) for r, p, e in zip(raw, pow2, exp)]
+
+
+def value_width(d: TensorDump, values: list[str] | None = None) -> int:
+    """The widest decoded value among `d`'s entries (0 when they cannot be decoded). A value is a
+    function of the entry's bytes: without `values`, each distinct entry is decoded once."""
+    if values is None:
+        if d.encoding is None or not d.data:
+            return 0
+        raw = np.unique(np.frombuffer(d.data, dtype=BY_NAME[d.encoding].raw)) if d.encoding in BY_NAME else None
+        if raw is None:
+            values = decode_values(d)
+        else:
+            values = decode_values(replace(d, data=raw.tobytes(), selected=np.ones((1, raw.size), dtype=bool)))
+    return max((len(v) for v in values), default=0) if values is not None else 0
 
 
 def _per_line(d: TensorDump, width: int, prefix: int, cell: int) -> int:
@@ -77,21 +93,23 @@ class _Body:
 def render_grid(d: TensorDump, console: Console, decode: bool = False, max_rows: int | None = None) -> None:
     """The grid of `d`; at most `max_rows` selected rows (None: all), then one line saying how many
     more there are and how to see them."""
+    whole = d.whole  # a preview (TensorStream.preview): the first rows shown, the selection's summary
+    rows_all = whole.rows if whole is not None else d.rows
     values = decode_values(d) if decode else None
     dw = (BY_NAME[d.encoding].decode_width if d.encoding in BY_NAME else 0) if values is not None else 0
     if values is not None:
-        dw = max(dw, max((len(v) for v in values), default=0))
+        dw = max(dw, whole.value_width if whole is not None else value_width(d, values))
     cell = 1 + 2 * d.itemsize + (1 + dw if dw else 0)
     span_rows = d.rows[1] - d.rows[0]
-    any_row = d.selected.any(axis=1) if d.selected.ndim == 2 else d.selected.reshape(span_rows, -1).any(axis=1)
+    any_row = d.selected.reshape(span_rows, -1).any(axis=1) if span_rows else np.zeros(0, dtype=bool)
     all_shown = [int(r) for r in np.flatnonzero(any_row)]
     if not all_shown:
-        console.print(Text(f"  nothing selected in rows {d.rows[0]}:{d.rows[1]} (region {d.region})", "yellow"))
+        console.print(Text(f"  nothing selected in rows {rows_all[0]}:{rows_all[1]} (region {d.region})", "yellow"))
         return
     shown = all_shown if max_rows is None else all_shown[:max(max_rows, 1)]
     labels = {r: d.row_label(d.rows[0] + r) for r in shown}
     label_w = max(3, *(len(s) for s in labels.values()), len(f"+{d.row_len}"))
-    last = d.offset_of(d.first_index + span_rows * d.row_len)
+    last = d.offset_of(rows_all[1] * d.row_len)
     off_w = max(8, len(f"{last:x}"))
     prefix = 2 + label_w + 2 + 2 + off_w + 1
     per = _per_line(d, console.width, prefix, cell)
@@ -147,9 +165,9 @@ def render_grid(d: TensorDump, console: Console, decode: bool = False, max_rows:
                 i = j
             lines.append(parts)
     console.print(_Body(lines), soft_wrap=True)
-    more = len(all_shown) - len(shown)
+    more = (whole.selected_rows if whole is not None else len(all_shown)) - len(shown)
     if more:
-        nxt = d.rows[0] + all_shown[len(shown)]
+        nxt = d.rows[0] + all_shown[len(shown)] if len(all_shown) > len(shown) else whole.next_row  # type: ignore[union-attr]
         console.print(Text(f"  {more:,} more row{'s' if more != 1 else ''}: --rows {nxt}: for the next ones, --all for "
                            "every row", "yellow"), soft_wrap=True)
 

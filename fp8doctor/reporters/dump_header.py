@@ -37,7 +37,11 @@ def header(d: TensorDump) -> list[Text]:
 
     row("file", plain(d.file), f", data at byte {d.byte_offset:,} (0x{d.byte_offset:x})")
     enc = f"{d.encoding}, " if d.encoding else "not decodable, "
-    padded = int(d.padding.sum()) if d.layout is None else d.layout.padded_count
+    whole = d.whole  # a preview: its rows are the first shown, the counts are the selection's
+    if d.layout is not None:
+        padded = d.layout.padded_count
+    else:
+        padded = whole.padding if whole is not None else int(d.padding.sum())
     row("dtype", f"{d.dtype} ({enc}{plural(d.itemsize, 'byte')} per entry)   stored {_dims(d.shape)}   "
         f"logical {_dims(d.logical_shape)}   {entries(padded, 'padded entr')}")
     lay = d.layout
@@ -58,9 +62,11 @@ def header(d: TensorDump) -> list[Text]:
     if d.note:
         row("layout", (plain(d.note), "yellow"))
     nrows = d.nrows if d.row_len else 0
-    sel_pad = int((d.selected & d.padding).sum())
-    row("shown", f"rows {d.rows[0]}:{d.rows[1]} of {nrows}" + (" (leading axes flattened)" if len(d.shape) > 2 else "")
-        + f", region {d.region}: {entries(d.count)}, {sel_pad:,} padded")
+    sel_pad = whole.selected_padding if whole is not None else int((d.selected & d.padding).sum())
+    rows = whole.rows if whole is not None else d.rows
+    count = whole.count if whole is not None else d.count
+    row("shown", f"rows {rows[0]}:{rows[1]} of {nrows}" + (" (leading axes flattened)" if len(d.shape) > 2 else "")
+        + f", region {d.region}: {entries(count)}, {sel_pad:,} padded")
     return lines
 
 

@@ -69,7 +69,12 @@ def _many_format(fmt: str) -> Presenter:
 
 
 def _dump_console(streams: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
-    dumps = [s.whole() for s in streams]  # the grid and the pictures see each selection whole
+    if not ctx.views and ctx.max_rows is not None:  # a capped grid: only the rows it shows are held
+        grid = _module("dump_grid")
+        width = grid.value_width if ctx.decode else None
+        dumps = [s.preview(ctx.max_rows, width) for s in streams]
+    else:  # every row of the grid, and the pictures, see each selection whole
+        dumps = [s.whole() for s in streams]
 
     def draw(c: Console) -> None:
         if "heatmap" in ctx.views:

@@ -110,3 +110,49 @@ def test_heatmap_legend_without_colour_has_one_glyph_per_band(v4):
     assert len(glyphs) == len(dump_heatmap._BANDS) and len(set(glyphs)) == len(glyphs)
     picture = "".join(ln for ln in text.splitlines() if re.match(r"\s+\d+\s{2}\S", ln))
     assert "9" * 9 in picture  # the 0xf0 garbage is the farthest band above, told apart without colour
+
+
+@pytest.mark.parametrize("region", ["all", "padding", "logical"])
+@pytest.mark.parametrize("decode", [False, True])
+def test_a_capped_grid_from_a_preview_is_the_whole_selections_grid(tmp_path, region, decode):
+    """The console grid capped at N rows is drawn from `TensorStream.preview` (the rows shown plus the
+    selection's summary, streamed in pieces): the same text as from the whole selection, for any
+    piece size, region and cap, with --decode's column width taken over every piece."""
+    import itertools
+
+    import numpy as np
+
+    from fp8doctor.dumper import dump_streams
+    from fp8doctor.testing import synth
+    from fp8doctor.testing.synth import Tensor, write_safetensors
+
+    rng = np.random.default_rng(5)
+    d = tmp_path / "ck"
+    synth.deepseek_v4(str(d))  # padded expert scales (rows 80..95 of 96), garbage in their padding
+    synth.garble_padding(str(d), prefix="")
+    e8 = rng.integers(118, 136, (300, 40)).astype(np.uint8)
+    e8[rng.random(e8.shape) < 0.01] = 0xFF
+    e8[250:, :] = rng.integers(0, 256, (50, 40))  # garbage far down: the widest values sit there
+    f32 = np.ldexp(np.ones((200, 12), np.float32), rng.integers(-8, 8, (200, 12))).astype(np.float32)
+    f32[190:] = rng.standard_normal((10, 12)).astype(np.float32) * 1e-7
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    write_safetensors(str(extra / "model.safetensors"), {
+        "m.e8.scale": Tensor("F8_E8M0", (300, 40), e8.reshape(-1)),
+        "m.f32.scale": Tensor("F32", (200, 12), f32.reshape(-1).view(np.uint8))})
+    texts = []
+    for (path, names), max_rows in itertools.product(
+            ((d, ("layers.0.ffn.experts.[01].w1.scale", "layers.0.attn.*.scale")), (extra, ("m.*",))),
+            (1, 7, 64, 299, 1000)):
+        with dump_streams(str(path), DumpOptions(tensors=names, region=region)) as streams:
+            whole = [s.whole() for s in streams]
+            for piece in (97, 4096, 1 << 20):
+                width = dump_grid.value_width if decode else None
+                preview = [s.preview(max_rows, width, piece_bytes=piece) for s in streams]
+                a, b = recording(), recording()
+                dump_grid.render(whole, a, decode, max_rows)
+                dump_grid.render(preview, b, decode, max_rows)
+                texts.append(a.export_text())
+                assert b.export_text() == texts[-1], (max_rows, piece)
+                assert all(len(p.data) <= len(w.data) for p, w in zip(preview, whole))
+    assert any("more rows: --rows" in t for t in texts)  # the caps cut: the summary's rows were used
