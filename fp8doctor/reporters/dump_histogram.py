@@ -4,6 +4,8 @@ are coloured by the worst severity."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -15,31 +17,57 @@ from fp8doctor.reporters.dump_header import PAD_STYLE, RANK_SEVERITY, SEVERITY_C
 BAR = 30
 
 
-def bins(d: TensorDump) -> list[tuple[str, str, int, int, int]]:
-    """(value, byte or '', real count, padded count, worst severity rank) per bin, in order."""
+Bin = tuple[str, str, int, int, int]
+_SPECIAL = ("zero", "NaN", "negative")
+
+
+def _keyed(d: TensorDump) -> dict[tuple[int, int], list]:
+    """Bins of `d` keyed for order and merging: (0, exponent) ascending, then (1, i) for the special
+    values zero, NaN, negative; each [value, byte or '', real, padded, worst severity rank]."""
     dec = d.decoded()
     if dec is None:
-        return []
+        return {}
     sel, pad, sev = d.selected, d.padding, d.severity
     keys = np.where(dec.valid, dec.exponent, 0).astype(np.int64)
-    special = [("zero", dec.zero), ("NaN", dec.nan), ("negative", dec.negative)]
-    out = []
+    special = [dec.zero, dec.nan, dec.negative]
+    out: dict[tuple[int, int], list] = {}
     for e in np.unique(keys[sel & dec.valid]):
         m = sel & dec.valid & (keys == e)
         byte = f"{int(e) + 127:02x}" if d.encoding == "e8m0" else ""
-        out.append((f"2^{int(e)}", byte, int((m & ~pad).sum()), int((m & pad).sum()), int(sev[m].max())))
-    for label, mask in special:
+        out[(0, int(e))] = [f"2^{int(e)}", byte, int((m & ~pad).sum()), int((m & pad).sum()), int(sev[m].max())]
+    for i, (label, mask) in enumerate(zip(_SPECIAL, special)):
         m = sel & mask
         if m.any():
             byte = {"zero": "00", "NaN": "ff"}.get(label, "") if d.encoding == "e8m0" else ""
             if label == "zero" and d.encoding == "e8m0":
                 label = "2^-127 (zero)"
-            out.append((label, byte, int((m & ~pad).sum()), int((m & pad).sum()), int(sev[m].max())))
+            out[(1, i)] = [label, byte, int((m & ~pad).sum()), int((m & pad).sum()), int(sev[m].max())]
     return out
 
 
-def render_histogram(d: TensorDump, console: Console) -> None:
-    rows = bins(d)
+def bins(d: TensorDump) -> list[Bin]:
+    """(value, byte or '', real count, padded count, worst severity rank) per bin, in order."""
+    return [tuple(v) for _, v in sorted(_keyed(d).items())]  # type: ignore[misc]
+
+
+def stream_bins(pieces: Iterable[TensorDump]) -> list[Bin]:
+    """`bins` of the whole selection from its pieces (TensorStream.pieces), one piece held at a time."""
+    acc: dict[tuple[int, int], list] = {}
+    for p in pieces:
+        for k, v in _keyed(p).items():
+            have = acc.get(k)
+            if have is None:
+                acc[k] = v
+            else:
+                have[2] += v[2]
+                have[3] += v[3]
+                have[4] = max(have[4], v[4])
+    return [tuple(v) for _, v in sorted(acc.items())]  # type: ignore[misc]
+
+
+def render_histogram(d: TensorDump, console: Console, rows: list[Bin] | None = None) -> None:
+    """The histogram of `d` (or of `rows`, the bins of the selection `d` previews)."""
+    rows = bins(d) if rows is None else rows
     if not rows:
         why = "nothing selected" if d.encoding else f"{d.dtype} entries cannot be decoded"
         console.print(Text(f"  no histogram: {why}", "yellow"))
@@ -65,3 +93,9 @@ def render_histogram(d: TensorDump, console: Console) -> None:
 
 def render(dumps: list[TensorDump], console: Console) -> None:
     render_each(dumps, console, render_histogram)
+
+
+def render_streamed(items: list[tuple[TensorDump, list[Bin]]], console: Console) -> None:
+    """`render` from previews (TensorStream.preview: the header's counts) and streamed bins."""
+    rows = {id(d): r for d, r in items}
+    render_each([d for d, _ in items], console, lambda d, c: render_histogram(d, c, rows[id(d)]))

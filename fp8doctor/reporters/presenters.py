@@ -69,11 +69,16 @@ def _many_format(fmt: str) -> Presenter:
 
 
 def _dump_console(streams: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
+    if ctx.views == ("histogram",):  # counted piece by piece: nothing held but a piece and the bins
+        hist = _module("dump_histogram")
+        items = [(s.preview(1), hist.stream_bins(s.pieces())) for s in streams]
+        yield from _view(console, lambda c: hist.render_streamed(items, c))
+        return
     if not ctx.views and ctx.max_rows is not None:  # a capped grid: only the rows it shows are held
         grid = _module("dump_grid")
         width = grid.value_width if ctx.decode else None
         dumps = [s.preview(ctx.max_rows, width) for s in streams]
-    else:  # every row of the grid, and the pictures, see each selection whole
+    else:  # every row of the grid, and the heatmap, see each selection whole
         dumps = [s.whole() for s in streams]
 
     def draw(c: Console) -> None:

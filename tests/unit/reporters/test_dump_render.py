@@ -156,3 +156,33 @@ def test_a_capped_grid_from_a_preview_is_the_whole_selections_grid(tmp_path, reg
                 assert b.export_text() == texts[-1], (max_rows, piece)
                 assert all(len(p.data) <= len(w.data) for p, w in zip(preview, whole))
     assert any("more rows: --rows" in t for t in texts)  # the caps cut: the summary's rows were used
+
+
+@pytest.mark.parametrize("region", ["all", "padding", "logical"])
+def test_a_streamed_histogram_is_the_whole_selections_histogram(tmp_path, region):
+    """`dump --histogram` counts its bins piece by piece (dump_histogram.stream_bins, the header from a
+    preview): the same text as from the whole selection, for any piece size."""
+    from fp8doctor.dumper import dump_streams
+    from fp8doctor.reporters import RenderContext
+    from fp8doctor.reporters.presenters import present
+    from fp8doctor.testing import synth
+
+    d = str(tmp_path / "v4")
+    synth.deepseek_v4(d)
+    synth.garble_padding(d, prefix="")
+    poke(d, "layers.0.ffn.experts.0.w1.scale", 0, bytes([0xFF, 0x00, 0x99]))
+    options = DumpOptions(tensors=("layers.0.ffn.experts.[01].w*.scale", "layers.0.attn.*.scale"), region=region)
+    with dump_streams(d, options) as streams:
+        whole = [s.whole() for s in streams]
+        a = recording()
+        dump_histogram.render(whole, a)
+        want = a.export_text()
+        for piece in (64, 999, 1 << 20):
+            assert [dump_histogram.stream_bins(s.pieces(piece_bytes=piece)) for s in streams] == \
+                [dump_histogram.bins(w) for w in whole]
+        got = "".join(present("dump", "console", streams, RenderContext(views=("histogram",)), None))
+    b = recording()
+    dump_histogram.render_streamed([(s, dump_histogram.bins(s)) for s in whole], b)
+    assert b.export_text() == want
+    assert got.split() == want.split()  # the presenter's own console is plain text of another width
+    assert "2^" in want
