@@ -508,11 +508,12 @@ class TensorStream:
         return _dump_pieces(self._insp, self._planned, options, piece_bytes)
 
     def preview(self, max_rows: int, value_width: Callable[[TensorDump], int] | None = None,
-                piece_bytes: int = STREAM_BYTES) -> TensorDump:
+                piece_bytes: int = STREAM_BYTES, each: Callable[[TensorDump], object] | None = None) -> TensorDump:
         """The first `max_rows` rows of the selection that hold a selected entry (and the rows
         between them), with `whole` and `rules` saying what the whole selection holds: what a grid
         capped at `max_rows` shows, in memory that follows a piece and the rows shown, not the
-        tensor. `value_width(piece)`: the widest decoded value of a piece, taken over every piece."""
+        tensor. `value_width(piece)`: the widest decoded value of a piece, taken over every piece;
+        `each(piece)` sees every piece of the same pass (a histogram counts its bins there)."""
         need = max(max_rows, 1)
         kept: list[TensorDump] = []
         first: TensorDump | None = None
@@ -530,6 +531,8 @@ class TensorStream:
             pad += int(p.padding.sum())
             if value_width is not None:
                 width = max(width, value_width(p))
+            if each is not None:
+                each(p)
             idx = _selected_rows(p)
             sel_rows += int(idx.size)
             if have < need and (kept or idx.size):

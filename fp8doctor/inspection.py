@@ -92,8 +92,10 @@ class Inspection:
 
     def record_hash(self, t: TensorInfo, data: bytes | memoryview) -> None:
         """Note a judged scale tensor's sha256 while its bytes are in hand (when hashes are wanted)."""
-        if self.hashes is not None and t.nbytes <= HASH_LIMIT and len(data) == t.nbytes:
-            self.hashes[t.name] = bytes_hash((data,))
+        hasher = self.row_hasher(t)
+        if hasher is not None:
+            hasher.feed(0, data)
+        self.record_digest(t, hasher)
 
     def row_hasher(self, t: TensorInfo) -> RowHasher | None:
         """A hasher for a scale tensor the scan reads in row slabs (None: no hash wanted for it)."""

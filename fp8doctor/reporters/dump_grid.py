@@ -49,11 +49,8 @@ def value_width(d: TensorDump, values: list[str] | None = None) -> int:
     if values is None:
         if d.encoding is None or not d.data:
             return 0
-        raw = np.unique(np.frombuffer(d.data, dtype=BY_NAME[d.encoding].raw)) if d.encoding in BY_NAME else None
-        if raw is None:
-            values = decode_values(d)
-        else:
-            values = decode_values(replace(d, data=raw.tobytes(), selected=np.ones((1, raw.size), dtype=bool)))
+        raw = np.unique(np.frombuffer(d.data, dtype=BY_NAME[d.encoding].raw))
+        values = decode_values(replace(d, data=raw.tobytes(), selected=np.ones((1, raw.size), dtype=bool)))
     return max((len(v) for v in values), default=0) if values is not None else 0
 
 
@@ -167,7 +164,8 @@ def render_grid(d: TensorDump, console: Console, decode: bool = False, max_rows:
     console.print(_Body(lines), soft_wrap=True)
     more = (whole.selected_rows if whole is not None else len(all_shown)) - len(shown)
     if more:
-        nxt = d.rows[0] + all_shown[len(shown)] if len(all_shown) > len(shown) else whole.next_row  # type: ignore[union-attr]
+        # the next row with a selected entry: in these rows, else (a preview) the summary's
+        nxt = d.rows[0] + all_shown[len(shown)] if len(all_shown) > len(shown) else whole and whole.next_row
         console.print(Text(f"  {more:,} more row{'s' if more != 1 else ''}: --rows {nxt}: for the next ones, --all for "
                            "every row", "yellow"), soft_wrap=True)
 

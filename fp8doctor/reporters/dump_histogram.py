@@ -50,19 +50,33 @@ def bins(d: TensorDump) -> list[Bin]:
     return [tuple(v) for _, v in sorted(_keyed(d).items())]  # type: ignore[misc]
 
 
-def stream_bins(pieces: Iterable[TensorDump]) -> list[Bin]:
-    """`bins` of the whole selection from its pieces (TensorStream.pieces), one piece held at a time."""
-    acc: dict[tuple[int, int], list] = {}
-    for p in pieces:
-        for k, v in _keyed(p).items():
-            have = acc.get(k)
+class BinCounter:
+    """`bins` of a whole selection, counted piece by piece (TensorStream.pieces): `add` each piece,
+    then `bins()`; one piece is held at a time."""
+
+    def __init__(self) -> None:
+        self._acc: dict[tuple[int, int], list] = {}
+
+    def add(self, piece: TensorDump) -> None:
+        for k, v in _keyed(piece).items():
+            have = self._acc.get(k)
             if have is None:
-                acc[k] = v
+                self._acc[k] = v
             else:
                 have[2] += v[2]
                 have[3] += v[3]
                 have[4] = max(have[4], v[4])
-    return [tuple(v) for _, v in sorted(acc.items())]  # type: ignore[misc]
+
+    def bins(self) -> list[Bin]:
+        return [tuple(v) for _, v in sorted(self._acc.items())]  # type: ignore[misc]
+
+
+def stream_bins(pieces: Iterable[TensorDump]) -> list[Bin]:
+    """`bins` of the whole selection from its pieces, one piece held at a time."""
+    counter = BinCounter()
+    for p in pieces:
+        counter.add(p)
+    return counter.bins()
 
 
 def render_histogram(d: TensorDump, console: Console, rows: list[Bin] | None = None) -> None:

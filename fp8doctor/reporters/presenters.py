@@ -71,7 +71,10 @@ def _many_format(fmt: str) -> Presenter:
 def _dump_console(streams: Any, ctx: RenderContext, console: Console | None) -> Iterator[Piece]:
     if ctx.views == ("histogram",):  # counted piece by piece: nothing held but a piece and the bins
         hist = _module("dump_histogram")
-        items = [(s.preview(1), hist.stream_bins(s.pieces())) for s in streams]
+        items = []
+        for s in streams:  # one pass: the preview's summary (the header) and the bins together
+            counter = hist.BinCounter()
+            items.append((s.preview(1, each=counter.add), counter.bins()))
         yield from _view(console, lambda c: hist.render_streamed(items, c))
         return
     if not ctx.views and ctx.max_rows is not None:  # a capped grid: only the rows it shows are held

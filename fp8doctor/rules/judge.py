@@ -26,7 +26,6 @@ from fp8doctor.rules.content import (
     ReadWeight,
     TensorSummary,
     check_padding_raw,
-    check_tensor,
     check_tensor_slabs,
     kind_of,
     padding_fill_raw,
@@ -92,20 +91,10 @@ def judge_scale_tensor(tensor: TensorInfo, data: bytes | memoryview, layout: Sca
     says which entries are padding (None: a scale of unknown layout, only value rules run);
     `read_weight(weight, offset, length)` reads weight bytes to confirm zero scales (None: zero
     scales are reported unconfirmed). Memory stays bounded by the tensor's size plus a slab."""
-    t = tensor
-    quick = tally_for(layout, t, options, quick=True) if QUICK else None
-    if quick is not None and quick.quick:  # the quick test: min/max, no histogram
-        quick.add(data, 0)
-        done = clean_outcome(quick, t, layout, options, lambda: data)
-        if done is not None:
-            return done
-    tally = tally_for(layout, t, options)
-    if tally is not None:
-        tally.add(data, 0)
-        done = clean_outcome(tally, t, layout, options, lambda: data)
-        if done is not None:
-            return done
-    return check_tensor(layout, t, data, options, read_weight)  # in row slabs: never ~10x its size decoded
+    rows = tensor.shape[0] if tensor.shape else 1
+    row_bytes = len(data) // rows if rows else 0
+    return _judge(tensor, lambda r0, n: data[r0 * row_bytes:(r0 + n) * row_bytes], layout, options, read_weight,
+                  max(1, len(data)), data)
 
 
 def judge_scale_rows(tensor: TensorInfo, read_rows: ReadRows, layout: ScaleLayout | None, options: ContentOptions,
@@ -114,18 +103,24 @@ def judge_scale_rows(tensor: TensorInfo, read_rows: ReadRows, layout: ScaleLayou
     than one read): `read_rows(first_row, rows)` returns their stored bytes. The tally passes over
     the slabs first; a tensor it does not call clean (or whose padding is off: the padding rule would
     need the bytes again) goes through the rules' evaluator, slab by slab."""
-    t = tensor
+    return _judge(tensor, read_rows, layout, options, read_weight, slab_bytes, None)
+
+
+def _judge(t: TensorInfo, read_rows: ReadRows, layout: ScaleLayout | None, options: ContentOptions,
+           read_weight: ReadWeight | None, slab_bytes: int, data: bytes | memoryview | None) -> Judgement:
+    """The quick test, then (unsure) the histogram, over row slabs; then the evaluator. `data`: the
+    whole tensor in hand, which lets the padding rule run beside a clean tally without a re-read."""
     n_rows = t.shape[0] if t.shape else 1
     row_bytes = t.nbytes // n_rows if n_rows else 0
     rows = max(1, slab_bytes // max(1, row_bytes))
-    for quick in (True, False) if QUICK else (False,):  # the quick test, then (unsure) the histogram
+    for quick in (True, False) if QUICK else (False,):
         tally = tally_for(layout, t, options, quick)
         if tally is None or (quick and not tally.quick):
             continue
         for r in range(0, n_rows, rows):
             tally.add(read_rows(r, min(rows, n_rows - r)), r)
-        if not tally.pad_bad:
-            done = clean_outcome(tally, t, layout, options, lambda: b"")
+        if data is not None or not tally.pad_bad:
+            done = clean_outcome(tally, t, layout, options, lambda: data if data is not None else b"")
             if done is not None:
                 return done
     return check_tensor_slabs(layout, t, read_rows, options, read_weight)
