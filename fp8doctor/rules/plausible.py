@@ -10,7 +10,7 @@ narrow enough that such garbage falls outside it.
 
 E4M3 scales (NVFP4 block scales) live in [2^-9, 448] by construction: every finite value is
 plausible there; what goes wrong is saturation (many blocks clamped to 448 by a wrong global
-scale) — `saturated`.
+scale) — `saturated_count`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ __all__ = [
     "PLAUSIBLE_LOG2",
     "SUBNORMAL_BELOW",
     "WINDOW_ENCODINGS",
-    "implausible",
     "out_of_window",
-    "saturated",
     "saturated_count",
     "sibling_outliers",
     "why_implausible",
@@ -62,27 +60,9 @@ def out_of_window(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> np.
     return valid & ((exponent < lo) | (exponent > hi))
 
 
-def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
-    """`out_of_window`, and why (the counts a `scale-implausible` message gives)."""
-    if encoding not in WINDOW_ENCODINGS:
-        return np.zeros(exponent.shape, dtype=bool), ""
-    lo, hi = PLAUSIBLE_LOG2
-    low = valid & (exponent < lo)
-    high = valid & (exponent > hi)
-    sub = SUBNORMAL_BELOW.get(encoding)
-    n_sub = int(np.count_nonzero(low & (exponent < sub))) if sub is not None else 0
-    return low | high, why_implausible(n_sub, int(np.count_nonzero(low)) - n_sub, int(np.count_nonzero(high)))
-
-
 def saturated_count(n: int, total: int) -> bool:
     """True when `n` of `total` real E4M3 entries at 448 are more than real blocks reach."""
     return n >= SATURATED_MIN and n > SATURATED_FRACTION * total
-
-
-def saturated(raw: np.ndarray, in_box: np.ndarray) -> int:
-    """How many real E4M3 entries sit at 448 when that many cannot come from real blocks (else 0)."""
-    n = int(np.count_nonzero(in_box & ((raw & 0x7F) == E4M3_MAX_BYTE)))
-    return n if saturated_count(n, int(np.count_nonzero(in_box))) else 0
 
 
 def sibling_outliers(exponents: dict[str, int], span: int = 24, minimum: int = 4) -> dict[str, int]:

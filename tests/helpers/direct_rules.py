@@ -38,10 +38,35 @@ from fp8doctor.rules.content import (
     accepted_fill,
     kind_of,
 )
-from fp8doctor.rules.plausible import implausible, saturated
+from fp8doctor.rules.plausible import (
+    E4M3_MAX_BYTE,
+    PLAUSIBLE_LOG2,
+    SUBNORMAL_BELOW,
+    WINDOW_ENCODINGS,
+    saturated_count,
+    why_implausible,
+)
 
 MarkSink = Callable[[Finding, np.ndarray], None]
 """Receives each finding with the boolean mask (stored shape) of the entries it is about."""
+
+
+def implausible(encoding: str, exponent: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, str]:
+    """`out_of_window`, and why (the counts a `scale-implausible` message gives)."""
+    if encoding not in WINDOW_ENCODINGS:
+        return np.zeros(exponent.shape, dtype=bool), ""
+    lo, hi = PLAUSIBLE_LOG2
+    low = valid & (exponent < lo)
+    high = valid & (exponent > hi)
+    sub = SUBNORMAL_BELOW.get(encoding)
+    n_sub = int(np.count_nonzero(low & (exponent < sub))) if sub is not None else 0
+    return low | high, why_implausible(n_sub, int(np.count_nonzero(low)) - n_sub, int(np.count_nonzero(high)))
+
+
+def saturated(raw: np.ndarray, in_box: np.ndarray) -> int:
+    """How many real E4M3 entries sit at 448 when that many cannot come from real blocks (else 0)."""
+    n = int(np.count_nonzero(in_box & ((raw & 0x7F) == E4M3_MAX_BYTE)))
+    return n if saturated_count(n, int(np.count_nonzero(in_box))) else 0
 
 
 def _first(mask: np.ndarray) -> tuple[int, tuple[int, ...]] | None:

@@ -1,11 +1,14 @@
-"""rules/plausible.py: finite garbage that no producer writes, on the issue's own byte patterns."""
+"""rules/plausible.py: finite garbage that no producer writes, on the issue's own byte patterns
+(through the oracle's whole-tensor forms, tests/helpers/direct_rules.py, which use its window,
+subnormal bounds and saturation thresholds)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from fp8doctor.layouts.codecs import decode
-from fp8doctor.rules.plausible import implausible, saturated, sibling_outliers
+from fp8doctor.rules.plausible import sibling_outliers
+from tests.helpers.direct_rules import implausible, saturated
 
 HEAP = bytes.fromhex("c01e0d0deb7f0000f01e0d0deb7f0000201f0d0deb7f0000501f0d0deb7f0000")
 """An incrementing heap-pointer array as leftover memory holds it (the issue's evidence)."""
